@@ -1,0 +1,94 @@
+"""The mirror's own error tree.
+
+Every layer translates what it catches (aiohttp errors, OS errors, upstream answers) into
+one of these at its boundary; `web/errors.py` is the one place that turns them into an
+HTTP status, an `X-Error-Code` and a message.
+
+    MirrorError
+    ├── BadRequestError            malformed repo id, revision, path, or body
+    ├── NotFoundError              something the client asked for does not exist
+    │   ├── RouteNotFoundError     no such route on the mirror
+    │   ├── RepoNotFoundError      the Hub says RepoNotFound
+    │   ├── RevisionNotFoundError  the Hub says RevisionNotFound
+    │   └── EntryNotFoundError     the Hub says EntryNotFound (carries the commit)
+    ├── UpstreamRefusedError       any other error status the upstream answered
+    │                              (401/403 GatedRepo, 429, ...), passed through as is
+    ├── UpstreamUnavailableError   upstream unreachable, timed out, 5xx or 429
+    │   └── OfflineMissError       offline mode: the upstream is never asked
+    ├── IntegrityError             upstream bytes did not match the advertised hash/size
+    └── RangeNotSatisfiableError   a Range that lies past the end of the file
+"""
+
+from __future__ import annotations
+
+
+class MirrorError(Exception):
+    """Base of every error the mirror raises on purpose."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequestError(MirrorError):
+    """The request itself is malformed (odd ids, traversal, bad body)."""
+
+
+class NotFoundError(MirrorError):
+    """Something the client named does not exist."""
+
+
+class RouteNotFoundError(NotFoundError):
+    """No route of the mirror matches the URL."""
+
+
+class RepoNotFoundError(NotFoundError):
+    """The repository does not exist, or the caller may not know that it does."""
+
+
+class RevisionNotFoundError(NotFoundError):
+    """The repository exists but has no such branch, tag or commit."""
+
+
+class EntryNotFoundError(NotFoundError):
+    """The revision exists but has no such file; `commit` lets clients cache the miss."""
+
+    def __init__(self, message: str, commit: str | None = None) -> None:
+        super().__init__(message)
+        self.commit = commit
+
+
+class UpstreamRefusedError(MirrorError):
+    """The upstream answered an error we pass through unchanged (401, 403, 429, ...).
+
+    `headers` holds the Hub headers worth keeping (`X-Error-Code`, `Retry-After`, ...).
+    """
+
+    def __init__(self, status: int, message: str, headers: dict[str, str]) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers = headers
+
+
+class UpstreamUnavailableError(MirrorError):
+    """The upstream could not be reached, timed out, or answered 5xx."""
+
+    def __init__(self, message: str, retry_after: str | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class OfflineMissError(UpstreamUnavailableError):
+    """The mirror runs offline, so the upstream cannot be asked for what is not cached."""
+
+
+class IntegrityError(MirrorError):
+    """Upstream bytes did not match the size or hash the Hub advertised."""
+
+
+class RangeNotSatisfiableError(MirrorError):
+    """The requested byte range starts past the end of the file."""
+
+    def __init__(self, message: str, size: int) -> None:
+        super().__init__(message)
+        self.size = size

@@ -1,0 +1,101 @@
+"""Resolving a file of a repo at a revision to a blob the mirror can serve.
+
+Public repos are answered from the index whenever it knows the path at the pinned commit
+(from a repo info, tree page, paths-info or earlier HEAD); a commit whose complete file
+list is known answers EntryNotFound locally. Gated and private repos always ask the
+upstream with the caller's token first, so cached bytes reach only callers the upstream
+accepts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from hubmirror.core.errors import EntryNotFoundError, UpstreamUnavailableError
+from hubmirror.core.types import BlobKey, FileEntry, PinnedRevision, RepoRef
+from hubmirror.services.fetcher import Download, Fetcher
+from hubmirror.services.revisions import RevisionResolver
+from hubmirror.storage.blobs import BlobStore
+from hubmirror.storage.index import Index
+from hubmirror.upstream.client import RemoteFileMetadata
+from hubmirror.upstream.source import Upstream
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedFile:
+    """A file pinned to a commit and to the blob holding its bytes."""
+
+    pinned: PinnedRevision
+    entry: FileEntry
+
+
+def _entry_from_metadata(path: str, metadata: RemoteFileMetadata) -> FileEntry:
+    key = BlobKey.from_etag(metadata.etag)
+    if key is None:
+        raise UpstreamUnavailableError(
+            f"upstream ETag {metadata.etag!r} of {path} is not a content hash: "
+            "the mirror cannot verify these bytes"
+        )
+    return FileEntry(path=path, size=metadata.size, blob=key)
+
+
+class FileService:
+    """Finds which blob a path is and where its bytes come from."""
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        index: Index,
+        store: BlobStore,
+        fetcher: Fetcher,
+        revisions: RevisionResolver,
+    ) -> None:
+        self._upstream = upstream
+        self._index = index
+        self._store = store
+        self._fetcher = fetcher
+        self._revisions = revisions
+
+    async def resolve(
+        self, repo: RepoRef, revision: str, path: str, headers: Mapping[str, str]
+    ) -> ResolvedFile:
+        """Pin the revision and find the file's blob.
+
+        Raises EntryNotFoundError (with the commit) when the file does not exist, the
+        upstream's own errors for refused access, UpstreamUnavailableError (or
+        OfflineMissError) when only the upstream could answer and cannot.
+        """
+        pinned = await self._revisions.pin(repo, revision, headers)
+        commit = pinned.commit
+        if not pinned.public:
+            metadata = await self._upstream.file_metadata(repo, commit, path, headers)
+            return ResolvedFile(pinned, _entry_from_metadata(path, metadata))
+        entry = self._index.file(repo, commit, path)
+        if entry is None:
+            if self._index.is_listed(repo, commit):
+                raise EntryNotFoundError(
+                    f"{path} does not exist in {repo.repo_id} at {commit}", commit
+                )
+            metadata = await self._upstream.file_metadata(repo, commit, path, headers)
+            entry = _entry_from_metadata(path, metadata)
+            self._index.put_files(repo, commit, [entry])
+        return ResolvedFile(pinned, entry)
+
+    def cached_path(self, file: ResolvedFile) -> Path | None:
+        """The verified blob on disk, recording the access; None on a miss."""
+        key = file.entry.blob
+        if self._store.size_of(key) != file.entry.size:
+            return None
+        self._index.touch_blob(key)
+        return self._store.path_of(key)
+
+    def download(self, file: ResolvedFile, headers: Mapping[str, str]) -> Download:
+        """Join or start the upstream download of the file's blob."""
+        pinned, entry = file.pinned, file.entry
+        return self._fetcher.download(
+            entry.blob,
+            entry.size,
+            lambda: self._upstream.open_file(pinned.repo, pinned.commit, entry.path, headers),
+        )

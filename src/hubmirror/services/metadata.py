@@ -1,0 +1,217 @@
+"""Hub JSON answers, local first: repo info, tree pages, paths-info, commits, treesize, refs.
+
+Everything addressed by a commit is immutable, so once fetched it is answered from the
+index forever. Requests name branches; they are pinned to a commit first, and the
+upstream is always asked at that commit, so a page and the next one always describe the
+same snapshot. Gated and private repos are never answered from the cache: their answers
+go to the upstream with the caller's token every time (BYPASS).
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from yarl import URL
+
+from hubmirror.core.errors import UpstreamUnavailableError
+from hubmirror.core.hubheaders import next_page_url, strip_xet_json
+from hubmirror.core.names import quote_path
+from hubmirror.core.types import FileEntry, PinnedRevision, RepoRef
+from hubmirror.services import hubjson
+from hubmirror.services.revisions import DEFAULT_REVISION, INFO_DOCUMENT, RevisionResolver
+from hubmirror.storage.index import Index
+from hubmirror.upstream.client import JsonAnswer
+from hubmirror.upstream.source import Upstream
+
+
+class CacheStatus(enum.Enum):
+    """What `X-Cache-Status` says about an answer."""
+
+    HIT = "HIT"
+    MISS = "MISS"
+    STALE = "STALE"
+    BYPASS = "BYPASS"
+
+
+@dataclass(frozen=True, slots=True)
+class MetadataAnswer:
+    """A JSON body to send, how it was obtained, and the query of its next page."""
+
+    body: object
+    status: CacheStatus
+    commit: str | None = None
+    next_query: str | None = None
+
+
+Fetch = Callable[[], Awaitable[JsonAnswer]]
+
+
+def _next_query(answer: JsonAnswer) -> str | None:
+    url = next_page_url(answer.headers.get("Link"))
+    return None if url is None else URL(url).query_string
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+class MetadataService:
+    """Answers the Hub's metadata routes from the index, asking the upstream on a miss."""
+
+    def __init__(self, upstream: Upstream, index: Index, revisions: RevisionResolver) -> None:
+        self._upstream = upstream
+        self._index = index
+        self._revisions = revisions
+
+    async def _commit_document(
+        self,
+        pinned: PinnedRevision,
+        kind: str,
+        variant: str,
+        fetch: Fetch,
+        entries_of: Callable[[object], Iterable[FileEntry]] | None = None,
+    ) -> MetadataAnswer:
+        repo, commit = pinned.repo, pinned.commit
+        if pinned.public:
+            stored = self._index.document(repo, commit, kind, variant)
+            if stored is not None:
+                status = CacheStatus.STALE if pinned.stale else CacheStatus.HIT
+                return MetadataAnswer(json.loads(stored.body), status, commit, stored.next_cursor)
+        answer = await fetch()
+        body = strip_xet_json(answer.body)
+        next_query = _next_query(answer)
+        if not pinned.public:
+            return MetadataAnswer(body, CacheStatus.BYPASS, commit, next_query)
+        self._index.put_document(repo, commit, kind, variant, json.dumps(body), next_query)
+        if entries_of is not None:
+            self._index.put_files(repo, commit, entries_of(body))
+        return MetadataAnswer(body, CacheStatus.MISS, commit, next_query)
+
+    async def repo_info(
+        self, repo: RepoRef, revision: str | None, blobs: bool, headers: Mapping[str, str]
+    ) -> MetadataAnswer:
+        """`GET /api/{t}/{repo}[/revision/{rev}]`, optionally with `?blobs=true`."""
+        pinned = await self._revisions.pin(repo, revision or DEFAULT_REVISION, headers)
+        commit = pinned.commit
+        if not pinned.public:
+            answer = await self._upstream.get_json(
+                f"{repo.api_path}/revision/{commit}", headers, {"blobs": _flag(blobs)}
+            )
+            return MetadataAnswer(strip_xet_json(answer.body), CacheStatus.BYPASS, commit)
+        stored = self._index.document(repo, commit, INFO_DOCUMENT, "")
+        status = CacheStatus.MISS if pinned.from_upstream else CacheStatus.HIT
+        if stored is None:
+            answer = await self._upstream.get_json(
+                f"{repo.api_path}/revision/{commit}", headers, {"blobs": "true"}
+            )
+            self._revisions.remember_info(repo, commit, answer.body)
+            body = strip_xet_json(answer.body)
+            status = CacheStatus.MISS
+        else:
+            body = json.loads(stored.body)
+        if pinned.stale:
+            status = CacheStatus.STALE
+        return MetadataAnswer(body if blobs else hubjson.without_blob_details(body), status, commit)
+
+    async def tree(
+        self,
+        repo: RepoRef,
+        revision: str,
+        path: str,
+        recursive: bool,
+        expand: bool,
+        cursor: str | None,
+        headers: Mapping[str, str],
+    ) -> MetadataAnswer:
+        """One page of `GET /api/{t}/{repo}/tree/{rev}[/{path}]`."""
+        pinned = await self._revisions.pin(repo, revision, headers)
+        params = {"recursive": _flag(recursive), "expand": _flag(expand)}
+        if cursor:
+            params["cursor"] = cursor
+        suffix = f"/{quote_path(path)}" if path else ""
+        variant = json.dumps([path, recursive, expand, cursor or ""])
+        return await self._commit_document(
+            pinned,
+            "tree",
+            variant,
+            lambda: self._upstream.get_json(
+                f"{repo.api_path}/tree/{pinned.commit}{suffix}", headers, params
+            ),
+            hubjson.entries_from_tree,
+        )
+
+    async def paths_info(
+        self,
+        repo: RepoRef,
+        revision: str,
+        paths: list[str],
+        expand: bool,
+        headers: Mapping[str, str],
+    ) -> MetadataAnswer:
+        """`POST /api/{t}/{repo}/paths-info/{rev}` for a set of paths."""
+        pinned = await self._revisions.pin(repo, revision, headers)
+        unique = sorted(set(paths))
+        form = [("paths", path) for path in unique] + [("expand", _flag(expand))]
+        return await self._commit_document(
+            pinned,
+            "paths-info",
+            json.dumps([unique, expand]),
+            lambda: self._upstream.get_json(
+                f"{repo.api_path}/paths-info/{pinned.commit}", headers, form=form
+            ),
+            hubjson.entries_from_tree,
+        )
+
+    async def commits(
+        self, repo: RepoRef, revision: str, query: Mapping[str, str], headers: Mapping[str, str]
+    ) -> MetadataAnswer:
+        """One page of `GET /api/{t}/{repo}/commits/{rev}` (history below a commit is fixed)."""
+        pinned = await self._revisions.pin(repo, revision, headers)
+        params = dict(sorted(query.items()))
+        return await self._commit_document(
+            pinned,
+            "commits",
+            json.dumps(params),
+            lambda: self._upstream.get_json(
+                f"{repo.api_path}/commits/{pinned.commit}", headers, params
+            ),
+        )
+
+    async def treesize(
+        self, repo: RepoRef, revision: str, path: str, headers: Mapping[str, str]
+    ) -> MetadataAnswer:
+        """`GET /api/{t}/{repo}/treesize/{rev}[/{path}]`."""
+        pinned = await self._revisions.pin(repo, revision, headers)
+        suffix = f"/{quote_path(path)}" if path else ""
+        return await self._commit_document(
+            pinned,
+            "treesize",
+            path,
+            lambda: self._upstream.get_json(
+                f"{repo.api_path}/treesize/{pinned.commit}{suffix}", headers
+            ),
+        )
+
+    async def refs(
+        self, repo: RepoRef, include_prs: bool, headers: Mapping[str, str]
+    ) -> MetadataAnswer:
+        """`GET /api/{t}/{repo}/refs`: mutable, so asked upstream, stale-if-error."""
+        variant = _flag(include_prs)
+        public = self._index.is_public(repo)
+        try:
+            answer = await self._upstream.get_json(
+                f"{repo.api_path}/refs", headers, {"include_prs": "1"} if include_prs else None
+            )
+        except UpstreamUnavailableError:
+            stored = self._index.document(repo, "", "refs", variant) if public else None
+            if stored is None:
+                raise
+            return MetadataAnswer(json.loads(stored.body), CacheStatus.STALE)
+        body = strip_xet_json(answer.body)
+        if not public:
+            return MetadataAnswer(body, CacheStatus.BYPASS)
+        self._index.put_document(repo, "", "refs", variant, json.dumps(body))
+        return MetadataAnswer(body, CacheStatus.MISS)

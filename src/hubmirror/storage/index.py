@@ -1,0 +1,250 @@
+"""The SQLite index: refs, commit-addressed documents, path → blob, blobs and access times.
+
+All SQL of the project lives here, behind methods named for what they answer. The
+database runs in WAL mode so a server and a CLI command can share one cache folder.
+Calls are short and synchronous; one connection is shared under a lock, so the index
+may be used from the event loop and from worker threads alike.
+
+Tables:
+    refs        (repo, revision) → commit, with the time it was last confirmed upstream
+    repos       repo → whether it is public (gated/private repos are checked upstream)
+    documents   (repo, commit, kind, variant) → a Hub JSON body, immutable once stored
+    files       (repo, commit, path) → size and blob key
+    listings    (repo, commit) whose complete file list is in `files`
+    blobs       blob key → size, first stored, last read
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from hubmirror.core.types import BlobKey, FileEntry, HashAlgorithm, RepoRef
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS refs (
+    repo_type TEXT NOT NULL, repo_id TEXT NOT NULL, revision TEXT NOT NULL,
+    commit_sha TEXT NOT NULL, checked_at REAL NOT NULL,
+    PRIMARY KEY (repo_type, repo_id, revision)
+);
+CREATE TABLE IF NOT EXISTS repos (
+    repo_type TEXT NOT NULL, repo_id TEXT NOT NULL, public INTEGER NOT NULL,
+    PRIMARY KEY (repo_type, repo_id)
+);
+CREATE TABLE IF NOT EXISTS documents (
+    repo_type TEXT NOT NULL, repo_id TEXT NOT NULL, commit_sha TEXT NOT NULL,
+    kind TEXT NOT NULL, variant TEXT NOT NULL, body TEXT NOT NULL, next_cursor TEXT,
+    PRIMARY KEY (repo_type, repo_id, commit_sha, kind, variant)
+);
+CREATE TABLE IF NOT EXISTS files (
+    repo_type TEXT NOT NULL, repo_id TEXT NOT NULL, commit_sha TEXT NOT NULL,
+    path TEXT NOT NULL, size INTEGER NOT NULL, algorithm TEXT NOT NULL,
+    hexdigest TEXT NOT NULL, git_oid TEXT,
+    PRIMARY KEY (repo_type, repo_id, commit_sha, path)
+);
+CREATE TABLE IF NOT EXISTS listings (
+    repo_type TEXT NOT NULL, repo_id TEXT NOT NULL, commit_sha TEXT NOT NULL,
+    PRIMARY KEY (repo_type, repo_id, commit_sha)
+);
+CREATE TABLE IF NOT EXISTS blobs (
+    algorithm TEXT NOT NULL, hexdigest TEXT NOT NULL, size INTEGER NOT NULL,
+    stored_at REAL NOT NULL, last_access REAL NOT NULL,
+    PRIMARY KEY (algorithm, hexdigest)
+);
+CREATE INDEX IF NOT EXISTS blobs_by_access ON blobs (last_access);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRef:
+    """A branch or tag's last known commit and when the upstream last confirmed it."""
+
+    commit: str
+    checked_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDocument:
+    """A cached Hub JSON body, with the upstream's cursor to the next page if any."""
+
+    body: str
+    next_cursor: str | None
+
+
+class Index:
+    """The mirror's SQLite index. Thread-safe; every method is one short transaction."""
+
+    def __init__(self, path: Path) -> None:
+        self._lock = threading.Lock()
+        self._connection = sqlite3.connect(
+            path, check_same_thread=False, isolation_level=None, timeout=30.0
+        )
+        self._connection.execute("PRAGMA journal_mode=WAL")
+        self._connection.execute("PRAGMA synchronous=NORMAL")
+        self._connection.execute("PRAGMA busy_timeout=30000")
+        with self._transaction() as cursor:
+            cursor.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        with self._lock:
+            self._connection.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Cursor]:
+        with self._lock:
+            cursor = self._connection.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                yield cursor
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            cursor.execute("COMMIT")
+
+    def _query_one(self, sql: str, parameters: tuple[object, ...]) -> tuple[object, ...] | None:
+        with self._lock:
+            row: tuple[object, ...] | None = self._connection.execute(sql, parameters).fetchone()
+            return row
+
+    # refs ---------------------------------------------------------------------------
+    def ref(self, repo: RepoRef, revision: str) -> StoredRef | None:
+        """The last known commit of a branch or tag."""
+        row = self._query_one(
+            "SELECT commit_sha, checked_at FROM refs "
+            "WHERE repo_type = ? AND repo_id = ? AND revision = ?",
+            (repo.repo_type.value, repo.repo_id, revision),
+        )
+        return None if row is None else StoredRef(str(row[0]), float(str(row[1])))
+
+    def set_ref(self, repo: RepoRef, revision: str, commit: str) -> None:
+        """Record that the upstream just said `revision` is `commit`."""
+        with self._transaction() as cursor:
+            cursor.execute(
+                "INSERT OR REPLACE INTO refs VALUES (?, ?, ?, ?, ?)",
+                (repo.repo_type.value, repo.repo_id, revision, commit, time.time()),
+            )
+
+    # repos --------------------------------------------------------------------------
+    def is_public(self, repo: RepoRef) -> bool | None:
+        """Whether the repo was last seen public; None when never seen."""
+        row = self._query_one(
+            "SELECT public FROM repos WHERE repo_type = ? AND repo_id = ?",
+            (repo.repo_type.value, repo.repo_id),
+        )
+        return None if row is None else bool(row[0])
+
+    def set_public(self, repo: RepoRef, public: bool) -> None:
+        """Record the repo's visibility as the upstream last reported it."""
+        with self._transaction() as cursor:
+            cursor.execute(
+                "INSERT OR REPLACE INTO repos VALUES (?, ?, ?)",
+                (repo.repo_type.value, repo.repo_id, int(public)),
+            )
+
+    # documents ------------------------------------------------------------------------
+    def document(
+        self, repo: RepoRef, commit: str, kind: str, variant: str
+    ) -> StoredDocument | None:
+        """A cached commit-addressed JSON body."""
+        row = self._query_one(
+            "SELECT body, next_cursor FROM documents WHERE repo_type = ? AND repo_id = ? "
+            "AND commit_sha = ? AND kind = ? AND variant = ?",
+            (repo.repo_type.value, repo.repo_id, commit, kind, variant),
+        )
+        if row is None:
+            return None
+        return StoredDocument(str(row[0]), None if row[1] is None else str(row[1]))
+
+    def put_document(
+        self,
+        repo: RepoRef,
+        commit: str,
+        kind: str,
+        variant: str,
+        body: str,
+        next_cursor: str | None = None,
+    ) -> None:
+        """Store a commit-addressed JSON body (immutable: a second store overwrites it)."""
+        with self._transaction() as cursor:
+            cursor.execute(
+                "INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (repo.repo_type.value, repo.repo_id, commit, kind, variant, body, next_cursor),
+            )
+
+    # files --------------------------------------------------------------------------
+    def file(self, repo: RepoRef, commit: str, path: str) -> FileEntry | None:
+        """Which blob a path is at a commit, when known."""
+        row = self._query_one(
+            "SELECT size, algorithm, hexdigest, git_oid FROM files "
+            "WHERE repo_type = ? AND repo_id = ? AND commit_sha = ? AND path = ?",
+            (repo.repo_type.value, repo.repo_id, commit, path),
+        )
+        if row is None:
+            return None
+        key = BlobKey(HashAlgorithm(str(row[1])), str(row[2]))
+        return FileEntry(path, int(str(row[0])), key, None if row[3] is None else str(row[3]))
+
+    def put_files(
+        self, repo: RepoRef, commit: str, entries: Iterable[FileEntry], complete: bool = False
+    ) -> None:
+        """Record path → blob for a commit; `complete` marks the list as the whole repo."""
+        rows = [
+            (
+                repo.repo_type.value,
+                repo.repo_id,
+                commit,
+                entry.path,
+                entry.size,
+                entry.blob.algorithm.value,
+                entry.blob.hexdigest,
+                entry.git_oid,
+            )
+            for entry in entries
+        ]
+        with self._transaction() as cursor:
+            cursor.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            if complete:
+                cursor.execute(
+                    "INSERT OR IGNORE INTO listings VALUES (?, ?, ?)",
+                    (repo.repo_type.value, repo.repo_id, commit),
+                )
+
+    def is_listed(self, repo: RepoRef, commit: str) -> bool:
+        """True when `files` holds every file of the repo at that commit."""
+        row = self._query_one(
+            "SELECT 1 FROM listings WHERE repo_type = ? AND repo_id = ? AND commit_sha = ?",
+            (repo.repo_type.value, repo.repo_id, commit),
+        )
+        return row is not None
+
+    # blobs --------------------------------------------------------------------------
+    def add_blob(self, key: BlobKey, size: int) -> None:
+        """Record a newly committed blob."""
+        now = time.time()
+        with self._transaction() as cursor:
+            cursor.execute(
+                "INSERT OR REPLACE INTO blobs VALUES (?, ?, ?, ?, ?)",
+                (key.algorithm.value, key.hexdigest, size, now, now),
+            )
+
+    def touch_blob(self, key: BlobKey) -> None:
+        """Record that a blob was just read (for least-recently-used eviction)."""
+        with self._transaction() as cursor:
+            cursor.execute(
+                "UPDATE blobs SET last_access = ? WHERE algorithm = ? AND hexdigest = ?",
+                (time.time(), key.algorithm.value, key.hexdigest),
+            )
+
+    def remove_blob(self, key: BlobKey) -> None:
+        """Forget a blob (after it was deleted or found corrupt)."""
+        with self._transaction() as cursor:
+            cursor.execute(
+                "DELETE FROM blobs WHERE algorithm = ? AND hexdigest = ?",
+                (key.algorithm.value, key.hexdigest),
+            )

@@ -1,0 +1,61 @@
+"""Every on-disk path of the cache folder, and nothing else builds one.
+
+    <cache_dir>/
+      index.sqlite3                  the SQLite index (with -wal and -shm beside it)
+      blobs/
+        sha256/ab/cd/<64 hex>        LFS files, named by their sha256
+        sha1/ab/cd/<40 hex>          regular files, named by their git blob sha1
+      partial/
+        sha256-<64 hex>.partial      a download in progress, never served as complete
+      tmp/                           scratch space on the same filesystem
+
+Paths are derived only from validated `BlobKey`s (lowercase hex), never from anything a
+client typed, so no request can name a file outside the cache folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hubmirror.core.types import BlobKey
+
+
+class CacheLayout:
+    """Typed builders for the paths of one cache folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    @property
+    def index_path(self) -> Path:
+        """The SQLite database file."""
+        return self.root / "index.sqlite3"
+
+    @property
+    def blobs_dir(self) -> Path:
+        """The root of the verified blob store."""
+        return self.root / "blobs"
+
+    @property
+    def partial_dir(self) -> Path:
+        """Where in-flight downloads are written."""
+        return self.root / "partial"
+
+    @property
+    def tmp_dir(self) -> Path:
+        """Scratch space on the cache's filesystem (atomic renames work from here)."""
+        return self.root / "tmp"
+
+    def blob_path(self, key: BlobKey) -> Path:
+        """The final, verified location of a blob."""
+        digest = key.hexdigest
+        return self.blobs_dir / key.algorithm.value / digest[:2] / digest[2:4] / digest
+
+    def partial_path(self, key: BlobKey) -> Path:
+        """The file an in-flight download of `key` writes into."""
+        return self.partial_dir / f"{key.algorithm.value}-{key.hexdigest}.partial"
+
+    def create_dirs(self) -> None:
+        """Create the top-level folders (idempotent)."""
+        for folder in (self.root, self.blobs_dir, self.partial_dir, self.tmp_dir):
+            folder.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,288 @@
+"""The only code that talks to an upstream Hub.
+
+It follows the Hub's redirects itself (relative 307s to `resolve-cache`, renamed repos,
+absolute CDN 302s with signed URLs) so that no client ever sees a redirect to another
+host, forwards the caller's `Authorization` to the upstream origin only (never to a
+CDN), and translates every failure into the error tree of `core.errors`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+import aiohttp
+from multidict import CIMultiDictProxy
+from yarl import URL
+
+from hubmirror import __version__
+from hubmirror.core.errors import (
+    EntryNotFoundError,
+    MirrorError,
+    RepoNotFoundError,
+    RevisionNotFoundError,
+    UpstreamRefusedError,
+    UpstreamUnavailableError,
+)
+from hubmirror.core.hubheaders import HUB_ERROR_HEADERS, normalize_etag, pick_headers
+from hubmirror.core.names import quote_path, quote_revision
+from hubmirror.core.types import RepoRef
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 10
+CHUNK_SIZE = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamTimeouts:
+    """How long to wait for the upstream: connecting, and between two reads."""
+
+    connect: float = 10.0
+    read: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteFileMetadata:
+    """What a HEAD on a resolve URL told: the commit, the Hub's ETag and the true size."""
+
+    commit: str
+    etag: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class JsonAnswer:
+    """A parsed JSON body with the headers it came with."""
+
+    body: object
+    headers: CIMultiDictProxy[str]
+
+
+class BodyStream:
+    """An open upstream response body, read in chunks as it arrives."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    @property
+    def status(self) -> int:
+        """The HTTP status of the final (post-redirect) response."""
+        return self._response.status
+
+    @property
+    def headers(self) -> CIMultiDictProxy[str]:
+        """The headers of the final response."""
+        return self._response.headers
+
+    async def chunks(self, size: int = CHUNK_SIZE) -> AsyncIterator[bytes]:
+        """Yield the body as it arrives, translating transport errors."""
+        try:
+            async for chunk in self._response.content.iter_chunked(size):
+                yield chunk
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise UpstreamUnavailableError(f"upstream body interrupted: {error!r}") from error
+
+
+class UpstreamClient:
+    """A pooled HTTP client for one upstream Hub origin."""
+
+    def __init__(self, base_url: str, timeouts: UpstreamTimeouts | None = None) -> None:
+        self.base_url = URL(base_url.rstrip("/") or base_url)
+        self._timeouts = timeouts or UpstreamTimeouts()
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=256, limit_per_host=64, ttl_dns_cache=300),
+                timeout=aiohttp.ClientTimeout(
+                    total=None, sock_connect=self._timeouts.connect, sock_read=self._timeouts.read
+                ),
+                headers={"User-Agent": f"hubmirror/{__version__}"},
+            )
+        return self._session
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _same_origin(self, url: URL) -> bool:
+        return url.origin() == self.base_url.origin()
+
+    @asynccontextmanager
+    async def _request(
+        self,
+        method: str,
+        url: URL,
+        headers: Mapping[str, str],
+        *,
+        data: bytes | None = None,
+        follow_external: bool = True,
+        decompress: bool = True,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Send a request and follow redirects by hand.
+
+        Same-origin redirects keep the caller's headers; a redirect to another origin
+        (a CDN) drops `Authorization`, or, with `follow_external=False`, ends the chain
+        so the caller can read the Hub's metadata headers from the redirect itself.
+        """
+        current_headers = dict(headers)
+        for _ in range(MAX_REDIRECTS + 1):
+            try:
+                response = await self._client().request(
+                    method,
+                    url,
+                    headers=current_headers,
+                    data=data,
+                    allow_redirects=False,
+                    auto_decompress=decompress,
+                )
+            except (aiohttp.ClientError, TimeoutError, OSError) as error:
+                raise UpstreamUnavailableError(
+                    f"upstream {url.origin()} unreachable: {error.__class__.__name__}"
+                ) from error
+            location = response.headers.get("Location")
+            if response.status not in REDIRECT_STATUSES or location is None:
+                try:
+                    yield response
+                finally:
+                    response.release()
+                return
+            target = url.join(URL(location, encoded=True))
+            if not self._same_origin(target):
+                if not follow_external:
+                    try:
+                        yield response
+                    finally:
+                        response.release()
+                    return
+                current_headers.pop("Authorization", None)
+            response.release()
+            if response.status == 303:
+                method, data = "GET", None
+            url = target
+        raise UpstreamUnavailableError(f"upstream redirected more than {MAX_REDIRECTS} times")
+
+    async def get_json(
+        self,
+        path: str,
+        headers: Mapping[str, str],
+        params: Mapping[str, str] | None = None,
+        form: list[tuple[str, str]] | None = None,
+    ) -> JsonAnswer:
+        """GET (or, with `form`, POST) an API path and parse its JSON answer."""
+        url = self.base_url.with_path(path, encoded=True)
+        if params:
+            url = url.with_query(params)
+        method = "GET"
+        body = None
+        request_headers = dict(headers)
+        if form is not None:
+            method = "POST"
+            body = urlencode(form).encode()
+            request_headers["Content-Type"] = "application/x-www-form-urlencoded"
+        async with self._request(method, url, request_headers, data=body) as response:
+            payload = await self._read_body(response)
+            raise_for_upstream_status(response.status, response.headers, payload)
+            try:
+                document: object = json.loads(payload)
+            except ValueError as error:
+                raise UpstreamUnavailableError("upstream answered malformed JSON") from error
+            return JsonAnswer(document, response.headers)
+
+    async def _read_body(self, response: aiohttp.ClientResponse) -> bytes:
+        try:
+            return await response.read()
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise UpstreamUnavailableError(f"upstream body interrupted: {error!r}") from error
+
+    def resolve_url(self, repo: RepoRef, revision: str, path: str) -> URL:
+        """The upstream's resolve URL of a file."""
+        raw = f"{repo.file_path}/resolve/{quote_revision(revision)}/{quote_path(path)}"
+        return self.base_url.with_path(raw, encoded=True)
+
+    async def file_metadata(
+        self, repo: RepoRef, revision: str, path: str, headers: Mapping[str, str]
+    ) -> RemoteFileMetadata:
+        """HEAD a file: its commit, ETag and true size, without downloading it."""
+        request_headers = {**headers, "Accept-Encoding": "identity"}
+        url = self.resolve_url(repo, revision, path)
+        async with self._request("HEAD", url, request_headers, follow_external=False) as response:
+            raise_for_upstream_status(response.status, response.headers, b"")
+            commit = response.headers.get("X-Repo-Commit")
+            etag = normalize_etag(
+                response.headers.get("X-Linked-Etag") or response.headers.get("ETag")
+            )
+            size_header = response.headers.get("X-Linked-Size")
+            if size_header is None and response.status not in REDIRECT_STATUSES:
+                size_header = response.headers.get("Content-Length")
+            if commit is None or etag is None or size_header is None:
+                raise UpstreamUnavailableError(
+                    f"upstream HEAD of {path} lacks X-Repo-Commit, ETag or size"
+                )
+            try:
+                size = int(size_header)
+            except ValueError as error:
+                raise UpstreamUnavailableError("upstream sent a malformed size") from error
+            return RemoteFileMetadata(commit=commit, etag=etag, size=size)
+
+    @asynccontextmanager
+    async def open_file(
+        self, repo: RepoRef, commit: str, path: str, headers: Mapping[str, str]
+    ) -> AsyncIterator[BodyStream]:
+        """GET a file's bytes at a commit, following the CDN redirect; never decoded."""
+        request_headers = {**headers, "Accept-Encoding": "identity"}
+        url = self.resolve_url(repo, commit, path)
+        async with self._request("GET", url, request_headers, decompress=False) as response:
+            if response.status >= 400:
+                payload = await self._read_body(response)
+                raise_for_upstream_status(response.status, response.headers, payload)
+            if response.headers.get("Content-Encoding", "identity") != "identity":
+                raise UpstreamUnavailableError("upstream sent an encoded body for a file")
+            yield BodyStream(response)
+
+    @asynccontextmanager
+    async def forward(
+        self, method: str, path_and_query: str, headers: Mapping[str, str], body: bytes | None
+    ) -> AsyncIterator[BodyStream]:
+        """Send a request as is and hand back the raw (still encoded) answer to stream."""
+        url = self.base_url.join(URL(path_and_query, encoded=True))
+        async with self._request(method, url, headers, data=body, decompress=False) as response:
+            yield BodyStream(response)
+
+
+def raise_for_upstream_status(status: int, headers: Mapping[str, str], payload: bytes) -> None:
+    """Translate an upstream error status into the mirror's error tree; no-op below 400."""
+    if status < 400:
+        return
+    code = headers.get("X-Error-Code", "")
+    message = headers.get("X-Error-Message") or _error_text(payload) or f"upstream {status}"
+    if status == 429 or status >= 500:
+        raise UpstreamUnavailableError(
+            f"upstream answered {status}: {message}", retry_after=headers.get("Retry-After")
+        )
+    error: MirrorError
+    if status == 404 and code == "RepoNotFound":
+        error = RepoNotFoundError(message)
+    elif status == 404 and code == "RevisionNotFound":
+        error = RevisionNotFoundError(message)
+    elif status == 404 and code == "EntryNotFound":
+        error = EntryNotFoundError(message, headers.get("X-Repo-Commit"))
+    else:
+        error = UpstreamRefusedError(status, message, pick_headers(headers, HUB_ERROR_HEADERS))
+    raise error
+
+
+def _error_text(payload: bytes) -> str | None:
+    try:
+        document = json.loads(payload)
+    except ValueError:
+        return None
+    if isinstance(document, dict) and isinstance(document.get("error"), str):
+        return str(document["error"])
+    return None

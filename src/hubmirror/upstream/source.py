@@ -1,0 +1,91 @@
+"""What services may ask of an upstream, and the offline stand-in that refuses it all.
+
+Services depend on the `Upstream` protocol, never on the HTTP client, so offline mode is
+a different object rather than `if offline:` branches: every call raises
+`OfflineMissError`, which services treat like any unavailable upstream (serve what is
+cached, else fail with a clear 504).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+from hubmirror.core.errors import OfflineMissError
+from hubmirror.core.types import RepoRef
+from hubmirror.upstream.client import BodyStream, JsonAnswer, RemoteFileMetadata
+
+
+class Upstream(Protocol):
+    """The calls the mirror makes to an upstream Hub; all raise `core.errors` types."""
+
+    async def get_json(
+        self,
+        path: str,
+        headers: Mapping[str, str],
+        params: Mapping[str, str] | None = None,
+        form: list[tuple[str, str]] | None = None,
+    ) -> JsonAnswer:
+        """GET (or POST a form to) an API path and parse the JSON answer."""
+        ...
+
+    async def file_metadata(
+        self, repo: RepoRef, revision: str, path: str, headers: Mapping[str, str]
+    ) -> RemoteFileMetadata:
+        """Commit, ETag and size of a file, without its bytes."""
+        ...
+
+    def open_file(
+        self, repo: RepoRef, commit: str, path: str, headers: Mapping[str, str]
+    ) -> AbstractAsyncContextManager[BodyStream]:
+        """The bytes of a file at a commit, as a stream."""
+        ...
+
+    def forward(
+        self, method: str, path_and_query: str, headers: Mapping[str, str], body: bytes | None
+    ) -> AbstractAsyncContextManager[BodyStream]:
+        """A request passed through unchanged, answered as a raw stream."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+OFFLINE_MESSAGE = "The mirror is in offline mode and this is not in its cache"
+
+
+class OfflineUpstream:
+    """An upstream that is never reachable: offline mode."""
+
+    async def get_json(
+        self,
+        path: str,
+        headers: Mapping[str, str],
+        params: Mapping[str, str] | None = None,
+        form: list[tuple[str, str]] | None = None,
+    ) -> JsonAnswer:
+        """Always refuses."""
+        raise OfflineMissError(OFFLINE_MESSAGE)
+
+    async def file_metadata(
+        self, repo: RepoRef, revision: str, path: str, headers: Mapping[str, str]
+    ) -> RemoteFileMetadata:
+        """Always refuses."""
+        raise OfflineMissError(f"{OFFLINE_MESSAGE}: {repo}/{path}@{revision}")
+
+    def open_file(
+        self, repo: RepoRef, commit: str, path: str, headers: Mapping[str, str]
+    ) -> AbstractAsyncContextManager[BodyStream]:
+        """Always refuses."""
+        raise OfflineMissError(f"{OFFLINE_MESSAGE}: {repo}/{path}@{commit}")
+
+    def forward(
+        self, method: str, path_and_query: str, headers: Mapping[str, str], body: bytes | None
+    ) -> AbstractAsyncContextManager[BodyStream]:
+        """Always refuses."""
+        raise OfflineMissError(OFFLINE_MESSAGE)
+
+    async def close(self) -> None:
+        """Nothing to release."""

@@ -1,0 +1,188 @@
+"""The route table, shaped like the Hub's URLs, as a pure function of method and raw path.
+
+Matching runs on the raw (still percent-encoded) path because revisions arrive as one
+encoded segment (`refs%2Fpr%2F1`) and tree paths may encode their `/`. Repo ids are one
+segment (legacy `gpt2`) or two (`namespace/name`); where both readings fit, a reading
+that names a known sub-route wins over a plain repo-info reading, and the namespaced
+reading wins among equals, as on the Hub.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+
+from hubmirror.core.errors import BadRequestError, RouteNotFoundError
+from hubmirror.core.names import (
+    decode_segment,
+    validate_file_path,
+    validate_folder_path,
+    validate_repo_id,
+    validate_revision,
+)
+from hubmirror.core.types import RepoRef, RepoType, is_commit
+
+MAX_RAW_PATH = 8192
+
+
+class Endpoint(enum.Enum):
+    """What a request asks for."""
+
+    REPO_INFO = "repo-info"
+    TREE = "tree"
+    PATHS_INFO = "paths-info"
+    REFS = "refs"
+    COMMITS = "commits"
+    TREESIZE = "treesize"
+    RESOLVE = "resolve"
+    FORWARD = "forward"
+    HOME = "home"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A parsed request: the endpoint and its decoded, validated parameters."""
+
+    endpoint: Endpoint
+    repo: RepoRef | None = None
+    revision: str | None = None
+    path: str = ""
+    extras: dict[str, str] = field(default_factory=dict)
+
+
+# (endpoint, regex over what follows the repo id, methods)
+_API_SUFFIXES: list[tuple[Endpoint, re.Pattern[str], frozenset[str]]] = [
+    (Endpoint.REPO_INFO, re.compile(r"/revision/(?P<revision>[^/]+)"), frozenset({"GET"})),
+    (
+        Endpoint.TREE,
+        re.compile(r"/tree/(?P<revision>[^/]+)(?:/(?P<path>.*))?"),
+        frozenset({"GET"}),
+    ),
+    (Endpoint.PATHS_INFO, re.compile(r"/paths-info/(?P<revision>[^/]+)"), frozenset({"POST"})),
+    (Endpoint.REFS, re.compile(r"/refs"), frozenset({"GET"})),
+    (Endpoint.COMMITS, re.compile(r"/commits/(?P<revision>[^/]+)"), frozenset({"GET"})),
+    (
+        Endpoint.TREESIZE,
+        re.compile(r"/treesize/(?P<revision>[^/]+)(?:/(?P<path>.*))?"),
+        frozenset({"GET"}),
+    ),
+]
+_REPO_TYPES = "models|datasets|spaces|kernels"
+_API_REPO = re.compile(rf"/api/(?P<type>{_REPO_TYPES})/(?P<rest>.+)")
+_RESOLVE_CACHE = re.compile(rf"/api/resolve-cache/(?P<type>{_REPO_TYPES})/(?P<rest>.+)")
+_FILE_TYPE_PREFIX = re.compile(r"/(?P<type>datasets|spaces|kernels)/(?P<rest>.+)")
+_BLOCKED_API = re.compile(r".*/xet-[a-z-]*token(?:/.*)?")
+_READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+def _repo(repo_type: RepoType, raw_segments: list[str]) -> RepoRef:
+    repo_id = "/".join(decode_segment(segment) for segment in raw_segments)
+    return RepoRef(repo_type, validate_repo_id(repo_id))
+
+
+def _split_repo(rest: str) -> list[tuple[list[str], str]]:
+    """The two readings of `rest`: (namespaced id segments, remainder), then legacy."""
+    segments = rest.split("/")
+    readings = []
+    if len(segments) >= 2:
+        readings.append((segments[:2], "/" + "/".join(segments[2:]) if segments[2:] else ""))
+    readings.append((segments[:1], "/" + "/".join(segments[1:]) if segments[1:] else ""))
+    return readings
+
+
+def _api_route(method: str, repo_type: RepoType, rest: str) -> Route:
+    readings = _split_repo(rest)
+    for repo_segments, remainder in readings:
+        if not remainder:
+            continue
+        for endpoint, pattern, methods in _API_SUFFIXES:
+            match = pattern.fullmatch(remainder)
+            if match is None:
+                continue
+            if method not in methods and not (method == "HEAD" and "GET" in methods):
+                raise RouteNotFoundError(f"{method} is not supported on this route")
+            groups = match.groupdict()
+            revision = groups.get("revision")
+            raw_path = groups.get("path") or ""
+            return Route(
+                endpoint,
+                _repo(repo_type, repo_segments),
+                validate_revision(decode_segment(revision)) if revision else None,
+                validate_folder_path(decode_segment(raw_path)),
+            )
+    for repo_segments, remainder in readings:
+        if not remainder:
+            if method not in _READ_METHODS:
+                raise RouteNotFoundError(f"{method} is not supported on this route")
+            return Route(Endpoint.REPO_INFO, _repo(repo_type, repo_segments))
+    return _forward_route(method)
+
+
+def _forward_route(method: str) -> Route:
+    if method not in _READ_METHODS:
+        raise RouteNotFoundError(f"{method} is not supported on this mirror's API passthrough")
+    return Route(Endpoint.FORWARD)
+
+
+def _revision_and_path(segments: list[str]) -> tuple[str, str]:
+    """Split `rev/path...` where rev is one encoded segment or a literal `refs/x/y`."""
+    if len(segments) >= 4 and segments[0] == "refs":
+        revision_segments, path_segments = segments[:3], segments[3:]
+    else:
+        revision_segments, path_segments = segments[:1], segments[1:]
+    if not path_segments:
+        raise RouteNotFoundError("a resolve URL needs a file path after the revision")
+    revision = validate_revision("/".join(decode_segment(s) for s in revision_segments))
+    path = validate_file_path(decode_segment("/".join(path_segments)))
+    return revision, path
+
+
+def _resolve_route(repo_type: RepoType, rest: str) -> Route:
+    segments = rest.split("/")
+    for id_length in (2, 1):
+        if len(segments) > id_length + 1 and segments[id_length] == "resolve":
+            revision, path = _revision_and_path(segments[id_length + 1 :])
+            return Route(Endpoint.RESOLVE, _repo(repo_type, segments[:id_length]), revision, path)
+    raise RouteNotFoundError("no such route on this mirror")
+
+
+def _resolve_cache_route(repo_type: RepoType, rest: str) -> Route:
+    segments = rest.split("/")
+    for id_length in (2, 1):
+        if len(segments) > id_length + 1 and is_commit(segments[id_length]):
+            path = validate_file_path(decode_segment("/".join(segments[id_length + 1 :])))
+            repo = _repo(repo_type, segments[:id_length])
+            return Route(Endpoint.RESOLVE, repo, segments[id_length], path)
+    raise RouteNotFoundError("malformed resolve-cache URL")
+
+
+def match_route(method: str, raw_path: str) -> Route:
+    """Parse a request line's method and raw path into a Route.
+
+    Raises BadRequestError for malformed ids, revisions or paths and RouteNotFoundError
+    for URLs that are no Hub route.
+    """
+    if len(raw_path) > MAX_RAW_PATH:
+        raise BadRequestError("URL too long")
+    if "\x00" in raw_path or "%00" in raw_path:
+        raise BadRequestError("NUL bytes are not allowed in URLs")
+    if raw_path == "/":
+        return Route(Endpoint.HOME)
+    if match := _RESOLVE_CACHE.fullmatch(raw_path):
+        if method not in _READ_METHODS:
+            raise RouteNotFoundError(f"{method} is not supported on this route")
+        return _resolve_cache_route(RepoType.from_plural(match["type"]), match["rest"])
+    if raw_path.startswith("/api/"):
+        if _BLOCKED_API.fullmatch(raw_path):
+            raise RouteNotFoundError("Xet storage is not served through this mirror")
+        if match := _API_REPO.fullmatch(raw_path):
+            return _api_route(method, RepoType.from_plural(match["type"]), match["rest"])
+        return _forward_route(method)
+    if method not in _READ_METHODS:
+        raise RouteNotFoundError(f"{method} is not supported: this mirror is read-only")
+    if match := _FILE_TYPE_PREFIX.fullmatch(raw_path):
+        repo_type, rest = RepoType.from_plural(match["type"]), match["rest"]
+    else:
+        repo_type, rest = RepoType.MODEL, raw_path[1:]
+    return _resolve_route(repo_type, rest)
