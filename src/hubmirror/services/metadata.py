@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from yarl import URL
 
-from hubmirror.core.errors import UpstreamUnavailableError
+from hubmirror.core.errors import EntryNotFoundError, UpstreamUnavailableError
 from hubmirror.core.hubheaders import next_page_url, strip_xet_json
 from hubmirror.core.names import quote_path
 from hubmirror.core.types import FileEntry, PinnedRevision, RepoRef
@@ -90,6 +90,17 @@ class MetadataService:
             self._index.put_files(repo, commit, entries_of(body))
         return MetadataAnswer(body, CacheStatus.MISS, commit, next_query)
 
+    def _raise_if_known_missing(self, pinned: PinnedRevision, path: str) -> None:
+        """Answer EntryNotFound locally when the commit's full file list lacks `path`."""
+        repo, commit = pinned.repo, pinned.commit
+        if (
+            path
+            and pinned.public
+            and self._index.is_listed(repo, commit)
+            and not self._index.has_path(repo, commit, path)
+        ):
+            raise EntryNotFoundError(f"{path} does not exist in {repo.repo_id} at {commit}", commit)
+
     async def repo_info(
         self, repo: RepoRef, revision: str | None, blobs: bool, headers: Mapping[str, str]
     ) -> MetadataAnswer:
@@ -128,6 +139,7 @@ class MetadataService:
     ) -> MetadataAnswer:
         """One page of `GET /api/{t}/{repo}/tree/{rev}[/{path}]`."""
         pinned = await self._revisions.pin(repo, revision, headers)
+        self._raise_if_known_missing(pinned, path)
         params = {"recursive": _flag(recursive), "expand": _flag(expand)}
         if cursor:
             params["cursor"] = cursor
@@ -185,6 +197,7 @@ class MetadataService:
     ) -> MetadataAnswer:
         """`GET /api/{t}/{repo}/treesize/{rev}[/{path}]`."""
         pinned = await self._revisions.pin(repo, revision, headers)
+        self._raise_if_known_missing(pinned, path)
         suffix = f"/{quote_path(path)}" if path else ""
         return await self._commit_document(
             pinned,

@@ -87,8 +87,7 @@ class Index:
         self._connection.execute("PRAGMA journal_mode=WAL")
         self._connection.execute("PRAGMA synchronous=NORMAL")
         self._connection.execute("PRAGMA busy_timeout=30000")
-        with self._transaction() as cursor:
-            cursor.executescript(_SCHEMA)
+        self._connection.executescript(_SCHEMA)
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
@@ -214,6 +213,15 @@ class Index:
                     "INSERT OR IGNORE INTO listings VALUES (?, ?, ?)",
                     (repo.repo_type.value, repo.repo_id, commit),
                 )
+
+    def has_path(self, repo: RepoRef, commit: str, path: str) -> bool:
+        """True when `path` is a file, or a folder holding files, at the commit."""
+        row = self._query_one(
+            "SELECT 1 FROM files WHERE repo_type = ? AND repo_id = ? AND commit_sha = ? "
+            "AND (path = ? OR (path > ? AND path < ?)) LIMIT 1",
+            (repo.repo_type.value, repo.repo_id, commit, path, f"{path}/", f"{path}0"),
+        )
+        return row is not None
 
     def is_listed(self, repo: RepoRef, commit: str) -> bool:
         """True when `files` holds every file of the repo at that commit."""

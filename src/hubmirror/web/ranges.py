@@ -55,9 +55,9 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
             raise RangeNotSatisfiableError("suffix range of zero bytes", size)
         return ByteRange(max(0, size - suffix), size - 1, size)
     start = int(first)
-    end = int(last) if last else size - 1
-    if end < start:
+    if last and int(last) < start:
         return None
+    end = int(last) if last else size - 1
     if start >= size:
         raise RangeNotSatisfiableError(f"range starts at {start}, file has {size} bytes", size)
     return ByteRange(start, min(end, size - 1), size)

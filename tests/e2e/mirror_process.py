@@ -1,0 +1,90 @@
+"""A real `hubmirror serve` process on a free loopback port, for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+STARTUP_TIMEOUT_SECONDS = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class MirrorProcess:
+    """Starts, stops and restarts one mirror server with a given cache folder."""
+
+    def __init__(self, cache_dir: Path, upstream: str, *extra_args: str) -> None:
+        self.cache_dir = cache_dir
+        self.upstream = upstream
+        self.extra_args = list(extra_args)
+        self.port = free_port()
+        self.log_path = cache_dir.parent / f"{cache_dir.name}-server.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, *extra_args: str) -> MirrorProcess:
+        command = [
+            sys.executable,
+            "-m",
+            "hubmirror",
+            "serve",
+            "--port",
+            str(self.port),
+            "--cache-dir",
+            str(self.cache_dir),
+            "--upstream",
+            self.upstream,
+            *self.extra_args,
+            *extra_args,
+        ]
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("HUBMIRROR_")}
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(command, stdout=log, stderr=log, env=environment)
+        deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"mirror exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(self.url + "/", timeout=1):
+                    return self
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.1)
+        raise RuntimeError("mirror did not start in time")
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
+
+    def restart(self, *extra_args: str) -> MirrorProcess:
+        self.stop()
+        return self.start(*extra_args)
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def blob_files(self) -> list[Path]:
+        return [path for path in (self.cache_dir / "blobs").rglob("*") if path.is_file()]

@@ -1,0 +1,145 @@
+"""The pull-through cache: one upstream transfer per blob, verified bytes only."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx2
+import pytest
+from huggingface_hub import hf_hub_download
+
+from tests.e2e.hubfiles import commit_at, hub_file
+from tests.e2e.mirror_process import MirrorProcess
+from tests.fakehub import FakeHub
+
+BIG = "hm-test/big-lfs"
+
+
+def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def test_concurrent_cold_requests_cause_one_upstream_transfer(
+    fake_hub: FakeHub, fresh_mirror: MirrorProcess
+) -> None:
+    blob = hub_file(fake_hub, BIG, "big.bin")
+    before_requests = fake_hub.count(origin="cdn", path_contains=blob.sha256)
+    before_bytes = fake_hub.bytes_sent_for(blob.sha256)
+    url = f"{fresh_mirror.url}/{BIG}/resolve/main/big.bin"
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        bodies = list(pool.map(lambda _: fetch(url)[2], range(20)))
+    digest = hashlib.sha256(blob.data).hexdigest()
+    assert all(hashlib.sha256(body).hexdigest() == digest for body in bodies)
+    assert fake_hub.count(origin="cdn", path_contains=blob.sha256) - before_requests == 1
+    assert fake_hub.bytes_sent_for(blob.sha256) - before_bytes == blob.size
+    status, headers, body = fetch(url)
+    assert (status, headers["X-Cache-Status"]) == (200, "HIT")
+    assert hashlib.sha256(body).hexdigest() == digest
+    assert fake_hub.bytes_sent_for(blob.sha256) - before_bytes == blob.size
+
+
+def test_cold_head_does_not_download(fake_hub: FakeHub, fresh_mirror: MirrorProcess) -> None:
+    blob = hub_file(fake_hub, BIG, "big.bin")
+    before = fake_hub.bytes_sent_for(blob.sha256)
+    request = urllib.request.Request(
+        f"{fresh_mirror.url}/{BIG}/resolve/main/big.bin", method="HEAD"
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers["Content-Length"] == str(blob.size)
+        assert response.headers["X-Cache-Status"] == "MISS"
+    assert fake_hub.bytes_sent_for(blob.sha256) == before
+
+
+def _assert_blob_not_kept(mirror: MirrorProcess, sha256: str) -> None:
+    assert all(path.name != sha256 for path in mirror.blob_files())
+    assert not list((mirror.cache_dir / "partial").iterdir())
+
+
+@pytest.mark.parametrize("fault", ["corrupt", "truncate", "reset"])
+def test_broken_upstream_body_is_never_kept_nor_served(
+    fake_hub: FakeHub, fresh_mirror: MirrorProcess, client_cache: Path, fault: str
+) -> None:
+    repo, path = "hm-test/tiny-model", "model.safetensors"
+    blob = hub_file(fake_hub, repo, path)
+    fake_hub.inject_fault(blob.sha256, fault, times=50)  # type: ignore[arg-type]
+    try:
+        # The mirror cuts the body before its last byte, so the client always fails.
+        with pytest.raises(httpx2.TransportError):
+            hf_hub_download(repo, path, endpoint=fresh_mirror.url, cache_dir=client_cache / "first")
+        _assert_blob_not_kept(fresh_mirror, blob.sha256)
+    finally:
+        fake_hub.clear_faults()
+    local = hf_hub_download(repo, path, endpoint=fresh_mirror.url, cache_dir=client_cache / "ok")
+    assert Path(local).read_bytes() == blob.data
+    assert any(p.name == blob.sha256 for p in fresh_mirror.blob_files())
+
+
+def test_client_retry_after_one_corrupt_transfer_gets_correct_bytes(
+    fake_hub: FakeHub, fresh_mirror: MirrorProcess, client_cache: Path
+) -> None:
+    repo, path = "hm-test/tiny-model", "model.safetensors"
+    blob = hub_file(fake_hub, repo, path)
+    fake_hub.inject_fault(blob.sha256, "corrupt", times=1)
+    try:
+        local = hf_hub_download(repo, path, endpoint=fresh_mirror.url, cache_dir=client_cache)
+    finally:
+        fake_hub.clear_faults()
+    assert Path(local).read_bytes() == blob.data
+    assert fake_hub.count(origin="cdn", path_contains=blob.sha256) >= 2
+
+
+def test_same_blob_under_two_revisions_is_stored_once(
+    fake_hub: FakeHub, fresh_mirror: MirrorProcess, client_cache: Path
+) -> None:
+    repo = "hm-test/tiny-model"
+    for revision in ("main", "v1.0"):
+        hf_hub_download(
+            repo,
+            "model.safetensors",
+            revision=revision,
+            endpoint=fresh_mirror.url,
+            cache_dir=client_cache,
+        )
+    sha = hub_file(fake_hub, repo, "model.safetensors").sha256
+    assert [p.name for p in fresh_mirror.blob_files()].count(sha) == 1
+
+
+def test_tree_pagination_links_point_at_the_mirror(
+    fake_hub: FakeHub, mirror: MirrorProcess
+) -> None:
+    repo = "hm-test/many-files"
+    commit = commit_at(fake_hub, repo, "main")
+    url = f"{mirror.url}/api/models/{repo}/tree/main?recursive=true"
+    paths: list[str] = []
+    pages = 0
+    while url:
+        status, headers, body = fetch(url)
+        assert status == 200
+        paths += [entry["path"] for entry in json.loads(body) if entry["type"] == "file"]
+        pages += 1
+        link = headers.get("Link", "")
+        url = link[1 : link.index(">")] if link else ""
+        assert not url or url.startswith(mirror.url + f"/api/models/{repo}/tree/{commit.sha}")
+    assert pages >= 2
+    assert sorted(paths) == sorted(commit.files)
+
+
+def test_metadata_is_answered_from_cache_and_without_xet(mirror: MirrorProcess) -> None:
+    url = f"{mirror.url}/api/models/hm-test/tiny-model/tree/main?recursive=true"
+    fetch(url)
+    status, headers, body = fetch(url)
+    assert headers["X-Cache-Status"] == "HIT"
+    assert b"xetHash" not in body
+    status, headers, body = fetch(f"{mirror.url}/api/models/hm-test/tiny-model/treesize/main")
+    assert status == 200
+    assert json.loads(body)["size"] > 3_000_000

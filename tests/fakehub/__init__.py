@@ -1,0 +1,26 @@
+"""A fake Hugging Face Hub (plus a fake CDN) for testing the mirror against.
+
+It reproduces the read side of the real Hub's protocol, including the parts a mirror
+has to absorb: relative and cross-origin redirects, signed CDN URLs, Xet signals,
+cursor pagination, gated/private/renamed repos. Tests can observe every request and
+inject faults into file bodies.
+"""
+
+from tests.fakehub.access import NO_ACCESS_TOKEN, VALID_TOKEN
+from tests.fakehub.catalog import build_default_repos
+from tests.fakehub.content import FakeCommit, FakeFile, FakeRepo, make_commit
+from tests.fakehub.ledger import FaultKind, RequestRecord
+from tests.fakehub.server import FakeHub
+
+__all__ = [
+    "NO_ACCESS_TOKEN",
+    "VALID_TOKEN",
+    "FakeCommit",
+    "FakeFile",
+    "FakeHub",
+    "FakeRepo",
+    "FaultKind",
+    "RequestRecord",
+    "build_default_repos",
+    "make_commit",
+]

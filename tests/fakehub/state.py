@@ -1,0 +1,89 @@
+"""The fake Hub's shared state: its repos, a blob index, the ledger and test knobs.
+
+One object is shared by the request handlers (on the server thread) and by FakeHub's
+methods (on the test thread); repo changes therefore happen under a lock. The blob index
+lets the CDN origin find content by sha256 alone, as the real CDN does from its signed
+URLs, and lets faults and byte counts be keyed by the id clients use for a blob.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping
+
+from tests.fakehub.content import FakeCommit, FakeFile, FakeRepo, RepoType
+from tests.fakehub.ledger import Ledger
+
+
+class HubState:
+    """Repos plus everything a test can observe or tweak while the servers run."""
+
+    def __init__(self, repos: Iterable[FakeRepo]) -> None:
+        self._lock = threading.RLock()
+        self._repos: dict[tuple[RepoType, str], FakeRepo] = {}
+        self._blobs: dict[str, FakeFile] = {}
+        self.ledger = Ledger()
+        self.hub_url = ""
+        self.cdn_url = ""
+        self.throttle_bytes_per_second: int | None = None
+        self.status_override: tuple[int, dict[str, str]] | None = None
+        for repo in repos:
+            self.add_repo(repo)
+
+    def add_repo(self, repo: FakeRepo) -> None:
+        """Register (or replace) a repo and index its blobs."""
+        with self._lock:
+            self._repos[(repo.repo_type, repo.repo_id)] = repo
+            for commit in repo.commits:
+                self._index(commit)
+
+    def _index(self, commit: FakeCommit) -> None:
+        for item in commit.files.values():
+            self._blobs[item.etag] = item
+
+    def repo_exists(self, repo_type: RepoType, repo_id: str) -> bool:
+        """Whether any repo (renamed stubs included) has this id."""
+        with self._lock:
+            return (repo_type, repo_id) in self._repos
+
+    def find_repo(self, repo_type: RepoType, repo_id: str) -> FakeRepo | None:
+        """The repo with this id, or None."""
+        with self._lock:
+            return self._repos.get((repo_type, repo_id))
+
+    def repos(self) -> list[FakeRepo]:
+        """All registered repos."""
+        with self._lock:
+            return list(self._repos.values())
+
+    def resolve(self, repo: FakeRepo, revision: str) -> FakeCommit | None:
+        """Resolve a revision while no branch is being moved."""
+        with self._lock:
+            return repo.resolve_revision(revision)
+
+    def history(self, repo: FakeRepo, head: FakeCommit) -> list[FakeCommit]:
+        """The history of `head`, newest first, as a stable list."""
+        with self._lock:
+            return list(repo.history(head))
+
+    def blob(self, blob_id: str) -> FakeFile | None:
+        """A file's content by sha256 (LFS) or git oid (regular)."""
+        with self._lock:
+            return self._blobs.get(blob_id)
+
+    def move_branch(
+        self,
+        repo_type: RepoType,
+        repo_id: str,
+        branch: str,
+        changes: Mapping[str, FakeFile | bytes | None],
+        title: str | None = None,
+    ) -> FakeCommit:
+        """Add a commit on `branch` with these file changes and point the branch at it."""
+        with self._lock:
+            repo = self._repos.get((repo_type, repo_id))
+            if repo is None:
+                raise KeyError(f"no {repo_type} repo {repo_id!r}")
+            commit = repo.add_commit(branch, changes, title)
+            self._index(commit)
+            return commit

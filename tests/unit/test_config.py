@@ -1,0 +1,75 @@
+"""Settings: flags win over env over the TOML file over defaults."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hubmirror import __version__
+from hubmirror.config import ConfigError, Settings, load_settings, parse_duration
+
+
+def test_defaults() -> None:
+    settings = load_settings({}, {})
+    assert settings == Settings()
+    assert (settings.host, settings.port, settings.upstream) == (
+        "127.0.0.1",
+        8090,
+        "https://huggingface.co",
+    )
+    assert settings.cache_dir == Path("hubmirror-data")
+
+
+def test_precedence(tmp_path: Path) -> None:
+    config = tmp_path / "mirror.toml"
+    config.write_text(
+        'port = 1000\nupstream = "http://file"\ncache-dir = "/from/file"\n'
+        'revision_ttl = "10m"\noffline = true\n'
+    )
+    environ = {"HUBMIRROR_PORT": "2000", "HUBMIRROR_UPSTREAM": "http://env"}
+    settings = load_settings({"port": 3000, "host": None}, environ, config)
+    assert settings.port == 3000
+    assert settings.upstream == "http://env"
+    assert settings.cache_dir == Path("/from/file")
+    assert settings.revision_ttl == 600
+    assert settings.offline is True
+
+
+def test_config_file_from_env(tmp_path: Path) -> None:
+    config = tmp_path / "mirror.toml"
+    config.write_text('[hubmirror]\nhost = "0.0.0.0"\n')
+    settings = load_settings({}, {"HUBMIRROR_CONFIG": str(config), "HUBMIRROR_OFFLINE": "1"})
+    assert settings.host == "0.0.0.0"
+    assert settings.offline is True
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("300", 300), ("5m", 300), ("6h", 21600), ("30d", 2592000), ("250ms", 0.25)],
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+def test_bad_values_are_reported(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        load_settings({}, {"HUBMIRROR_PORT": "eighty"})
+    with pytest.raises(ConfigError):
+        load_settings({}, {"HUBMIRROR_OFFLINE": "maybe"})
+    config = tmp_path / "bad.toml"
+    config.write_text("no_such_setting = 1\n")
+    with pytest.raises(ConfigError):
+        load_settings({}, {}, config)
+
+
+def test_version_command() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "hubmirror", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert completed.stdout.strip() == f"hubmirror {__version__}"
