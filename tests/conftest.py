@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.mirror_process import MirrorProcess
+from tests.e2e.mirror_process import MirrorProcess, running_mirror
 from tests.fakehub import FakeHub
 from tests.fakehub.fixtures import fake_hub_fixture
 
@@ -17,23 +17,15 @@ __all__ = ["fake_hub_fixture"]
 @pytest.fixture(scope="session")
 def mirror(fake_hub: FakeHub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MirrorProcess]:
     """A running mirror in front of the session's fake Hub, with its own cache."""
-    process = MirrorProcess(tmp_path_factory.mktemp("mirror") / "cache", fake_hub.url)
-    process.start()
-    try:
+    with running_mirror(tmp_path_factory.mktemp("mirror") / "cache", fake_hub.url) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture
 def fresh_mirror(fake_hub: FakeHub, tmp_path: Path) -> Iterator[MirrorProcess]:
     """A mirror with an empty cache of its own, for tests that need cold blobs."""
-    process = MirrorProcess(tmp_path / "cache", fake_hub.url)
-    process.start()
-    try:
+    with running_mirror(tmp_path / "cache", fake_hub.url) as process:
         yield process
-    finally:
-        process.stop()
 
 
 @pytest.fixture

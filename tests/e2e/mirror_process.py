@@ -9,6 +9,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 STARTUP_TIMEOUT_SECONDS = 30.0
@@ -88,3 +90,14 @@ class MirrorProcess:
 
     def blob_files(self) -> list[Path]:
         return [path for path in (self.cache_dir / "blobs").rglob("*") if path.is_file()]
+
+
+@contextmanager
+def running_mirror(cache_dir: Path, upstream: str, *extra_args: str) -> Iterator[MirrorProcess]:
+    """A started mirror, stopped when the block ends."""
+    process = MirrorProcess(cache_dir, upstream, *extra_args)
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()

@@ -15,9 +15,10 @@ from huggingface_hub import HfApi, HfFileSystem, hf_hub_download, snapshot_downl
 
 from tests.e2e.clients import run_python
 from tests.e2e.hubfiles import commit_at, hub_file
-from tests.e2e.mirror_process import MirrorProcess
+from tests.e2e.mirror_process import MirrorProcess, running_mirror
 from tests.e2e.test_datasets_transformers import LOAD_CSV, LOAD_TOKENIZER, STREAM_CSV
 from tests.fakehub import FakeHub
+from tests.fakehub.fixtures import running_hub
 
 TINY = "hm-test/tiny-model"
 
@@ -25,12 +26,8 @@ TINY = "hm-test/tiny-model"
 @pytest.fixture(scope="module")
 def own_hub() -> Iterator[FakeHub]:
     """A fake Hub this module may stop and start without disturbing other tests."""
-    hub = FakeHub()
-    hub.start()
-    try:
+    with running_hub() as hub:
         yield hub
-    finally:
-        hub.stop()
 
 
 @pytest.fixture(scope="module")
@@ -38,15 +35,10 @@ def warm_mirror(
     own_hub: FakeHub, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[MirrorProcess]:
     """A mirror (branch answers never trusted: TTL 0) warmed by every client once."""
-    mirror = MirrorProcess(
-        tmp_path_factory.mktemp("warm") / "cache", own_hub.url, "--revision-ttl", "0"
-    )
-    mirror.start()
-    exercise_clients(own_hub, mirror, tmp_path_factory.mktemp("warm-clients"))
-    try:
+    cache = tmp_path_factory.mktemp("warm") / "cache"
+    with running_mirror(cache, own_hub.url, "--revision-ttl", "0") as mirror:
+        exercise_clients(own_hub, mirror, tmp_path_factory.mktemp("warm-clients"))
         yield mirror
-    finally:
-        mirror.stop()
 
 
 def exercise_clients(hub: FakeHub, mirror: MirrorProcess, workdir: Path) -> None:
@@ -78,6 +70,29 @@ def exercise_clients(hub: FakeHub, mirror: MirrorProcess, workdir: Path) -> None
             timeout=30,
         ).stdout
         assert ranged == data[:16]
+    if shutil.which("aria2c"):
+        subprocess.run(
+            [
+                "aria2c",
+                "-x",
+                "4",
+                "-s",
+                "4",
+                "-k",
+                "1M",
+                "--console-log-level=warn",
+                "--summary-interval=0",
+                "-d",
+                str(workdir / "aria2"),
+                "-o",
+                "model.safetensors",
+                f"{url}/{TINY}/resolve/main/model.safetensors",
+            ],
+            capture_output=True,
+            check=True,
+            timeout=60,
+        )
+        assert (workdir / "aria2" / "model.safetensors").read_bytes() == data
 
 
 def resolve_headers(url: str) -> tuple[int, dict[str, str]]:

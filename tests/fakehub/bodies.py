@@ -137,8 +137,10 @@ async def write_body(
         rate = state.throttle_bytes_per_second if throttled else None
         size = CHUNK_SIZE if rate is None else max(1, min(CHUNK_SIZE, rate // 10))
         chunk = body[offset : offset + size]
-        await response.write(chunk)
+        # Count before writing: once the write returns, the client may already hold every
+        # byte and a test may have read or reset the counters.
         state.ledger.add_body_bytes(blob_id, origin, len(chunk))
+        await response.write(chunk)
         offset += len(chunk)
         if rate is not None:
             await asyncio.sleep(len(chunk) / rate)

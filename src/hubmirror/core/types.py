@@ -11,6 +11,8 @@ import enum
 import re
 from dataclasses import dataclass
 
+from hubmirror.core.hubheaders import normalize_etag
+
 COMMIT_PATTERN = re.compile(r"[0-9a-f]{40}")
 SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
 
@@ -85,10 +87,7 @@ class BlobKey:
     @classmethod
     def from_etag(cls, etag: str) -> BlobKey | None:
         """Build a key from a Hub ETag (quotes and `W/` tolerated); None when it is no hash."""
-        value = etag.strip()
-        if value.startswith("W/"):
-            value = value[2:]
-        value = value.strip('"').lower()
+        value = (normalize_etag(etag) or "").lower()
         if SHA256_PATTERN.fullmatch(value):
             return cls(HashAlgorithm.SHA256, value)
         if COMMIT_PATTERN.fullmatch(value):

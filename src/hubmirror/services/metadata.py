@@ -21,7 +21,7 @@ from hubmirror.core.hubheaders import next_page_url, strip_xet_json
 from hubmirror.core.names import quote_path
 from hubmirror.core.types import FileEntry, PinnedRevision, RepoRef
 from hubmirror.services import hubjson
-from hubmirror.services.revisions import DEFAULT_REVISION, INFO_DOCUMENT, RevisionResolver
+from hubmirror.services.revisions import DEFAULT_BRANCH, INFO_DOCUMENT, RevisionResolver
 from hubmirror.storage.index import Index
 from hubmirror.upstream.client import JsonAnswer
 from hubmirror.upstream.source import Upstream
@@ -105,7 +105,7 @@ class MetadataService:
         self, repo: RepoRef, revision: str | None, blobs: bool, headers: Mapping[str, str]
     ) -> MetadataAnswer:
         """`GET /api/{t}/{repo}[/revision/{rev}]`, optionally with `?blobs=true`."""
-        pinned = await self._revisions.pin(repo, revision or DEFAULT_REVISION, headers)
+        pinned = await self._revisions.pin(repo, revision or DEFAULT_BRANCH, headers)
         commit = pinned.commit
         if not pinned.public:
             answer = await self._upstream.get_json(

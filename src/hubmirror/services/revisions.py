@@ -23,7 +23,9 @@ from hubmirror.storage.index import Index
 from hubmirror.upstream.source import Upstream
 
 INFO_DOCUMENT = "info"
-DEFAULT_REVISION = "main"
+# Repo info asked without a revision describes the repo's default branch, whatever its
+# name; the mirror keeps that answer as a ref of its own under this key.
+DEFAULT_BRANCH = ""
 
 
 class RevisionResolver:
@@ -42,7 +44,7 @@ class RevisionResolver:
         self._clock = clock
 
     async def pin(self, repo: RepoRef, revision: str, headers: Mapping[str, str]) -> PinnedRevision:
-        """The commit `revision` stands for.
+        """The commit `revision` stands for (`DEFAULT_BRANCH` for the default branch).
 
         Public repos are answered from the index while fresh (or stale when the upstream
         fails); gated and private repos always ask the upstream with the caller's token.
@@ -67,11 +69,10 @@ class RevisionResolver:
     async def _ask_upstream(
         self, repo: RepoRef, revision: str, headers: Mapping[str, str]
     ) -> PinnedRevision:
-        answer = await self._upstream.get_json(
-            f"{repo.api_path}/revision/{quote_revision(revision)}",
-            headers,
-            params={"blobs": "true"},
-        )
+        path = repo.api_path
+        if revision != DEFAULT_BRANCH:
+            path = f"{path}/revision/{quote_revision(revision)}"
+        answer = await self._upstream.get_json(path, headers, params={"blobs": "true"})
         commit = hubjson.commit_of(answer.body)
         if commit is None or not is_commit(commit):
             raise RevisionNotFoundError(f"upstream gave no commit for revision {revision!r}")
