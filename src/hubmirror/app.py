@@ -10,7 +10,7 @@ from aiohttp import web
 
 from hubmirror import __version__
 from hubmirror.config import Settings
-from hubmirror.services.fetcher import Fetcher
+from hubmirror.services.fetcher import Fetcher, FetchTuning
 from hubmirror.services.files import FileService
 from hubmirror.services.metadata import MetadataService
 from hubmirror.services.revisions import RevisionResolver
@@ -56,7 +56,13 @@ def build_mirror(settings: Settings) -> Mirror:
     upstream: Upstream = (
         OfflineUpstream() if settings.offline else UpstreamClient(settings.upstream)
     )
-    fetcher = Fetcher(store, index)
+    tuning = FetchTuning(
+        connections=max(1, settings.upstream_connections),
+        segment_threshold=settings.segment_threshold,
+        segment_size=max(64 * 1024, settings.segment_size),
+        max_attempts=max(1, settings.upstream_retries),
+    )
+    fetcher = Fetcher(store, index, tuning)
     revisions = RevisionResolver(upstream, index, settings.revision_ttl)
     return Mirror(
         settings=settings,

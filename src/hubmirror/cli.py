@@ -15,7 +15,13 @@ from aiohttp import web
 
 from hubmirror import __version__
 from hubmirror.app import create_app
-from hubmirror.config import ConfigError, Settings, load_settings, validate_upstream_url
+from hubmirror.config import (
+    FIELD_NAMES,
+    ConfigError,
+    Settings,
+    load_settings,
+    validate_upstream_url,
+)
 from hubmirror.core.errors import BadRequestError
 
 logger = logging.getLogger("hubmirror")
@@ -37,6 +43,20 @@ def _add_common_settings(parser: argparse.ArgumentParser) -> None:
         help="how long a branch/tag → commit answer is trusted (default 300s; e.g. 5m)",
     )
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--upstream-connections",
+        type=int,
+        help="parallel ranged upstream connections per large blob (default 8)",
+    )
+    parser.add_argument(
+        "--upstream-retries",
+        type=int,
+        help="attempts per blob segment before a download fails (default 5)",
+    )
+    parser.add_argument(
+        "--segment-threshold", help="blobs from this size on are fetched in segments (32M)"
+    )
+    parser.add_argument("--segment-size", help="size of one fetched segment (default 8M)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,18 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from_arguments(arguments: argparse.Namespace) -> Settings:
     """Merge flags with env and config file into Settings."""
-    flags: dict[str, Any] = {
-        name: getattr(arguments, name, None)
-        for name in (
-            "host",
-            "port",
-            "cache_dir",
-            "upstream",
-            "offline",
-            "revision_ttl",
-            "log_level",
-        )
-    }
+    flags: dict[str, Any] = {name: getattr(arguments, name, None) for name in FIELD_NAMES}
     settings = load_settings(flags, os.environ, arguments.config)
     validate_upstream_url(settings.upstream)
     return settings

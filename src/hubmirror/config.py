@@ -36,6 +36,24 @@ class Settings:
     offline: bool = False
     revision_ttl: float = 300.0
     log_level: str = "info"
+    upstream_connections: int = 8
+    upstream_retries: int = 5
+    segment_threshold: int = 32 * 1024 * 1024
+    segment_size: int = 8 * 1024 * 1024
+
+
+# Integer settings given in bytes, which also accept `32M`, `1G`, `512k`.
+SIZE_FIELDS = frozenset({"segment_threshold", "segment_size"})
+_SIZE = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[kmgt]?)i?b?")
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def parse_size(value: str) -> int:
+    """Bytes in `1048576`, `512k`, `32M`, `32MiB`, `1G`, `100GB` (powers of 1024)."""
+    match = _SIZE.fullmatch(value.strip().lower())
+    if match is None:
+        raise ConfigError(f"not a size: {value!r} (use e.g. 32M, 1G)")
+    return int(float(match["number"]) * _SIZE_UNITS[match["unit"]])
 
 
 def parse_duration(value: str) -> float:
@@ -61,6 +79,8 @@ def _coerce(name: str, value: Any) -> Any:
     try:
         if isinstance(default, bool):
             return value if isinstance(value, bool) else _parse_bool(str(value))
+        if name in SIZE_FIELDS:
+            return value if isinstance(value, int) else parse_size(str(value))
         if isinstance(default, int):
             return int(value)
         if isinstance(default, float):

@@ -77,6 +77,13 @@ class MirrorProcess:
                 self._process.wait()
             self._process = None
 
+    def kill(self) -> None:
+        """SIGKILL: no cleanup at all, as in a crash."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+
     def restart(self, *extra_args: str) -> MirrorProcess:
         self.stop()
         return self.start(*extra_args)

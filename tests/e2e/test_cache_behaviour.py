@@ -14,7 +14,7 @@ import pytest
 from huggingface_hub import hf_hub_download
 
 from tests.e2e.hubfiles import commit_at, hub_file
-from tests.e2e.mirror_process import MirrorProcess
+from tests.e2e.mirror_process import MirrorProcess, running_mirror
 from tests.fakehub import FakeHub
 
 BIG = "hm-test/big-lfs"
@@ -61,17 +61,27 @@ def test_cold_head_does_not_download(fake_hub: FakeHub, fresh_mirror: MirrorProc
 
 
 def _assert_blob_not_kept(mirror: MirrorProcess, sha256: str) -> None:
+    # A partial file may stay behind to resume from; it is never a blob.
     assert all(path.name != sha256 for path in mirror.blob_files())
-    assert not list((mirror.cache_dir / "partial").iterdir())
 
 
 @pytest.mark.parametrize("fault", ["corrupt", "truncate", "reset"])
 def test_broken_upstream_body_is_never_kept_nor_served(
-    fake_hub: FakeHub, fresh_mirror: MirrorProcess, client_cache: Path, fault: str
+    fake_hub: FakeHub, tmp_path: Path, client_cache: Path, fault: str
 ) -> None:
     repo, path = "hm-test/tiny-model", "model.safetensors"
     blob = hub_file(fake_hub, repo, path)
     fake_hub.inject_fault(blob.sha256, fault, times=50)  # type: ignore[arg-type]
+    # One attempt per segment: the client's own retries are what this test waits for.
+    fresh = running_mirror(tmp_path / "cache", fake_hub.url, "--upstream-retries", "1")
+    with fresh as fresh_mirror:
+        _fail_then_recover(fake_hub, fresh_mirror, client_cache, repo, path)
+
+
+def _fail_then_recover(
+    fake_hub: FakeHub, fresh_mirror: MirrorProcess, client_cache: Path, repo: str, path: str
+) -> None:
+    blob = hub_file(fake_hub, repo, path)
     try:
         # The mirror cuts the body before its last byte, so the client always fails.
         with pytest.raises(httpx2.TransportError):
@@ -96,6 +106,26 @@ def test_client_retry_after_one_corrupt_transfer_gets_correct_bytes(
         fake_hub.clear_faults()
     assert Path(local).read_bytes() == blob.data
     assert fake_hub.count(origin="cdn", path_contains=blob.sha256) >= 2
+
+
+def test_dropped_segments_are_retried_by_the_mirror(
+    fake_hub: FakeHub, tmp_path: Path, client_cache: Path
+) -> None:
+    blob = hub_file(fake_hub, BIG, "big.bin")
+    segmented = ("--segment-threshold", "1M", "--segment-size", "4M")
+    with running_mirror(tmp_path / "cache", fake_hub.url, *segmented) as mirror:
+        before = fake_hub.bytes_sent_for(blob.sha256)
+        fake_hub.inject_fault(blob.sha256, "reset", times=3)
+        try:
+            status, _headers, body = fetch(f"{mirror.url}/{BIG}/resolve/main/big.bin")
+        finally:
+            fake_hub.clear_faults()
+        assert status == 200
+        assert hashlib.sha256(body).hexdigest() == blob.sha256
+        sent = fake_hub.bytes_sent_for(blob.sha256) - before
+        # Three dropped connections each lost at most what they had sent: no restart.
+        assert blob.size <= sent < blob.size + 3 * 4 * 1024 * 1024
+        assert fake_hub.count(origin="cdn", path_contains=blob.sha256) >= 6
 
 
 def test_same_blob_under_two_revisions_is_stored_once(

@@ -85,8 +85,8 @@ async def serve_blob(
 ) -> web.StreamResponse:
     """Answer GET/HEAD for `data`, with range support, faults and byte accounting."""
     total = len(data)
-    common = {**headers, "Accept-Ranges": "bytes"}
-    wanted = parse_range(request.headers.get("Range"), total)
+    common = dict(headers) if state.ignore_range else {**headers, "Accept-Ranges": "bytes"}
+    wanted = None if state.ignore_range else parse_range(request.headers.get("Range"), total)
     if isinstance(wanted, Unsatisfiable):
         return web.Response(status=416, headers={**common, "Content-Range": f"bytes */{total}"})
     if wanted is None:

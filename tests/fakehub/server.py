@@ -212,6 +212,15 @@ class FakeHub:
         self.state.throttle_bytes_per_second = value
 
     @property
+    def ignore_range(self) -> bool:
+        """Whether body routes ignore `Range` and always send the whole body."""
+        return self.state.ignore_range
+
+    @ignore_range.setter
+    def ignore_range(self, value: bool) -> None:
+        self.state.ignore_range = value
+
+    @property
     def status_override(self) -> tuple[int, dict[str, str]] | None:
         """When set, every Hub-origin request gets this status and these headers."""
         return self.state.status_override

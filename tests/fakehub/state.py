@@ -27,6 +27,8 @@ class HubState:
         self.cdn_url = ""
         self.throttle_bytes_per_second: int | None = None
         self.status_override: tuple[int, dict[str, str]] | None = None
+        # When set, body routes answer every ranged GET with the whole body (200).
+        self.ignore_range = False
         for repo in repos:
             self.add_repo(repo)
 

@@ -1,4 +1,4 @@
-"""The blob store keeps only verified bytes, under the Hub's own hash."""
+"""Partial files and the blob store: only verified bytes become blobs; crashes resume."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import pytest
 
 from hubmirror.core.errors import IntegrityError
 from hubmirror.core.types import BlobKey, HashAlgorithm
-from hubmirror.storage.blobs import BlobStore
+from hubmirror.storage.blobs import BlobStore, new_hasher
 from hubmirror.storage.layout import CacheLayout
+from hubmirror.storage.rangeset import RangeSet
 
 
 def git_blob_id(data: bytes) -> str:
@@ -24,53 +25,66 @@ def store(tmp_path: Path) -> BlobStore:
     return BlobStore(layout)
 
 
+def digest_of(key: BlobKey, data: bytes) -> str:
+    hasher = new_hasher(key, len(data))
+    hasher.update(data)
+    return hasher.hexdigest()
+
+
 @pytest.mark.parametrize("algorithm", [HashAlgorithm.SHA256, HashAlgorithm.GIT_SHA1])
-def test_verified_blob_becomes_visible(store: BlobStore, algorithm: HashAlgorithm) -> None:
+def test_verified_partial_becomes_a_blob(store: BlobStore, algorithm: HashAlgorithm) -> None:
     data = b"hello hub" * 1000
     digest = (
         hashlib.sha256(data).hexdigest() if algorithm is HashAlgorithm.SHA256 else git_blob_id(data)
     )
     key = BlobKey(algorithm, digest)
-    writer = store.writer(key, len(data))
-    writer.write(data[:10])
-    writer.write(data[10:])
+    partial = store.open_partial(key, len(data))
+    partial.write_at(5000, data[5000:])
+    partial.write_at(0, data[:5000])
     assert store.size_of(key) is None
-    path = writer.commit()
+    path = store.commit(partial, digest_of(key, data))
     assert path.read_bytes() == data
     assert store.size_of(key) == len(data)
-    assert not writer.partial_path.exists()
+    assert not partial.data_path.exists()
+    assert not partial.ranges_path.exists()
 
 
-def test_corrupt_bytes_are_discarded(store: BlobStore) -> None:
+def test_wrong_digest_discards_the_partial(store: BlobStore) -> None:
     data = b"x" * 100
     key = BlobKey(HashAlgorithm.SHA256, hashlib.sha256(data).hexdigest())
-    writer = store.writer(key, len(data))
-    writer.write(b"y" + data[1:])
+    partial = store.open_partial(key, len(data))
+    partial.write_at(0, b"y" + data[1:])
     with pytest.raises(IntegrityError):
-        writer.commit()
+        store.commit(partial, hashlib.sha256(b"y" + data[1:]).hexdigest())
     assert store.size_of(key) is None
-    assert not writer.partial_path.exists()
+    assert not partial.data_path.exists()
 
 
-def test_truncated_bytes_are_discarded(store: BlobStore) -> None:
-    data = b"x" * 100
-    key = BlobKey(HashAlgorithm.SHA256, hashlib.sha256(data).hexdigest())
-    writer = store.writer(key, len(data))
-    writer.write(data[:50])
-    with pytest.raises(IntegrityError):
-        writer.commit()
-    assert store.size_of(key) is None
+def test_writes_outside_the_blob_are_refused(store: BlobStore) -> None:
+    partial = store.open_partial(BlobKey(HashAlgorithm.SHA256, "0" * 64), 4)
+    with pytest.raises(ValueError, match="outside"):
+        partial.write_at(2, b"123")
+    partial.close()
 
 
-def test_more_bytes_than_advertised_are_refused(store: BlobStore) -> None:
-    key = BlobKey(HashAlgorithm.SHA256, "0" * 64)
-    writer = store.writer(key, 4)
-    with pytest.raises(IntegrityError):
-        writer.write(b"12345")
-    writer.cancel()
-    assert not writer.partial_path.exists()
+def test_checkpointed_ranges_survive_a_reopen(store: BlobStore) -> None:
+    key = BlobKey(HashAlgorithm.SHA256, "1" * 64)
+    partial = store.open_partial(key, 1000)
+    partial.write_at(0, b"a" * 300)
+    partial.write_at(600, b"b" * 100)
+    partial.checkpoint(RangeSet([(0, 300), (600, 700)]))
+    partial.write_at(300, b"c" * 100)  # written but never checkpointed: not trusted
+    partial.close()
+    reopened = store.open_partial(key, 1000)
+    assert reopened.recovered == RangeSet([(0, 300), (600, 700)])
+    assert reopened.read_at(0, 300) == b"a" * 300
+    reopened.close()
+    other_size = store.open_partial(key, 999)
+    assert other_size.recovered == RangeSet()
+    other_size.close()
 
 
 def test_blob_paths_stay_inside_the_cache(store: BlobStore) -> None:
     key = BlobKey(HashAlgorithm.SHA256, "ab" * 32)
     assert store.path_of(key).is_relative_to(store.layout.root)
+    assert store.layout.partial_path(key).is_relative_to(store.layout.root)

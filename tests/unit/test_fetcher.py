@@ -1,96 +1,205 @@
-"""Single flight: concurrent readers of one blob share one upstream body."""
+"""Downloads: single flight, segment assembly, retries, Range fallback, verification."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from multidict import CIMultiDict, CIMultiDictProxy
 
-from hubmirror.core.errors import IntegrityError
+from hubmirror.core.errors import IntegrityError, UpstreamUnavailableError
 from hubmirror.core.types import BlobKey, HashAlgorithm
-from hubmirror.services.fetcher import Fetcher
+from hubmirror.services.fetcher import Fetcher, FetchTuning
 from hubmirror.storage.blobs import BlobStore
 from hubmirror.storage.index import Index
 from hubmirror.storage.layout import CacheLayout
 
 
 class FakeBody:
-    """An in-process upstream body that trickles out in small chunks."""
+    """An in-process upstream body that trickles out in chunks of varying size."""
 
-    def __init__(self, data: bytes, chunk: int = 4096) -> None:
-        self.status = 200
+    def __init__(
+        self, source: FakeSource, status: int, data: bytes, first: int, fail_after: int | None
+    ) -> None:
+        self.status = status
+        self._source = source
+        headers: CIMultiDict[str] = CIMultiDict()
+        if status == 206:
+            headers["Content-Range"] = f"bytes {first}-{first + len(data) - 1}/*"
+        self.headers = CIMultiDictProxy(headers)
         self._data = data
-        self._chunk = chunk
+        self._random = random.Random(len(source.requests))
+        self._fail_after = fail_after
 
     async def chunks(self, size: int = 0) -> AsyncIterator[bytes]:
-        for offset in range(0, len(self._data), self._chunk):
+        offset = 0
+        while offset < len(self._data):
+            if self._fail_after is not None and offset >= self._fail_after:
+                raise UpstreamUnavailableError("connection reset by fake upstream")
+            chunk = self._data[offset : offset + self._random.randint(1, 70_000)]
             await asyncio.sleep(0)
-            yield self._data[offset : offset + self._chunk]
+            self._source.bytes_sent += len(chunk)
+            yield chunk
+            offset += len(chunk)
 
 
-class CountingSource:
-    def __init__(self, data: bytes) -> None:
+class FakeSource:
+    """Serves `data`, optionally ignoring Range or dropping the first N connections."""
+
+    def __init__(
+        self,
+        data: bytes,
+        *,
+        honour_range: bool = True,
+        drops: int = 0,
+        refuse_after: int | None = None,
+    ) -> None:
         self.data = data
-        self.opened = 0
+        self.refuse_after = refuse_after
+        self.honour_range = honour_range
+        self.drops = drops
+        self.requests: list[tuple[int | None, int | None]] = []
+        self.bytes_sent = 0
 
     @asynccontextmanager
-    async def open(self) -> AsyncIterator[FakeBody]:
-        self.opened += 1
-        yield FakeBody(self.data)
+    async def open_range(self, start: int | None, end: int | None) -> AsyncIterator[FakeBody]:
+        self.requests.append((start, end))
+        if self.refuse_after is not None and len(self.requests) > self.refuse_after:
+            raise UpstreamUnavailableError("fake upstream refuses connections")
+        fail_after = None
+        if self.drops:
+            self.drops -= 1
+            fail_after = 1000
+        if start is None or not self.honour_range:
+            yield FakeBody(self, 200, self.data, 0, fail_after)
+        else:
+            yield FakeBody(self, 206, self.data[start:end], start, fail_after)
+
+    def forget_location(self) -> None:
+        pass
 
 
-@pytest.fixture
-def fetcher_parts(tmp_path: Path) -> tuple[Fetcher, BlobStore, Index]:
-    layout = CacheLayout(tmp_path)
+def make_fetcher(root: Path, tuning: FetchTuning) -> tuple[Fetcher, BlobStore, Index]:
+    layout = CacheLayout(root)
     layout.create_dirs()
     store = BlobStore(layout)
     index = Index(layout.index_path)
-    return Fetcher(store, index), store, index
+    return Fetcher(store, index, tuning), store, index
 
 
-async def read_all(
-    fetcher: Fetcher,
-    key: BlobKey,
-    size: int,
-    source: CountingSource,
-    start: int = 0,
-    end: int | None = None,
+def key_of(data: bytes) -> BlobKey:
+    return BlobKey(HashAlgorithm.SHA256, hashlib.sha256(data).hexdigest())
+
+
+SEGMENTED = FetchTuning(
+    connections=4,
+    segment_threshold=1,
+    segment_size=50_000,
+    backoff_seconds=0.0,
+    checkpoint_seconds=0.01,
+)
+
+
+async def read_range(
+    fetcher: Fetcher, data: bytes, source: FakeSource, start: int, end: int
 ) -> bytes:
-    download = fetcher.download(key, size, source.open)  # type: ignore[arg-type]
+    download = fetcher.download(key_of(data), len(data), source)  # type: ignore[arg-type]
     await download.wait_started()
-    return b"".join([chunk async for chunk in download.read(start, size if end is None else end)])
+    return b"".join([chunk async for chunk in download.read(start, end)])
 
 
-async def test_concurrent_readers_share_one_upstream_fetch(
-    fetcher_parts: tuple[Fetcher, BlobStore, Index],
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    size=st.integers(1, 400_000),
+    segment=st.integers(1_000, 120_000),
+    connections=st.integers(1, 6),
+    readers=st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1)), min_size=1, max_size=8),
+)
+def test_segments_assemble_into_the_exact_blob_for_any_concurrent_readers(
+    tmp_path_factory: pytest.TempPathFactory,
+    size: int,
+    segment: int,
+    connections: int,
+    readers: list[tuple[float, float]],
 ) -> None:
-    fetcher, store, index = fetcher_parts
-    data = bytes(range(256)) * 4096
-    key = BlobKey(HashAlgorithm.SHA256, hashlib.sha256(data).hexdigest())
-    source = CountingSource(data)
-    results = await asyncio.gather(
-        *[read_all(fetcher, key, len(data), source) for _ in range(20)],
-        read_all(fetcher, key, len(data), source, 1000, 5000),
+    data = random.Random(size).randbytes(size)
+    tuning = FetchTuning(
+        connections=connections,
+        segment_threshold=1,
+        segment_size=segment,
+        backoff_seconds=0.0,
+        checkpoint_seconds=0.01,
     )
-    assert source.opened == 1
-    assert all(result == data for result in results[:20])
-    assert results[20] == data[1000:5000]
-    assert store.size_of(key) == len(data)
+    fetcher, store, index = make_fetcher(tmp_path_factory.mktemp("cache"), tuning)
+    source = FakeSource(data)
+    windows = [sorted((int(a * size), int(b * size))) for a, b in readers]
+
+    async def scenario() -> list[bytes]:
+        return await asyncio.gather(
+            *[read_range(fetcher, data, source, start, end) for start, end in windows],
+            read_range(fetcher, data, source, 0, size),
+        )
+
+    results = asyncio.run(scenario())
+    for (start, end), result in zip(windows, results, strict=False):
+        assert result == data[start:end]
+    assert results[-1] == data
+    assert source.bytes_sent == size
+    assert store.path_of(key_of(data)).read_bytes() == data
     index.close()
 
 
-async def test_corrupt_body_fails_readers_before_the_last_byte(
-    fetcher_parts: tuple[Fetcher, BlobStore, Index],
-) -> None:
-    fetcher, store, index = fetcher_parts
-    data = b"abc" * 10000
-    key = BlobKey(HashAlgorithm.SHA256, hashlib.sha256(data).hexdigest())
-    corrupt = CountingSource(data[:-1] + b"X")
-    download = fetcher.download(key, len(data), corrupt.open)  # type: ignore[arg-type]
+async def test_concurrent_readers_share_one_upstream_fetch(tmp_path: Path) -> None:
+    fetcher, store, index = make_fetcher(tmp_path, FetchTuning(backoff_seconds=0.0))
+    data = bytes(range(256)) * 4096
+    source = FakeSource(data)
+    results = await asyncio.gather(
+        *[read_range(fetcher, data, source, 0, len(data)) for _ in range(20)],
+        read_range(fetcher, data, source, 1000, 5000),
+    )
+    assert source.requests == [(None, None)]
+    assert all(result == data for result in results[:20])
+    assert results[20] == data[1000:5000]
+    assert store.size_of(key_of(data)) == len(data)
+    index.close()
+
+
+async def test_dropped_segments_retry_only_what_they_miss(tmp_path: Path) -> None:
+    fetcher, store, index = make_fetcher(tmp_path, SEGMENTED)
+    data = random.Random(1).randbytes(300_000)
+    source = FakeSource(data, drops=3)
+    assert await read_range(fetcher, data, source, 0, len(data)) == data
+    assert source.drops == 0
+    assert source.bytes_sent == len(data)
+    assert store.size_of(key_of(data)) == len(data)
+    index.close()
+
+
+async def test_upstream_ignoring_range_falls_back_to_one_stream(tmp_path: Path) -> None:
+    fetcher, _store, index = make_fetcher(tmp_path, SEGMENTED)
+    data = random.Random(2).randbytes(300_000)
+    source = FakeSource(data, honour_range=False)
+    assert await read_range(fetcher, data, source, 0, len(data)) == data
+    assert len(source.requests) == 1
+    assert source.bytes_sent == len(data)
+    index.close()
+
+
+async def test_corrupt_body_fails_readers_before_the_last_byte(tmp_path: Path) -> None:
+    fetcher, store, index = make_fetcher(tmp_path, SEGMENTED)
+    data = b"abc" * 100_000
+    key = key_of(data)
+    corrupt = FakeSource(data[:-1] + b"X")
+    download = fetcher.download(key, len(data), corrupt)  # type: ignore[arg-type]
     received = bytearray()
 
     async def consume() -> None:
@@ -101,7 +210,20 @@ async def test_corrupt_body_fails_readers_before_the_last_byte(
         await consume()
     assert len(received) < len(data)
     assert store.size_of(key) is None
-    good = CountingSource(data)
-    assert await read_all(fetcher, key, len(data), good) == data
+    assert not store.layout.partial_path(key).exists()
+    assert await read_range(fetcher, data, FakeSource(data), 0, len(data)) == data
     assert store.size_of(key) == len(data)
+    index.close()
+
+
+async def test_failed_download_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    fetcher, store, index = make_fetcher(tmp_path, SEGMENTED)
+    data = random.Random(3).randbytes(400_000)
+    failing = FakeSource(data, refuse_after=3)  # three segments arrive, then the link dies
+    with pytest.raises(UpstreamUnavailableError):
+        await read_range(fetcher, data, failing, 0, len(data))
+    assert store.layout.partial_ranges_path(key_of(data)).exists()
+    healthy = FakeSource(data)
+    assert await read_range(fetcher, data, healthy, 0, len(data)) == data
+    assert healthy.bytes_sent < len(data)
     index.close()

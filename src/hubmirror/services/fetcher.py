@@ -1,15 +1,22 @@
-"""Single-flight downloads of blobs, and readers that stream them while they fill.
+"""Single-flight, segmented, resumable downloads of blobs, and readers that stream them.
 
-One `Download` per blob key is in flight at a time, owned by a `Fetcher` instance. It
-streams the upstream body into the blob store's partial file while hashing; every
-reader, whole-file or ranged, first or fiftieth, reads from that partial file as bytes
-land. The download runs as its own task, so it completes and commits to the cache even
-when every client has hung up.
+One `Download` per blob key is in flight at a time, owned by a `Fetcher` instance. A
+blob at or above the segment threshold is cut into pieces that several workers fetch
+over parallel ranged upstream connections, writing each at its offset into the blob's
+partial file; smaller blobs use one connection. The first request learns whether the
+upstream honours `Range`; if it does not, that one answer streams the whole blob.
 
-Readers never receive the final byte of a blob before the download verified its hash:
-a whole-file client of a corrupt or truncated upstream body always ends with an
-incomplete response (an error), never with wrong bytes. Ranged reads that end earlier
-are served as bytes arrive, before the whole-file hash can be known.
+Every reader, whole-file or ranged, first or fiftieth, reads from the partial file as
+soon as its bytes are on disk; a reader waiting for bytes moves the piece that holds
+them to the front of the queue. A hasher follows the contiguous prefix, so the hash is
+ready when the last piece lands. Readers never receive the final byte of a blob before
+the download verified its hash: a whole-file client of a corrupt upstream always ends
+with an incomplete response, never with wrong bytes. Ranged reads that end earlier are
+served as bytes arrive, before the whole-file hash can be known.
+
+A dropped or stalled connection retries only what its piece still misses. Complete
+ranges are checkpointed to disk, so a download interrupted by a crash or an upstream
+failure resumes where it stopped; only a hash mismatch throws the bytes away.
 """
 
 from __future__ import annotations
@@ -17,91 +24,155 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncGenerator, Callable
+from collections import deque
+from collections.abc import AsyncGenerator
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from hubmirror.core.errors import IntegrityError, MirrorError, UpstreamUnavailableError
+from hubmirror.core.errors import (
+    IntegrityError,
+    MirrorError,
+    UpstreamRefusedError,
+    UpstreamUnavailableError,
+)
 from hubmirror.core.types import BlobKey
-from hubmirror.storage.blobs import BlobStore, BlobWriter
+from hubmirror.storage.blobs import BlobStore, ContentHasher, new_hasher
 from hubmirror.storage.index import Index
+from hubmirror.storage.partial import PartialFile
+from hubmirror.storage.rangeset import RangeSet
 from hubmirror.upstream.client import BodyStream
 
 logger = logging.getLogger(__name__)
 
-READ_CHUNK = 1024 * 1024
+READ_CHUNK = 256 * 1024
+HASH_BLOCK = 4 * 1024 * 1024
+MAX_RETRY_AFTER_SECONDS = 30.0
 
-BodyOpener = Callable[[], AbstractAsyncContextManager[BodyStream]]
+
+@dataclass(frozen=True, slots=True)
+class FetchTuning:
+    """How downloads use the upstream."""
+
+    connections: int = 8
+    segment_threshold: int = 32 * 1024 * 1024
+    segment_size: int = 8 * 1024 * 1024
+    max_attempts: int = 5
+    backoff_seconds: float = 0.5
+    checkpoint_seconds: float = 1.0
+
+
+class BlobSource(Protocol):
+    """Where one blob's bytes come from."""
+
+    def open_range(
+        self, start: int | None, end: int | None
+    ) -> AbstractAsyncContextManager[BodyStream]:
+        """Bytes `[start, end)`, or the whole blob when `start` is None."""
+        ...
+
+    def forget_location(self) -> None:
+        """Drop any cached location (a signed URL may have expired); re-locate next time."""
+        ...
+
+
+def _hash_block(hasher: ContentHasher, descriptor: int, offset: int, length: int) -> None:
+    hasher.update(os.pread(descriptor, length, offset))
 
 
 class Download:
-    """One blob being fetched from upstream into a partial file."""
+    """One blob being fetched from upstream into its partial file."""
 
-    def __init__(self, key: BlobKey, size: int, writer: BlobWriter) -> None:
-        self.key = key
-        self.size = size
-        self._writer = writer
-        self._available = 0
-        self._progress = asyncio.Event()
-        self._started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._done: asyncio.Future[Path] = asyncio.get_running_loop().create_future()
-        self._descriptor = os.open(writer.partial_path, os.O_RDONLY)
-        self._readers = 0
+    def __init__(
+        self, partial: PartialFile, source: BlobSource, tuning: FetchTuning, store: BlobStore
+    ) -> None:
+        self.key: BlobKey = partial.key
+        self.size = partial.size
+        self.ranges = RangeSet(partial.recovered)
+        self.upstream_bytes = 0
         self.waiters = 0
+        self._partial = partial
+        self._source = source
+        self._tuning = tuning
+        self._store = store
+        self._segmented = self.size >= tuning.segment_threshold and tuning.connections > 1
+        self._pieces: deque[tuple[int, int]] = deque(self._plan_pieces())
+        loop = asyncio.get_running_loop()
+        self._progress = asyncio.Event()
+        self._started: asyncio.Future[None] = loop.create_future()
+        self._done: asyncio.Future[Path] = loop.create_future()
+        self._read_descriptor = os.open(partial.data_path, os.O_RDONLY)
+        self._readers = 0
 
-    @property
-    def available(self) -> int:
-        """Bytes from offset 0 that are on disk and readable."""
-        return self._available
+    def _plan_pieces(self) -> list[tuple[int, int]]:
+        gaps = self.ranges.missing(0, self.size)
+        if not self._segmented:
+            return gaps
+        step = self._tuning.segment_size
+        return [
+            (offset, min(offset + step, end))
+            for start, end in gaps
+            for offset in range(start, end, step)
+        ]
 
-    def _advance(self, available: int) -> None:
-        self._available = available
+    # progress and outcome -----------------------------------------------------------
+    def _notify(self) -> None:
         progress, self._progress = self._progress, asyncio.Event()
         progress.set()
 
-    def _start(self) -> None:
+    def _mark_started(self) -> None:
         if not self._started.done():
             self._started.set_result(None)
 
     def _finish(self, path: Path | None, error: BaseException | None) -> None:
         if error is not None:
-            if not self._started.done():
-                self._started.set_exception(error)
-                self._started.exception()  # mark retrieved: no reader may be waiting
-            self._done.set_exception(error)
-            self._done.exception()
+            if isinstance(error, asyncio.CancelledError):
+                error = UpstreamUnavailableError("download cancelled: the mirror is stopping")
+            for future in (self._started, self._done):
+                if not future.done():
+                    future.set_exception(error)
+                    future.exception()  # retrieved: no reader has to be waiting
         elif path is not None:
-            self._start()
+            self._mark_started()
             self._done.set_result(path)
-        self._advance(self._available)
+        self._notify()
         self._release_descriptor()
 
     def _release_descriptor(self) -> None:
-        if self._done.done() and self._readers == 0 and self._descriptor >= 0:
-            os.close(self._descriptor)
-            self._descriptor = -1
+        if self._done.done() and self._readers == 0 and self._read_descriptor >= 0:
+            os.close(self._read_descriptor)
+            self._read_descriptor = -1
 
-    async def run(self, open_body: BodyOpener) -> Path:
-        """Fetch, verify and commit the blob; every error path removes the partial file.
+    async def wait_started(self) -> None:
+        """Return once the upstream started sending; raise if it failed first."""
+        await asyncio.shield(self._started)
 
-        Readers see the outcome; the error is also raised here, translated to MirrorError
-        unless the task was cancelled.
+    async def wait_done(self) -> Path:
+        """The committed blob's path; raises the download's error."""
+        return await asyncio.shield(self._done)
+
+    # fetching -------------------------------------------------------------------------
+    async def run(self) -> Path:
+        """Fetch what is missing, verify, commit. Raises MirrorError on failure.
+
+        A hash mismatch discards the partial file; any other failure keeps its complete
+        ranges on disk so that the next download of the blob resumes.
         """
-        writer = self._writer
+        hashing = asyncio.create_task(self._hash())
+        checkpointing = asyncio.create_task(self._checkpoint_periodically())
         try:
-            async with open_body() as body:
-                if body.status != 200:
-                    raise UpstreamUnavailableError(
-                        f"upstream answered {body.status} for the bytes of {self.key}"
-                    )
-                self._start()
-                async for chunk in body.chunks():
-                    await asyncio.to_thread(_write_and_flush, writer, chunk)
-                    self._advance(writer.written)
-            path = await asyncio.to_thread(writer.commit)
+            try:
+                await self._fetch_all()
+                digest = await hashing
+            finally:
+                for task in (hashing, checkpointing):
+                    task.cancel()
+                await asyncio.gather(hashing, checkpointing, return_exceptions=True)
+            path = await asyncio.to_thread(self._store.commit, self._partial, digest)
         except BaseException as error:
-            await asyncio.to_thread(writer.cancel)
-            failure: BaseException = error
+            await self._keep_or_discard(error)
+            failure = error
             if not isinstance(error, MirrorError | asyncio.CancelledError):
                 logger.exception("download of %s failed", self.key)
                 failure = UpstreamUnavailableError(f"download of {self.key} failed: {error!r}")
@@ -112,33 +183,158 @@ class Download:
         self._finish(path, None)
         return path
 
-    async def wait_started(self) -> None:
-        """Return once the upstream accepted the request; raise if it failed first."""
-        await asyncio.shield(self._started)
+    async def _keep_or_discard(self, error: BaseException) -> None:
+        if isinstance(error, IntegrityError):
+            self._partial.close()
+            await asyncio.to_thread(self._partial.discard)
+            return
+        if self._partial.descriptor >= 0:
+            snapshot = RangeSet(self.ranges)
+            await asyncio.to_thread(self._partial.checkpoint, snapshot)
+            self._partial.close()
 
-    async def wait_done(self) -> Path:
-        """The committed blob's path; raises the download's error."""
-        return await asyncio.shield(self._done)
+    async def _fetch_all(self) -> None:
+        if not self._pieces:
+            self._mark_started()
+            return
+        first = asyncio.create_task(self._work())
+        await asyncio.wait({first, self._started}, return_when=asyncio.FIRST_COMPLETED)
+        workers = [first]
+        if self._segmented and self._pieces and self._started.done() and not first.done():
+            workers += [
+                asyncio.create_task(self._work()) for _ in range(self._tuning.connections - 1)
+            ]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+        if not self.ranges.covers(0, self.size):
+            raise UpstreamUnavailableError(f"upstream did not send all of {self.key}")
+
+    async def _work(self) -> None:
+        while self._pieces:
+            start, end = self._pieces.popleft()
+            await self._fetch_piece(start, end)
+
+    async def _fetch_piece(self, start: int, end: int) -> None:
+        """Fetch `[start, end)`, retrying only what is still missing after a failure."""
+        attempt = 0
+        while True:
+            missing = self.ranges.missing(start, end)
+            if not missing:
+                return
+            position = missing[0][0]
+            try:
+                await self._stream(position, end)
+            except (UpstreamUnavailableError, UpstreamRefusedError) as error:
+                attempt += 1
+                if attempt >= self._tuning.max_attempts or (
+                    isinstance(error, UpstreamRefusedError) and attempt > 1
+                ):
+                    raise
+                self._source.forget_location()
+                delay = self._tuning.backoff_seconds * 2 ** (attempt - 1)
+                retry_after = getattr(error, "retry_after", None)
+                if retry_after and retry_after.isdigit():
+                    delay = max(delay, min(float(retry_after), MAX_RETRY_AFTER_SECONDS))
+                logger.info(
+                    "retrying %s bytes %d-%d in %.1fs: %s",
+                    self.key,
+                    position,
+                    end,
+                    delay,
+                    error.message,
+                )
+                await asyncio.sleep(delay)
+
+    async def _stream(self, position: int, end: int) -> None:
+        whole = position == 0 and end == self.size
+        async with self._source.open_range(
+            None if whole else position, None if whole else end
+        ) as body:
+            if body.status == 200:
+                if not whole:
+                    logger.info("upstream ignores Range for %s: one stream", self.key)
+                offset, end = 0, self.size
+                self._pieces.clear()
+            elif body.status == 206 and _content_range_start(body) == position:
+                offset = position
+            else:
+                raise UpstreamUnavailableError(
+                    f"upstream answered {body.status} for bytes {position}-{end} of {self.key}"
+                )
+            self._mark_started()
+            async for chunk in body.chunks():
+                piece = chunk[: end - offset]
+                if piece:
+                    await asyncio.to_thread(self._partial.write_at, offset, piece)
+                    self.ranges.add(offset, offset + len(piece))
+                    offset += len(piece)
+                    self.upstream_bytes += len(piece)
+                    self._notify()
+                if offset >= end:
+                    break
+        if offset < end:
+            raise UpstreamUnavailableError(
+                f"upstream body of {self.key} ended at {offset}, expected {end}"
+            )
+
+    async def _hash(self) -> str:
+        hasher = new_hasher(self.key, self.size)
+        hashed = 0
+        while hashed < self.size:
+            frontier = self.ranges.covered_until(hashed)
+            if frontier <= hashed:
+                await self._progress.wait()
+                continue
+            length = min(HASH_BLOCK, frontier - hashed)
+            await asyncio.to_thread(_hash_block, hasher, self._read_descriptor, hashed, length)
+            hashed += length
+        return hasher.hexdigest()
+
+    async def _checkpoint_periodically(self) -> None:
+        recorded = self.ranges.total
+        while True:
+            await asyncio.sleep(self._tuning.checkpoint_seconds)
+            if self.ranges.total != recorded:
+                snapshot = RangeSet(self.ranges)
+                await asyncio.to_thread(self._partial.checkpoint, snapshot)
+                recorded = snapshot.total
+
+    # reading --------------------------------------------------------------------------
+    def prioritize(self, offset: int) -> None:
+        """Fetch the pending piece that holds `offset` next."""
+        for index, (start, end) in enumerate(self._pieces):
+            if start <= offset < end:
+                if index:
+                    del self._pieces[index]
+                    self._pieces.appendleft((start, end))
+                return
 
     async def read(self, start: int, end: int) -> AsyncGenerator[bytes]:
-        """Yield bytes [start, end) as they land, the last byte only once verified."""
+        """Yield bytes `[start, end)` as they land; the last byte only once verified."""
         self._readers += 1
         try:
             position = start
             while position < end:
-                committed = self._done.done() and self._done.exception() is None
-                if self._done.done() and not committed:
-                    raise self._done.exception() or IntegrityError("download failed")
-                limit = min(
-                    end, self._available if committed else min(self._available, self.size - 1)
-                )
+                committed = False
+                if self._done.done():
+                    error = self._done.exception()
+                    if error is not None:
+                        raise error
+                    committed = True
+                available = self.ranges.covered_until(position)
+                limit = min(end, available if committed else min(available, self.size - 1))
                 if position >= limit:
+                    self.prioritize(position)
                     await self._progress.wait()
                     continue
                 length = min(READ_CHUNK, limit - position)
-                chunk = await asyncio.to_thread(os.pread, self._descriptor, length, position)
+                chunk = await asyncio.to_thread(os.pread, self._read_descriptor, length, position)
                 if not chunk:
-                    raise IntegrityError("partial file shorter than recorded")
+                    raise IntegrityError("partial file shorter than its recorded ranges")
                 position += len(chunk)
                 yield chunk
         finally:
@@ -146,22 +342,30 @@ class Download:
             self._release_descriptor()
 
 
+def _content_range_start(body: BodyStream) -> int | None:
+    value = body.headers.get("Content-Range", "")
+    if not value.startswith("bytes "):
+        return None
+    first = value[6:].split("-", 1)[0]
+    return int(first) if first.isdigit() else None
+
+
 class Fetcher:
     """Starts at most one upstream download per blob and hands out its readers."""
 
-    def __init__(self, store: BlobStore, index: Index) -> None:
+    def __init__(self, store: BlobStore, index: Index, tuning: FetchTuning | None = None) -> None:
         self._store = store
         self._index = index
+        self._tuning = tuning or FetchTuning()
         self._inflight: dict[BlobKey, Download] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self.downloads_started = 0
 
     def inflight(self, key: BlobKey) -> Download | None:
         """The running download of `key`, if any."""
         return self._inflight.get(key)
 
-    def download(self, key: BlobKey, size: int, open_body: BodyOpener) -> Download:
-        """Join the running download of `key`, or start one with `open_body`.
+    def download(self, key: BlobKey, size: int, source: BlobSource) -> Download:
+        """Join the running download of `key`, or start one from `source`.
 
         The caller checked that the blob is not in the store; this method does not await
         between that check and registering the download, so two callers can never both
@@ -171,18 +375,17 @@ class Fetcher:
         if running is not None:
             running.waiters += 1
             return running
-        download = Download(key, size, self._store.writer(key, size))
+        download = Download(self._store.open_partial(key, size), source, self._tuning, self._store)
         download.waiters = 1
         self._inflight[key] = download
-        self.downloads_started += 1
-        task = asyncio.create_task(self._run(download, open_body), name=f"download {key}")
+        task = asyncio.create_task(self._run(download), name=f"download {key}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return download
 
-    async def _run(self, download: Download, open_body: BodyOpener) -> None:
+    async def _run(self, download: Download) -> None:
         try:
-            await download.run(open_body)
+            await download.run()
         except IntegrityError as error:
             logger.warning("verification failed, blob discarded: %s", error.message)
         except MirrorError as error:
@@ -193,12 +396,7 @@ class Fetcher:
             self._inflight.pop(download.key, None)
 
     async def close(self) -> None:
-        """Cancel every running download (their partial files are removed)."""
+        """Stop every running download; their complete ranges stay on disk to resume."""
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-def _write_and_flush(writer: BlobWriter, chunk: bytes) -> None:
-    writer.write(chunk)
-    writer.flush()

@@ -9,9 +9,13 @@ accepts.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from yarl import URL
 
 from hubmirror.core.errors import EntryNotFoundError, UpstreamUnavailableError
 from hubmirror.core.types import BlobKey, FileEntry, PinnedRevision, RepoRef
@@ -19,7 +23,7 @@ from hubmirror.services.fetcher import Download, Fetcher
 from hubmirror.services.revisions import RevisionResolver
 from hubmirror.storage.blobs import BlobStore
 from hubmirror.storage.index import Index
-from hubmirror.upstream.client import RemoteFileMetadata
+from hubmirror.upstream.client import BodyStream, RemoteFileMetadata
 from hubmirror.upstream.source import Upstream
 
 
@@ -93,9 +97,51 @@ class FileService:
 
     def download(self, file: ResolvedFile, headers: Mapping[str, str]) -> Download:
         """Join or start the upstream download of the file's blob."""
-        pinned, entry = file.pinned, file.entry
-        return self._fetcher.download(
-            entry.blob,
-            entry.size,
-            lambda: self._upstream.open_file(pinned.repo, pinned.commit, entry.path, headers),
+        source = UpstreamFileSource(
+            self._upstream, file.pinned.repo, file.pinned.commit, file.entry.path, headers
         )
+        return self._fetcher.download(file.entry.blob, file.entry.size, source)
+
+
+class UpstreamFileSource:
+    """The bytes of one file at one commit, from the upstream.
+
+    The file is located once (the Hub answers with a signed CDN URL) and every ranged
+    request of the download goes straight there; a failed request forgets the location
+    so the retry asks the Hub for a fresh one.
+    """
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        repo: RepoRef,
+        commit: str,
+        path: str,
+        headers: Mapping[str, str],
+    ) -> None:
+        self._upstream = upstream
+        self._repo = repo
+        self._commit = commit
+        self._path = path
+        self._headers = dict(headers)
+        self._location: URL | None = None
+        self._locating = asyncio.Lock()
+
+    async def _locate(self) -> URL:
+        async with self._locating:
+            if self._location is None:
+                self._location = await self._upstream.locate_file(
+                    self._repo, self._commit, self._path, self._headers
+                )
+            return self._location
+
+    @asynccontextmanager
+    async def open_range(self, start: int | None, end: int | None) -> AsyncIterator[BodyStream]:
+        """Bytes `[start, end)` of the file (all of it when `start` is None)."""
+        location = await self._locate()
+        async with self._upstream.open_location(location, self._headers, start, end) as body:
+            yield body
+
+    def forget_location(self) -> None:
+        """Locate the file again before the next request."""
+        self._location = None

@@ -1,21 +1,21 @@
-"""The content-addressed blob store: write, verify, atomically commit; open for sendfile.
+"""The content-addressed blob store: verify, atomically commit; open for sendfile.
 
-A blob is visible (at `CacheLayout.blob_path`) only after its size and hash matched the
-key it is stored under. Writers stream into a partial file while hashing; `commit`
-verifies, fsyncs and renames; `cancel` removes the partial file. All methods here block:
-callers on the event loop run them in a thread.
+A blob is visible (at `CacheLayout.blob_path`) only after its hash matched the key it is
+stored under: `commit` compares the digest of a complete partial file with the key and
+either renames it into place or discards it. All methods block: callers on the event
+loop run them in a thread.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Protocol
 
 from hubmirror.core.errors import IntegrityError
 from hubmirror.core.types import BlobKey, HashAlgorithm
 from hubmirror.storage.layout import CacheLayout
+from hubmirror.storage.partial import PartialFile
 
 
 class ContentHasher(Protocol):
@@ -38,81 +38,6 @@ def new_hasher(key: BlobKey, size: int) -> ContentHasher:
     return hasher
 
 
-class BlobWriter:
-    """Writes one blob's bytes in order into a partial file and verifies them on commit."""
-
-    def __init__(self, layout: CacheLayout, key: BlobKey, size: int) -> None:
-        self.key = key
-        self.size = size
-        self.partial_path = layout.partial_path(key)
-        self._final_path = layout.blob_path(key)
-        self._hasher = new_hasher(key, size)
-        self._written = 0
-        self._closed = False
-        self._file = self.partial_path.open("wb")
-
-    @property
-    def written(self) -> int:
-        """How many bytes have been written so far."""
-        return self._written
-
-    def write(self, data: bytes) -> None:
-        """Append `data`; refuses to grow past the advertised size."""
-        if self._written + len(data) > self.size:
-            raise IntegrityError(
-                f"upstream sent more than the advertised {self.size} bytes for {self.key}"
-            )
-        self._file.write(data)
-        self._hasher.update(data)
-        self._written += len(data)
-
-    def flush(self) -> None:
-        """Hand written bytes to the OS so readers of the partial file see them."""
-        self._file.flush()
-
-    def commit(self) -> Path:
-        """Verify size and hash, fsync and rename into place; returns the blob's path.
-
-        Raises IntegrityError (after removing the partial file) on any mismatch.
-        """
-        try:
-            if self._written != self.size:
-                raise IntegrityError(
-                    f"upstream sent {self._written} of {self.size} bytes for {self.key}"
-                )
-            digest = self._hasher.hexdigest()
-            if digest != self.key.hexdigest:
-                raise IntegrityError(
-                    f"upstream bytes hash to {digest}, expected {self.key.hexdigest}"
-                )
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            self._closed = True
-            self._final_path.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self.partial_path, self._final_path)
-            _fsync_directory(self._final_path.parent)
-        except BaseException:
-            self.cancel()
-            raise
-        return self._final_path
-
-    def cancel(self) -> None:
-        """Drop everything written; safe to call more than once."""
-        if not self._closed:
-            self._file.close()
-            self._closed = True
-        self.partial_path.unlink(missing_ok=True)
-
-
-def _fsync_directory(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 class BlobStore:
     """Verified blobs on local disk, addressed by `BlobKey`."""
 
@@ -130,9 +55,22 @@ class BlobStore:
         except FileNotFoundError:
             return None
 
-    def writer(self, key: BlobKey, size: int) -> BlobWriter:
-        """Start writing a new blob (replaces any stale partial file of the same key)."""
-        return BlobWriter(self.layout, key, size)
+    def open_partial(self, key: BlobKey, size: int) -> PartialFile:
+        """The partial file of `key`, resuming a previous run's complete ranges if any."""
+        return PartialFile(self.layout, key, size)
+
+    def commit(self, partial: PartialFile, digest: str) -> Path:
+        """Make a complete partial file a blob if `digest` is its key; else discard it.
+
+        Raises IntegrityError (after removing the partial file) on a mismatch.
+        """
+        if digest != partial.key.hexdigest:
+            partial.close()
+            partial.discard()
+            raise IntegrityError(
+                f"upstream bytes hash to {digest}, expected {partial.key.hexdigest}"
+            )
+        return partial.commit_into_store()
 
     def delete(self, key: BlobKey) -> None:
         """Remove a blob (idempotent)."""

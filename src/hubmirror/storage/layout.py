@@ -7,6 +7,7 @@
         sha1/ab/cd/<40 hex>          regular files, named by their git blob sha1
       partial/
         sha256-<64 hex>.partial      a download in progress, never served as complete
+        sha256-<64 hex>.ranges       which byte ranges of it are durably written
       tmp/                           scratch space on the same filesystem
 
 Paths are derived only from validated `BlobKey`s (lowercase hex), never from anything a
@@ -54,6 +55,10 @@ class CacheLayout:
     def partial_path(self, key: BlobKey) -> Path:
         """The file an in-flight download of `key` writes into."""
         return self.partial_dir / f"{key.algorithm.value}-{key.hexdigest}.partial"
+
+    def partial_ranges_path(self, key: BlobKey) -> Path:
+        """The record of which ranges of `partial_path(key)` are complete."""
+        return self.partial_dir / f"{key.algorithm.value}-{key.hexdigest}.ranges"
 
     def create_dirs(self) -> None:
         """Create the top-level folders (idempotent)."""

@@ -231,13 +231,38 @@ class UpstreamClient:
                 raise UpstreamUnavailableError("upstream sent a malformed size") from error
             return RemoteFileMetadata(commit=commit, etag=etag, size=size)
 
-    @asynccontextmanager
-    async def open_file(
+    async def locate_file(
         self, repo: RepoRef, commit: str, path: str, headers: Mapping[str, str]
-    ) -> AsyncIterator[BodyStream]:
-        """GET a file's bytes at a commit, following the CDN redirect; never decoded."""
+    ) -> URL:
+        """Where a file's bytes are served: the CDN URL the Hub redirects to, or the
+        resolve URL itself when the upstream answers it directly."""
         request_headers = {**headers, "Accept-Encoding": "identity"}
         url = self.resolve_url(repo, commit, path)
+        async with self._request("HEAD", url, request_headers, follow_external=False) as response:
+            raise_for_upstream_status(response.status, response.headers, b"")
+            location = response.headers.get("Location")
+            if response.status in REDIRECT_STATUSES and location is not None:
+                return response.url.join(URL(location, encoded=True))
+            return response.url
+
+    @asynccontextmanager
+    async def open_location(
+        self,
+        url: URL,
+        headers: Mapping[str, str],
+        start: int | None = None,
+        end: int | None = None,
+    ) -> AsyncIterator[BodyStream]:
+        """GET bytes `[start, end)` (all when `start` is None) from a located file.
+
+        The caller's credentials go only to the upstream's own origin. A 200 answer to
+        a ranged request means the upstream ignored `Range`: the caller checks `status`.
+        """
+        request_headers = {"Accept-Encoding": "identity"}
+        if self._same_origin(url):
+            request_headers.update(headers)
+        if start is not None:
+            request_headers["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
         async with self._request("GET", url, request_headers, decompress=False) as response:
             if response.status >= 400:
                 payload = await self._read_body(response)

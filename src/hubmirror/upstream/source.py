@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
+from yarl import URL
+
 from hubmirror.core.errors import OfflineMissError
 from hubmirror.core.types import RepoRef
 from hubmirror.upstream.client import BodyStream, JsonAnswer, RemoteFileMetadata
@@ -36,10 +38,20 @@ class Upstream(Protocol):
         """Commit, ETag and size of a file, without its bytes."""
         ...
 
-    def open_file(
+    async def locate_file(
         self, repo: RepoRef, commit: str, path: str, headers: Mapping[str, str]
+    ) -> URL:
+        """Where the bytes of a file at a commit are served (often a signed CDN URL)."""
+        ...
+
+    def open_location(
+        self,
+        url: URL,
+        headers: Mapping[str, str],
+        start: int | None = None,
+        end: int | None = None,
     ) -> AbstractAsyncContextManager[BodyStream]:
-        """The bytes of a file at a commit, as a stream."""
+        """Bytes `[start, end)` of a located file, as a stream."""
         ...
 
     def forward(
@@ -75,11 +87,21 @@ class OfflineUpstream:
         """Always refuses."""
         raise OfflineMissError(f"{OFFLINE_MESSAGE}: {repo}/{path}@{revision}")
 
-    def open_file(
+    async def locate_file(
         self, repo: RepoRef, commit: str, path: str, headers: Mapping[str, str]
-    ) -> AbstractAsyncContextManager[BodyStream]:
+    ) -> URL:
         """Always refuses."""
         raise OfflineMissError(f"{OFFLINE_MESSAGE}: {repo}/{path}@{commit}")
+
+    def open_location(
+        self,
+        url: URL,
+        headers: Mapping[str, str],
+        start: int | None = None,
+        end: int | None = None,
+    ) -> AbstractAsyncContextManager[BodyStream]:
+        """Always refuses."""
+        raise OfflineMissError(OFFLINE_MESSAGE)
 
     def forward(
         self, method: str, path_and_query: str, headers: Mapping[str, str], body: bytes | None

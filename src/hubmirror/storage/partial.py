@@ -1,0 +1,120 @@
+"""Partial files: a blob assembled at arbitrary offsets, resumable after a crash.
+
+The data file is created at its full size and written with `pwrite` by any number of
+segment fetchers. Beside it, a small JSON sidecar records which byte ranges are complete.
+The sidecar is only rewritten after the data file was `fdatasync`ed, so after a kill -9
+it never claims bytes that did not reach the disk; the next download of the same blob
+fetches only what the sidecar does not list. A partial file is never served as a blob:
+it becomes one only through `commit_into`, after the caller verified the hash.
+All methods block; callers on the event loop run them in a thread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from hubmirror.core.types import BlobKey
+from hubmirror.storage.layout import CacheLayout
+from hubmirror.storage.rangeset import RangeSet
+
+SIDECAR_VERSION = 1
+
+
+class PartialFile:
+    """One blob's partial data file and its record of complete ranges."""
+
+    def __init__(self, layout: CacheLayout, key: BlobKey, size: int) -> None:
+        self.key = key
+        self.size = size
+        self.data_path = layout.partial_path(key)
+        self.ranges_path = layout.partial_ranges_path(key)
+        self._final_path = layout.blob_path(key)
+        self.recovered = self._load_ranges()
+        flags = os.O_RDWR | os.O_CREAT
+        if not self.recovered.total:
+            flags |= os.O_TRUNC
+        self._descriptor = os.open(self.data_path, flags, 0o644)
+        if os.fstat(self._descriptor).st_size != size:
+            os.ftruncate(self._descriptor, size)
+
+    def _load_ranges(self) -> RangeSet:
+        """The ranges a previous run checkpointed, if its sidecar fits this blob."""
+        try:
+            record = json.loads(self.ranges_path.read_text())
+            if (
+                record.get("version") != SIDECAR_VERSION
+                or record.get("size") != self.size
+                or not self.data_path.exists()
+            ):
+                return RangeSet()
+            ranges = RangeSet(
+                (int(start), int(end))
+                for start, end in record["ranges"]
+                if 0 <= int(start) < int(end) <= self.size
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return RangeSet()
+        return ranges
+
+    @property
+    def descriptor(self) -> int:
+        """The open read-write descriptor (for `pread` by readers)."""
+        return self._descriptor
+
+    def write_at(self, offset: int, data: bytes) -> None:
+        """Write `data` at `offset` (never past the blob's size)."""
+        if offset < 0 or offset + len(data) > self.size:
+            raise ValueError(f"write of {len(data)} bytes at {offset} outside blob of {self.size}")
+        view = memoryview(data)
+        while view:
+            written = os.pwrite(self._descriptor, view, offset)
+            view = view[written:]
+            offset += written
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        """Read up to `length` bytes at `offset`."""
+        return os.pread(self._descriptor, length, offset)
+
+    def checkpoint(self, ranges: RangeSet) -> None:
+        """Make the data durable, then record `ranges` as complete (atomically)."""
+        os.fdatasync(self._descriptor)
+        record = {
+            "version": SIDECAR_VERSION,
+            "algorithm": self.key.algorithm.value,
+            "size": self.size,
+            "ranges": [list(item) for item in ranges],
+        }
+        temporary = self.ranges_path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(record))
+        os.replace(temporary, self.ranges_path)
+
+    def commit_into_store(self) -> Path:
+        """Move the verified data to its blob path; the caller checked size and hash."""
+        os.fsync(self._descriptor)
+        self.close()
+        self._final_path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.data_path, self._final_path)
+        self.ranges_path.unlink(missing_ok=True)
+        _fsync_directory(self._final_path.parent)
+        return self._final_path
+
+    def discard(self) -> None:
+        """Remove the data and its record (idempotent)."""
+        self.data_path.unlink(missing_ok=True)
+        self.ranges_path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Close the descriptor (idempotent)."""
+        if self._descriptor >= 0:
+            os.close(self._descriptor)
+            self._descriptor = -1
+
+
+def _fsync_directory(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -1,0 +1,128 @@
+"""The fetch engine through a real mirror: segments, priorities, crash resume, fallback."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.client
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.hubfiles import hub_file
+from tests.e2e.mirror_process import MirrorProcess, running_mirror
+from tests.fakehub import FakeHub
+
+BIG = "hm-test/big-lfs"
+SEGMENTED = ("--segment-threshold", "1M", "--segment-size", "1M", "--upstream-connections", "4")
+
+
+@pytest.fixture
+def throttled_hub(fake_hub: FakeHub) -> Iterator[FakeHub]:
+    """The session hub with every CDN connection limited to 2 MB/s."""
+    fake_hub.throttle_bytes_per_second = 2_000_000
+    try:
+        yield fake_hub
+    finally:
+        fake_hub.throttle_bytes_per_second = None
+        fake_hub.ignore_range = False
+
+
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return response.status, response.read()
+
+
+def test_ranged_read_far_into_a_cold_blob_is_served_before_the_download_ends(
+    throttled_hub: FakeHub, tmp_path: Path
+) -> None:
+    blob = hub_file(throttled_hub, BIG, "big.bin")
+    with running_mirror(tmp_path / "cache", throttled_hub.url, *SEGMENTED) as mirror:
+        url = f"{mirror.url}/{BIG}/resolve/main/big.bin"
+        before = throttled_hub.bytes_sent_for(blob.sha256)
+        whole = threading.Thread(target=get, args=(url,))
+        whole.start()
+        tail_start = blob.size - 1_000_000
+        status, body = get(url, {"Range": f"bytes={tail_start}-{blob.size - 2}"})
+        fetched_when_tail_arrived = throttled_hub.bytes_sent_for(blob.sha256) - before
+        whole.join()
+        assert (status, body) == (206, blob.data[tail_start:-1])
+        # The tail's segment jumped the queue: most of the blob was still to come.
+        assert fetched_when_tail_arrived < blob.size // 2
+        assert any(p.name == blob.sha256 for p in mirror.blob_files())
+
+
+def test_upstream_connections_fetch_segments_in_parallel(
+    throttled_hub: FakeHub, tmp_path: Path
+) -> None:
+    blob = hub_file(throttled_hub, BIG, "big.bin")
+    with running_mirror(tmp_path / "cache", throttled_hub.url, *SEGMENTED) as mirror:
+        seen = len(throttled_hub.requests)
+        status, body = get(f"{mirror.url}/{BIG}/resolve/main/big.bin")
+        assert status == 200
+        assert hashlib.sha256(body).hexdigest() == blob.sha256
+        fetched = [
+            r for r in throttled_hub.requests[seen:] if r.origin == "cdn" and blob.sha256 in r.path
+        ]
+        # 24 one-MiB segments, each asked once, each with its own Range.
+        assert len(fetched) == 24
+        assert len({r.range for r in fetched if r.range}) == 24
+
+
+def test_upstream_ignoring_range_falls_back_to_one_stream(
+    throttled_hub: FakeHub, tmp_path: Path
+) -> None:
+    throttled_hub.throttle_bytes_per_second = None
+    throttled_hub.ignore_range = True
+    blob = hub_file(throttled_hub, BIG, "big.bin")
+    with running_mirror(tmp_path / "cache", throttled_hub.url, *SEGMENTED) as mirror:
+        before_requests = throttled_hub.count(origin="cdn", path_contains=blob.sha256)
+        before_bytes = throttled_hub.bytes_sent_for(blob.sha256)
+        _status, body = get(f"{mirror.url}/{BIG}/resolve/main/big.bin")
+        assert hashlib.sha256(body).hexdigest() == blob.sha256
+        assert throttled_hub.count(origin="cdn", path_contains=blob.sha256) - before_requests == 1
+        assert throttled_hub.bytes_sent_for(blob.sha256) - before_bytes == blob.size
+
+
+def _checkpointed_bytes(mirror: MirrorProcess, sha256: str) -> int:
+    try:
+        record = json.loads((mirror.cache_dir / "partial" / f"sha256-{sha256}.ranges").read_text())
+    except (OSError, ValueError):
+        return 0
+    return sum(end - start for start, end in record["ranges"])
+
+
+def test_download_resumes_after_the_mirror_is_killed(
+    throttled_hub: FakeHub, tmp_path: Path
+) -> None:
+    blob = hub_file(throttled_hub, BIG, "big.bin")
+    with running_mirror(tmp_path / "cache", throttled_hub.url, *SEGMENTED) as mirror:
+        url = f"{mirror.url}/{BIG}/resolve/main/big.bin"
+
+        def doomed_client() -> None:
+            with contextlib.suppress(urllib.error.URLError, OSError, http.client.HTTPException):
+                get(url)  # the mirror dies under it
+
+        client = threading.Thread(target=doomed_client)
+        client.start()
+        deadline = time.monotonic() + 30
+        while _checkpointed_bytes(mirror, blob.sha256) < 4_000_000:
+            assert time.monotonic() < deadline, "no checkpoint was written"
+            time.sleep(0.05)
+        mirror.kill()
+        client.join()
+        saved = _checkpointed_bytes(mirror, blob.sha256)
+        assert not any(p.name == blob.sha256 for p in mirror.blob_files())
+        throttled_hub.throttle_bytes_per_second = None
+        mirror.start()
+        before = throttled_hub.bytes_sent_for(blob.sha256)
+        _status, body = get(url)
+        assert hashlib.sha256(body).hexdigest() == blob.sha256
+        assert throttled_hub.bytes_sent_for(blob.sha256) - before <= blob.size - saved
