@@ -23,8 +23,8 @@ run: $(VENV)/.installed-run
 	$(BIN)/hubmirror serve
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy --strict src tests
 
 test: lint
@@ -32,3 +32,7 @@ test: lint
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+# Benchmarks (not part of `make test`): needs curl, nginx, wrk and aria2c from apt.
+bench: $(VENV)/.installed-test
+	$(BIN)/python -m bench.run

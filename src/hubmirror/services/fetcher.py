@@ -26,10 +26,10 @@ import logging
 import os
 from collections import deque
 from collections.abc import AsyncGenerator
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, aclosing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from hubmirror.core.errors import (
     IntegrityError,
@@ -313,8 +313,22 @@ class Download:
                     self._pieces.appendleft((start, end))
                 return
 
-    async def read(self, start: int, end: int) -> AsyncGenerator[bytes]:
-        """Yield bytes `[start, end)` as they land; the last byte only once verified."""
+    def open_file(self) -> BinaryIO:
+        """A file object on the partial file (or the blob it becomes), for `sendfile`.
+
+        It stays valid after the download commits (the rename keeps the inode); the
+        caller closes it. Raises the download's error if it failed before this call.
+        """
+        if self._read_descriptor >= 0:
+            return os.fdopen(os.dup(self._read_descriptor), "rb")
+        return self._done.result().open("rb")  # finished before the reader attached
+
+    async def spans(self, start: int, end: int) -> AsyncGenerator[tuple[int, int]]:
+        """Yield `(offset, length)` windows of `[start, end)` as they land on disk.
+
+        The final byte of the blob is only part of a window once the hash is verified;
+        a failed download raises its error here.
+        """
         self._readers += 1
         try:
             position = start
@@ -331,15 +345,26 @@ class Download:
                     self.prioritize(position)
                     await self._progress.wait()
                     continue
-                length = min(READ_CHUNK, limit - position)
-                chunk = await asyncio.to_thread(os.pread, self._read_descriptor, length, position)
-                if not chunk:
-                    raise IntegrityError("partial file shorter than its recorded ranges")
-                position += len(chunk)
-                yield chunk
+                yield position, limit - position
+                position = limit
         finally:
             self._readers -= 1
             self._release_descriptor()
+
+    async def read(self, start: int, end: int) -> AsyncGenerator[bytes]:
+        """Yield the bytes `[start, end)` as they land (see `spans`)."""
+        with self.open_file() as file:
+            async with aclosing(self.spans(start, end)) as windows:
+                async for offset, length in windows:
+                    done = 0
+                    while done < length:
+                        chunk = await asyncio.to_thread(
+                            os.pread, file.fileno(), min(READ_CHUNK, length - done), offset + done
+                        )
+                        if not chunk:
+                            raise IntegrityError("partial file shorter than its recorded ranges")
+                        done += len(chunk)
+                        yield chunk
 
 
 def _content_range_start(body: BodyStream) -> int | None:

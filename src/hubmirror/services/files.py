@@ -10,6 +10,7 @@ accepts.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from hubmirror.storage.blobs import BlobStore
 from hubmirror.storage.index import Index
 from hubmirror.upstream.client import BodyStream, RemoteFileMetadata
 from hubmirror.upstream.source import Upstream
+
+TOUCH_INTERVAL_SECONDS = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +64,7 @@ class FileService:
         self._store = store
         self._fetcher = fetcher
         self._revisions = revisions
+        self._last_touch: dict[BlobKey, float] = {}
 
     async def resolve(
         self, repo: RepoRef, revision: str, path: str, headers: Mapping[str, str]
@@ -92,7 +96,12 @@ class FileService:
         key = file.entry.blob
         if self._store.size_of(key) != file.entry.size:
             return None
-        self._index.touch_blob(key)
+        now = time.monotonic()
+        if now - self._last_touch.get(key, -TOUCH_INTERVAL_SECONDS) >= TOUCH_INTERVAL_SECONDS:
+            # Access times only order eviction: once a minute is precise enough, and it
+            # keeps a SQLite write off the path of every hit.
+            self._index.touch_blob(key)
+            self._last_touch[key] = now
         return self._store.path_of(key)
 
     def download(self, file: ResolvedFile, headers: Mapping[str, str]) -> Download:

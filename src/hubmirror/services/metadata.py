@@ -38,15 +38,20 @@ class CacheStatus(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class MetadataAnswer:
-    """A JSON body to send, how it was obtained, and the query of its next page."""
+    """A serialized JSON body to send, how it was obtained, and its next page's query.
 
-    body: object
+    Bodies stay text from the upstream to the client: a cached answer is sent as it was
+    stored, without parsing it again.
+    """
+
+    text: str
     status: CacheStatus
     commit: str | None = None
     next_query: str | None = None
 
 
 Fetch = Callable[[], Awaitable[JsonAnswer]]
+PLAIN_INFO_VARIANT = "plain"
 
 
 def _next_query(answer: JsonAnswer) -> str | None:
@@ -79,16 +84,17 @@ class MetadataService:
             stored = self._index.document(repo, commit, kind, variant)
             if stored is not None:
                 status = CacheStatus.STALE if pinned.stale else CacheStatus.HIT
-                return MetadataAnswer(json.loads(stored.body), status, commit, stored.next_cursor)
+                return MetadataAnswer(stored.body, status, commit, stored.next_cursor)
         answer = await fetch()
         body = strip_xet_json(answer.body)
+        text = json.dumps(body)
         next_query = _next_query(answer)
         if not pinned.public:
-            return MetadataAnswer(body, CacheStatus.BYPASS, commit, next_query)
-        self._index.put_document(repo, commit, kind, variant, json.dumps(body), next_query)
+            return MetadataAnswer(text, CacheStatus.BYPASS, commit, next_query)
+        self._index.put_document(repo, commit, kind, variant, text, next_query)
         if entries_of is not None:
             self._index.put_files(repo, commit, entries_of(body))
-        return MetadataAnswer(body, CacheStatus.MISS, commit, next_query)
+        return MetadataAnswer(text, CacheStatus.MISS, commit, next_query)
 
     def _raise_if_known_missing(self, pinned: PinnedRevision, path: str) -> None:
         """Answer EntryNotFound locally when the commit's full file list lacks `path`."""
@@ -111,21 +117,33 @@ class MetadataService:
             answer = await self._upstream.get_json(
                 f"{repo.api_path}/revision/{commit}", headers, {"blobs": _flag(blobs)}
             )
-            return MetadataAnswer(strip_xet_json(answer.body), CacheStatus.BYPASS, commit)
-        stored = self._index.document(repo, commit, INFO_DOCUMENT, "")
-        status = CacheStatus.MISS if pinned.from_upstream else CacheStatus.HIT
-        if stored is None:
-            answer = await self._upstream.get_json(
-                f"{repo.api_path}/revision/{commit}", headers, {"blobs": "true"}
+            return MetadataAnswer(
+                json.dumps(strip_xet_json(answer.body)), CacheStatus.BYPASS, commit
             )
-            self._revisions.remember_info(repo, commit, answer.body)
-            body = strip_xet_json(answer.body)
-            status = CacheStatus.MISS
+        status = CacheStatus.MISS if pinned.from_upstream else CacheStatus.HIT
+        variant = "" if blobs else PLAIN_INFO_VARIANT
+        stored = self._index.document(repo, commit, INFO_DOCUMENT, variant)
+        if stored is None:
+            full = self._index.document(repo, commit, INFO_DOCUMENT, "")
+            if full is None:
+                answer = await self._upstream.get_json(
+                    f"{repo.api_path}/revision/{commit}", headers, {"blobs": "true"}
+                )
+                self._revisions.remember_info(repo, commit, answer.body)
+                full_text = json.dumps(strip_xet_json(answer.body))
+                status = CacheStatus.MISS
+            else:
+                full_text = full.body
+            text = full_text
+            if not blobs:
+                # The Hub's answer without ?blobs=true: siblings name files only.
+                text = json.dumps(hubjson.without_blob_details(json.loads(full_text)))
+                self._index.put_document(repo, commit, INFO_DOCUMENT, variant, text)
         else:
-            body = json.loads(stored.body)
+            text = stored.body
         if pinned.stale:
             status = CacheStatus.STALE
-        return MetadataAnswer(body if blobs else hubjson.without_blob_details(body), status, commit)
+        return MetadataAnswer(text, status, commit)
 
     async def tree(
         self,
@@ -222,9 +240,9 @@ class MetadataService:
             stored = self._index.document(repo, "", "refs", variant) if public else None
             if stored is None:
                 raise
-            return MetadataAnswer(json.loads(stored.body), CacheStatus.STALE)
-        body = strip_xet_json(answer.body)
+            return MetadataAnswer(stored.body, CacheStatus.STALE)
+        text = json.dumps(strip_xet_json(answer.body))
         if not public:
-            return MetadataAnswer(body, CacheStatus.BYPASS)
-        self._index.put_document(repo, "", "refs", variant, json.dumps(body))
-        return MetadataAnswer(body, CacheStatus.MISS)
+            return MetadataAnswer(text, CacheStatus.BYPASS)
+        self._index.put_document(repo, "", "refs", variant, text)
+        return MetadataAnswer(text, CacheStatus.MISS)

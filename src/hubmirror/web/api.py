@@ -40,11 +40,7 @@ def json_answer(answer: MetadataAnswer, link: str | None = None) -> web.Response
         headers["X-Repo-Commit"] = answer.commit
     if link:
         headers["Link"] = link
-    return web.Response(
-        text=json.dumps(answer.body, separators=(",", ":")),
-        content_type="application/json",
-        headers=headers,
-    )
+    return web.Response(text=answer.text, content_type="application/json", headers=headers)
 
 
 def _next_link(

@@ -12,10 +12,12 @@ import logging
 import os
 from contextlib import aclosing
 from pathlib import Path
+from typing import BinaryIO
 
 from aiohttp import web
 
 from hubmirror.core.errors import MirrorError
+from hubmirror.services.fetcher import Download
 from hubmirror.services.files import FileService, ResolvedFile
 from hubmirror.services.metadata import CacheStatus
 from hubmirror.web.api import client_headers
@@ -44,28 +46,59 @@ def file_headers(file: ResolvedFile, status: CacheStatus) -> dict[str, str]:
     return headers
 
 
+async def send_span(
+    request: web.Request, response: web.StreamResponse, file: BinaryIO, offset: int, count: int
+) -> None:
+    """Send `count` bytes of an open file from `offset`, zero-copy where the loop can."""
+    transport = request.transport
+    if transport is None:
+        raise ConnectionResetError("client went away")
+    try:
+        await asyncio.get_running_loop().sendfile(transport, file, offset, count)
+    except NotImplementedError:  # e.g. uvloop, or a TLS transport
+        remaining = count
+        while remaining > 0:
+            chunk = await asyncio.to_thread(
+                os.pread, file.fileno(), min(FALLBACK_CHUNK, remaining), offset
+            )
+            if not chunk:
+                raise ConnectionResetError("file shorter than expected") from None
+            await response.write(chunk)
+            offset += len(chunk)
+            remaining -= len(chunk)
+
+
 async def send_file(
     request: web.Request, response: web.StreamResponse, path: Path, offset: int, count: int
 ) -> None:
-    """Send `count` bytes of `path` from `offset` with `loop.sendfile` (zero-copy)."""
+    """Answer with `count` bytes of a cached blob from `offset`."""
     with path.open("rb") as file:
         await response.prepare(request)
-        transport = request.transport
-        if transport is None:
-            raise ConnectionResetError("client went away")
+        await send_span(request, response, file, offset, count)
+        await response.write_eof()
+
+
+async def send_while_downloading(
+    request: web.Request,
+    response: web.StreamResponse,
+    download: Download,
+    offset: int,
+    count: int,
+) -> None:
+    """Answer from a blob's in-flight download, sending each window as it lands."""
+    await download.wait_started()
+    with download.open_file() as file:
+        await response.prepare(request)
         try:
-            await asyncio.get_running_loop().sendfile(transport, file, offset, count)
-        except NotImplementedError:
-            remaining = count
-            while remaining > 0:
-                chunk = await asyncio.to_thread(
-                    os.pread, file.fileno(), min(FALLBACK_CHUNK, remaining), offset
-                )
-                if not chunk:
-                    break
-                await response.write(chunk)
-                offset += len(chunk)
-                remaining -= len(chunk)
+            async with aclosing(download.spans(offset, offset + count)) as windows:
+                async for window_offset, window_length in windows:
+                    await send_span(request, response, file, window_offset, window_length)
+        except MirrorError as error:
+            # Headers are gone already: cut the connection so the client sees a short body.
+            logger.warning("aborting %s: %s", request.rel_url.raw_path, error.message)
+            if request.transport is not None:
+                request.transport.abort()
+            return
         await response.write_eof()
 
 
@@ -97,20 +130,7 @@ async def handle_resolve(
     if cached is not None:
         await send_file(request, response, cached, offset, count)
         return response
-    download = files.download(file, headers)
-    await download.wait_started()
-    await response.prepare(request)
-    try:
-        async with aclosing(download.read(offset, offset + count)) as chunks:
-            async for chunk in chunks:
-                await response.write(chunk)
-    except MirrorError as error:
-        # Headers are gone already: cut the connection so the client sees a short body.
-        logger.warning("aborting %s: %s", request.rel_url.raw_path, error.message)
-        if request.transport is not None:
-            request.transport.abort()
-        return response
-    await response.write_eof()
+    await send_while_downloading(request, response, files.download(file, headers), offset, count)
     return response
 
 
