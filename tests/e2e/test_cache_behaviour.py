@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from huggingface_hub import hf_hub_download
+from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 
 from tests.e2e.hubfiles import commit_at, hub_file
 from tests.e2e.mirror_process import MirrorProcess, running_mirror
@@ -173,3 +173,19 @@ def test_metadata_is_answered_from_cache_and_without_xet(mirror: MirrorProcess) 
     status, headers, body = fetch(f"{mirror.url}/api/models/hm-test/tiny-model/treesize/main")
     assert status == 200
     assert json.loads(body)["size"] > 3_000_000
+
+
+def test_warm_metadata_and_heads_make_no_upstream_call(
+    fake_hub: FakeHub, mirror: MirrorProcess, client_cache: Path
+) -> None:
+    repo = "hm-test/tiny-model"
+    snapshot_download(repo, endpoint=mirror.url, cache_dir=client_cache / "warm")
+    api = HfApi(endpoint=mirror.url)
+    api.get_paths_info(repo, ["config.json", "sub"])
+    api.model_info(repo)
+    fake_hub.reset_counters()
+    snapshot_download(repo, endpoint=mirror.url, cache_dir=client_cache / "again")
+    api.get_paths_info(repo, ["config.json", "sub"])
+    api.model_info(repo)
+    hf_hub_download(repo, "model.safetensors", endpoint=mirror.url, cache_dir=client_cache / "x")
+    assert fake_hub.requests == []
