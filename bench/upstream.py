@@ -12,20 +12,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 from pathlib import Path
 
 from aiohttp import web
+from tests.e2e.mirror_process import free_port
 from tests.fakehub import FakeFile, FakeHub, FakeRepo
 
 REPO_ID = "bench/big"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def build_hub(data_path: Path) -> tuple[FakeHub, FakeFile]:
