@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from hubmirror import __version__
 from hubmirror.config import Settings
+from hubmirror.core.errors import BadRequestError
+from hubmirror.core.policy import Policy
+from hubmirror.services.access import AccessGate
 from hubmirror.services.fetcher import Fetcher, FetchTuning
 from hubmirror.services.files import FileService
 from hubmirror.services.metadata import MetadataService
+from hubmirror.services.policy import PolicyGuard
 from hubmirror.services.revisions import RevisionResolver
 from hubmirror.storage.blobs import BlobStore
 from hubmirror.storage.index import Index
@@ -20,6 +25,7 @@ from hubmirror.storage.layout import CacheLayout
 from hubmirror.upstream.client import UpstreamClient
 from hubmirror.upstream.source import OfflineUpstream, Upstream
 from hubmirror.web.api import handle_metadata
+from hubmirror.web.auth import auth_middleware
 from hubmirror.web.errors import error_middleware
 from hubmirror.web.files import handle_resolve
 from hubmirror.web.forward import handle_forward
@@ -36,6 +42,7 @@ class Mirror:
     index: Index
     upstream: Upstream
     fetcher: Fetcher
+    guard: PolicyGuard
     revisions: RevisionResolver
     metadata: MetadataService
     files: FileService
@@ -63,19 +70,23 @@ def build_mirror(settings: Settings) -> Mirror:
         max_attempts=max(1, settings.upstream_retries),
     )
     fetcher = Fetcher(store, index, tuning)
-    revisions = RevisionResolver(upstream, index, settings.revision_ttl)
+    guard = PolicyGuard(Policy(settings.effective_policy()))
+    gate = AccessGate(upstream, index, settings.access, settings.auth_ttl, settings.offline)
+    revisions = RevisionResolver(upstream, index, settings.revision_ttl, guard, gate)
     return Mirror(
         settings=settings,
         index=index,
         upstream=upstream,
         fetcher=fetcher,
+        guard=guard,
         revisions=revisions,
-        metadata=MetadataService(upstream, index, revisions),
-        files=FileService(upstream, index, store, fetcher, revisions),
+        metadata=MetadataService(upstream, index, revisions, guard),
+        files=FileService(upstream, index, store, fetcher, revisions, guard),
     )
 
 
 MIRROR_KEY = web.AppKey("mirror", Mirror)
+RELOAD_KEY: web.AppKey[Callable[[], Settings] | None] = web.AppKey("reload_settings")
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
@@ -88,6 +99,14 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         route.endpoint is Endpoint.REPO_INFO and set(request.query) - {"blobs"}
     ):
         return await handle_forward(request, mirror.upstream, mirror.settings.upstream)
+    if route.endpoint is Endpoint.POLICY_RELOAD:
+        reload_settings = request.app[RELOAD_KEY]
+        if reload_settings is None:
+            raise BadRequestError("this mirror was started without a reloadable configuration")
+        policy = Policy(reload_settings().effective_policy())
+        mirror.guard.replace(policy)
+        logger.info("policy reloaded: profile %s", policy.settings.profile)
+        return web.json_response({"reloaded": True, "profile": policy.settings.profile})
     if route.endpoint is Endpoint.HOME:
         return web.json_response(
             {
@@ -101,11 +120,21 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     return await handle_metadata(request, route, mirror.metadata)
 
 
-def create_app(settings: Settings) -> web.Application:
-    """The aiohttp application of a mirror configured by `settings`."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=1024 * 1024)
+def create_app(
+    settings: Settings, reload_settings: Callable[[], Settings] | None = None
+) -> web.Application:
+    """The aiohttp application of a mirror configured by `settings`.
+
+    `reload_settings` re-reads the configuration the way the entry point did; the admin
+    route `POST /-/admin/policy/reload` uses it to put a changed `[policy]` in force.
+    """
+    app = web.Application(
+        middlewares=[error_middleware, auth_middleware(settings.require_token, settings.access)],
+        client_max_size=1024 * 1024,
+    )
     mirror = build_mirror(settings)
     app[MIRROR_KEY] = mirror
+    app[RELOAD_KEY] = reload_settings
 
     async def close_mirror(_: web.Application) -> None:
         await mirror.close()

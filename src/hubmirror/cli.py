@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from rich.console import Console
+from rich.table import Table
 
 from hubmirror import __version__
 from hubmirror.app import create_app
@@ -22,7 +25,12 @@ from hubmirror.config import (
     load_settings,
     validate_upstream_url,
 )
-from hubmirror.core.errors import BadRequestError
+from hubmirror.core.access import hash_token
+from hubmirror.core.errors import BadRequestError, MirrorError
+from hubmirror.core.names import validate_repo_id
+from hubmirror.core.types import RepoRef, RepoType
+from hubmirror.ops.policy import check_repo, describe_policy
+from hubmirror.web.auth import ACCESS_LOGGER, TokenSafeAccessLogger
 
 logger = logging.getLogger("hubmirror")
 
@@ -57,6 +65,18 @@ def _add_common_settings(parser: argparse.ArgumentParser) -> None:
         "--segment-threshold", help="blobs from this size on are fetched in segments (32M)"
     )
     parser.add_argument("--segment-size", help="size of one fetched segment (default 8M)")
+    parser.add_argument(
+        "--policy-profile", help="release-assets (default) or everything; see [policy]"
+    )
+    parser.add_argument(
+        "--auth-ttl", help="how long an upstream access decision is reused (default 600s)"
+    )
+    parser.add_argument(
+        "--require-token",
+        action="store_const",
+        const=True,
+        help="only callers with a token listed (hashed) in [access] tokens may use the mirror",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,6 +90,22 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8090)")
     _add_common_settings(serve)
+    policy = commands.add_parser("policy", help="show the policy, or check a repo against it")
+    policy_commands = policy.add_subparsers(dest="policy_command", required=True)
+    show = policy_commands.add_parser("show", help="print the effective policy")
+    _add_common_settings(show)
+    check = policy_commands.add_parser(
+        "check", help="list a repo's files, mirrored or excluded and by which rule"
+    )
+    check.add_argument("repo", help="repo id, e.g. openai-community/gpt2")
+    check.add_argument("--revision", default="main")
+    check.add_argument("--type", default="model", choices=[t.value for t in RepoType])
+    check.add_argument("--token", help="Hub token for gated/private repos (default $HF_TOKEN)")
+    check.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_common_settings(check)
+    commands.add_parser(
+        "hash-token", help="print the sha256 of a token (read from stdin) for [access]"
+    )
     return parser
 
 
@@ -89,10 +125,10 @@ def _use_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
     """Run the server until interrupted."""
     _use_uvloop()
-    app = create_app(settings)
+    app = create_app(settings, reload_settings)
     mode = "offline" if settings.offline else "online"
     logger.info(
         "hubmirror %s listening on http://%s:%d, cache %s, upstream %s, mode %s",
@@ -103,7 +139,14 @@ def serve(settings: Settings) -> None:
         settings.upstream,
         mode,
     )
-    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        access_log=ACCESS_LOGGER,
+        access_log_class=TokenSafeAccessLogger,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -120,7 +163,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     if arguments.command == "serve":
-        serve(settings)
+        serve(settings, lambda: settings_from_arguments(arguments))
+    elif arguments.command == "policy":
+        return policy_command(arguments, settings)
+    elif arguments.command == "hash-token":
+        print(f"sha256:{hash_token(sys.stdin.readline().strip())}")
+    return 0
+
+
+def policy_command(arguments: argparse.Namespace, settings: Settings) -> int:
+    """`hubmirror policy show|check`."""
+    if arguments.policy_command == "show":
+        print(json.dumps(describe_policy(settings), indent=2))
+        return 0
+    token = arguments.token or os.environ.get("HF_TOKEN")
+    try:
+        repo = RepoRef(RepoType(arguments.type), validate_repo_id(arguments.repo))
+        report = asyncio.run(check_repo(settings, repo, arguments.revision, token))
+    except MirrorError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 1
+    if arguments.json:
+        print(json.dumps(report.as_json(), indent=2))
+        return 0
+    console = Console()
+    console.print(
+        f"{report.repo_type} {report.repo} @ {report.revision} ({report.commit}): "
+        f"repo {'mirrored' if report.repo_mirrored else 'DENIED'} ({report.repo_rule}); "
+        f"revision {'mirrored' if report.revision_mirrored else 'DENIED'} "
+        f"({report.revision_rule})",
+        highlight=False,
+    )
+    table = Table("file", "size", "mirrored", "rule")
+    for decision in report.files:
+        table.add_row(
+            decision.path, str(decision.size), "yes" if decision.mirrored else "no", decision.rule
+        )
+    console.print(table)
+    mirrored = sum(1 for decision in report.files if decision.mirrored)
+    console.print(f"{mirrored} of {len(report.files)} files mirrored", highlight=False)
     return 0
 
 

@@ -10,11 +10,13 @@ import dataclasses
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hubmirror.core.access import AccessSettings, OfflineGrant
 from hubmirror.core.errors import BadRequestError
+from hubmirror.core.policy import DEFAULT_PROFILE, PolicySettings, TypeRules
+from hubmirror.core.types import RepoType
 
 ENV_PREFIX = "HUBMIRROR_"
 _DURATION = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h|d|w)?")
@@ -25,7 +27,7 @@ class ConfigError(ValueError):
     """A setting has a value of the wrong shape."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the mirror can be configured with."""
 
@@ -40,6 +42,15 @@ class Settings:
     upstream_retries: int = 5
     segment_threshold: int = 32 * 1024 * 1024
     segment_size: int = 8 * 1024 * 1024
+    auth_ttl: float = 600.0
+    require_token: bool = False
+    policy_profile: str = DEFAULT_PROFILE
+    policy: PolicySettings = dataclasses.field(default_factory=PolicySettings)
+    access: AccessSettings = dataclasses.field(default_factory=AccessSettings)
+
+    def effective_policy(self) -> PolicySettings:
+        """The `[policy]` table with the profile chosen by flag or env applied."""
+        return dataclasses.replace(self.policy, profile=self.policy_profile)
 
 
 # Integer settings given in bytes, which also accept `32M`, `1G`, `512k`.
@@ -76,6 +87,8 @@ def _parse_bool(value: str) -> bool:
 def _coerce(name: str, value: Any) -> Any:
     """Turn a value from TOML, env or flags into the field's type."""
     default = getattr(Settings(), name)
+    if name in TABLE_FIELDS:
+        return value
     try:
         if isinstance(default, bool):
             return value if isinstance(value, bool) else _parse_bool(str(value))
@@ -92,7 +105,91 @@ def _coerce(name: str, value: Any) -> Any:
     return str(value)
 
 
-FIELD_NAMES = tuple(field.name for field in dataclasses.fields(Settings))
+# Settings that come from TOML tables only, never from flags or env vars.
+TABLE_FIELDS = frozenset({"policy", "access"})
+FIELD_NAMES = tuple(
+    field.name for field in dataclasses.fields(Settings) if field.name not in TABLE_FIELDS
+)
+_TYPE_TABLES = {
+    **{repo_type.plural: repo_type for repo_type in RepoType},
+    **{repo_type.value: repo_type for repo_type in RepoType},
+}
+
+
+def _strings(table: dict[str, Any], key: str) -> tuple[str, ...]:
+    value = table.get(key, [])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ConfigError(f"{key} must be a list of strings")
+    return tuple(value)
+
+
+def _type_rules(table: dict[str, Any]) -> TypeRules:
+    unknown = set(table) - {"allow", "deny", "include", "exclude", "keep"}
+    if unknown:
+        raise ConfigError(f"unknown keys in a policy type table: {sorted(unknown)}")
+    return TypeRules(
+        *(_strings(table, key) for key in ("allow", "deny", "include", "exclude", "keep"))
+    )
+
+
+def policy_from_table(table: dict[str, Any]) -> PolicySettings:
+    """The `[policy]` table, with `[policy.models]`-style per-type tables."""
+    per_type = []
+    scalars = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            if key not in _TYPE_TABLES:
+                raise ConfigError(f"unknown policy table [policy.{key}]")
+            per_type.append((_TYPE_TABLES[key], _type_rules(value)))
+        else:
+            scalars[key.replace("-", "_")] = value
+    mode = scalars.pop("mode", "open")
+    if mode not in ("open", "allowlist"):
+        raise ConfigError("policy mode must be 'open' or 'allowlist'")
+    known = {
+        "profile",
+        "allowlist_only",
+        "allow",
+        "deny",
+        "include",
+        "exclude",
+        "keep",
+        "allow_pr_refs",
+        "max_file_size",
+    }
+    if set(scalars) - known:
+        raise ConfigError(f"unknown policy settings: {sorted(set(scalars) - known)}")
+    size = scalars.get("max_file_size")
+    return PolicySettings(
+        profile=str(scalars.get("profile", DEFAULT_PROFILE)),
+        allowlist_only=bool(scalars.get("allowlist_only", False)) or mode == "allowlist",
+        allow=_strings(scalars, "allow"),
+        deny=_strings(scalars, "deny"),
+        include=_strings(scalars, "include"),
+        exclude=_strings(scalars, "exclude"),
+        keep=_strings(scalars, "keep"),
+        allow_pr_refs=bool(scalars.get("allow_pr_refs", False)),
+        max_file_size=None
+        if size is None
+        else (size if isinstance(size, int) else parse_size(str(size))),
+        per_type=tuple(per_type),
+    )
+
+
+def access_from_table(table: dict[str, Any]) -> AccessSettings:
+    """The `[access]` table: token hashes and `[[access.offline]]` grants."""
+    grants = []
+    for grant in table.get("offline", []):
+        if not isinstance(grant, dict) or not isinstance(grant.get("token_sha256"), str):
+            raise ConfigError("each [[access.offline]] needs token_sha256 and repos")
+        grants.append(OfflineGrant(grant["token_sha256"], _strings(grant, "repos")))
+    return AccessSettings(
+        tokens=_strings(table, "tokens"),
+        admin_tokens=_strings(table, "admin_tokens"),
+        offline_grants=tuple(grants),
+    )
 
 
 def _from_toml(path: Path) -> dict[str, Any]:
@@ -101,13 +198,19 @@ def _from_toml(path: Path) -> dict[str, Any]:
     except (OSError, tomllib.TOMLDecodeError) as error:
         raise ConfigError(f"cannot read config file {path}: {error}") from error
     section = document.get("hubmirror", document)
-    values = {}
+    values: dict[str, Any] = {}
     for key, value in section.items():
         name = key.replace("-", "_")
         if name in FIELD_NAMES:
             values[name] = value
         elif not isinstance(value, dict):
             raise ConfigError(f"unknown setting {key!r} in {path}")
+    tables = {**document, **section}
+    if isinstance(tables.get("policy"), dict):
+        values["policy"] = policy_from_table(tables["policy"])
+        values.setdefault("policy_profile", values["policy"].profile)
+    if isinstance(tables.get("access"), dict):
+        values["access"] = access_from_table(tables["access"])
     return values
 
 

@@ -63,6 +63,9 @@ class MirrorProcess:
             try:
                 with urllib.request.urlopen(self.url + "/", timeout=1):
                     return self
+            except urllib.error.HTTPError as error:
+                error.close()
+                return self  # any HTTP answer (401 with --require-token) means it is up
             except (urllib.error.URLError, OSError):
                 time.sleep(0.1)
         raise RuntimeError("mirror did not start in time")

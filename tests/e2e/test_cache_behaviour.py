@@ -13,20 +13,12 @@ import httpx2
 import pytest
 from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 
+from tests.e2e.http import fetch
 from tests.e2e.hubfiles import commit_at, hub_file
 from tests.e2e.mirror_process import MirrorProcess, running_mirror
 from tests.fakehub import FakeHub
 
 BIG = "hm-test/big-lfs"
-
-
-def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read()
 
 
 def test_concurrent_cold_requests_cause_one_upstream_transfer(

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.http import fetch
 from tests.e2e.hubfiles import hub_file
 from tests.e2e.mirror_process import MirrorProcess, running_mirror
 from tests.fakehub import FakeHub
@@ -35,9 +36,8 @@ def throttled_hub(fake_hub: FakeHub) -> Iterator[FakeHub]:
 
 
 def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, headers=headers or {})
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return response.status, response.read()
+    status, _, body = fetch(url, headers=headers)
+    return status, body
 
 
 def test_ranged_read_far_into_a_cold_blob_is_served_before_the_download_ends(

@@ -37,7 +37,7 @@ def test_snapshot_download_is_byte_identical(
     assert_no_xet_traffic(fake_hub)
 
 
-@pytest.mark.parametrize("revision", ["main", "v1.0", "dev", "refs/pr/1"])
+@pytest.mark.parametrize("revision", ["main", "v1.0", "dev"])
 def test_download_by_branch_tag_and_pr(
     fake_hub: FakeHub, mirror: MirrorProcess, client_cache: Path, revision: str
 ) -> None:
@@ -48,11 +48,19 @@ def test_download_by_branch_tag_and_pr(
         )
         assert Path(local).read_bytes() == commit.files[path].data
         assert commit.sha in local
-    if revision == "refs/pr/1":
-        local = hf_hub_download(
-            TINY, "pr-only.txt", revision=revision, endpoint=mirror.url, cache_dir=client_cache
+
+
+def test_pull_request_refs_are_not_mirrored_by_default(
+    mirror: MirrorProcess, client_cache: Path
+) -> None:
+    with pytest.raises(RevisionNotFoundError, match="mirror policy"):
+        hf_hub_download(
+            TINY,
+            "pr-only.txt",
+            revision="refs/pr/1",
+            endpoint=mirror.url,
+            cache_dir=client_cache,
         )
-        assert Path(local).read_bytes() == commit.files["pr-only.txt"].data
 
 
 def test_download_by_commit_sha(
@@ -214,8 +222,7 @@ def test_repo_metadata_routes(fake_hub: FakeHub, mirror: MirrorProcess) -> None:
     refs = api.list_repo_refs(TINY, include_pull_requests=True)
     assert {branch.name for branch in refs.branches} >= {"main", "dev"}
     assert [tag.name for tag in refs.tags] == ["v1.0"]
-    assert refs.pull_requests is not None
-    assert [pr.ref for pr in refs.pull_requests] == ["refs/pr/1"]
+    assert not refs.pull_requests  # hidden: the default policy does not mirror refs/pr/*
     commits = api.list_repo_commits(TINY)
     assert commits[0].commit_id == commit.sha
     entries = api.get_paths_info(TINY, ["config.json", "sub", "missing"])

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import pytest
 from huggingface_hub import HfApi, HfFileSystem, hf_hub_download, snapshot_download
 
 from tests.e2e.clients import run_python
+from tests.e2e.http import fetch
 from tests.e2e.hubfiles import commit_at, hub_file
 from tests.e2e.mirror_process import MirrorProcess, running_mirror
 from tests.e2e.test_datasets_transformers import LOAD_CSV, LOAD_TOKENIZER, STREAM_CSV
@@ -47,7 +46,7 @@ def exercise_clients(hub: FakeHub, mirror: MirrorProcess, workdir: Path) -> None
     folder = Path(snapshot_download(TINY, endpoint=url, cache_dir=workdir / "snapshot"))
     for path, file in commit_at(hub, TINY, "main").files.items():
         assert (folder / path).read_bytes() == file.data
-    for revision in ("v1.0", "refs/pr/1", commit_at(hub, TINY, "dev").sha):
+    for revision in ("v1.0", "dev", commit_at(hub, TINY, "dev").sha):
         local = hf_hub_download(
             TINY, "README.md", revision=revision, endpoint=url, cache_dir=workdir / revision[:8]
         )
@@ -96,12 +95,8 @@ def exercise_clients(hub: FakeHub, mirror: MirrorProcess, workdir: Path) -> None
 
 
 def resolve_headers(url: str) -> tuple[int, dict[str, str]]:
-    request = urllib.request.Request(url, method="HEAD")
-    try:
-        with urllib.request.urlopen(request, timeout=15) as response:
-            return response.status, dict(response.headers)
-    except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers)
+    status, headers, _ = fetch(url, "HEAD", timeout=15)
+    return status, headers
 
 
 def test_cached_content_survives_the_upstream_going_down(

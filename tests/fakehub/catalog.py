@@ -28,6 +28,7 @@ MIB = 1024 * 1024
 TINY_MODEL = "hm-test/tiny-model"
 LEGACY_MODEL = "tiny-legacy"
 MANY_FILES_MODEL = "hm-test/many-files"
+TRAINED_MODEL = "hm-test/trained-model"
 BIG_LFS_MODEL = "hm-test/big-lfs"
 CSV_DATASET = "hm-test/tiny-csv"
 PARQUET_DATASET = "hm-test/tiny-parquet"
@@ -207,6 +208,44 @@ def build_many_files_model() -> FakeRepo:
     return FakeRepo.single_commit("model", MANY_FILES_MODEL, files)
 
 
+# What a trainer's output folder pushed as is looks like: release assets and the
+# factory's process records side by side.
+TRAINED_RELEASE_FILES = (
+    ".gitattributes",
+    "README.md",
+    "config.json",
+    "model.safetensors",
+    "modeling_custom.py",
+    "checkpoints.md",
+)
+TRAINED_ARTEFACTS = (
+    "runs/Nov21_10-00-00_host/events.out.tfevents.1700000000.host.1.0",
+    "logs/train.log",
+    "wandb/run-1/files/output.log",
+    "checkpoint-500/model.safetensors",
+    "checkpoint-500/optimizer.pt",
+    "checkpoint-500/trainer_state.json",
+    "training_args.bin",
+    "trainer_state.json",
+)
+
+
+def build_trained_model() -> FakeRepo:
+    """A model repo whose training artefacts a release-asset mirror must hide."""
+    lfs_suffixes = (".safetensors", ".pt", ".bin", ".0")
+    files = [
+        FakeFile(
+            path,
+            random_bytes(20 + index, 64 * 1024)
+            if path.endswith(lfs_suffixes)
+            else f"{path}\n".encode(),
+            lfs=path.endswith(lfs_suffixes),
+        )
+        for index, path in enumerate(TRAINED_RELEASE_FILES + TRAINED_ARTEFACTS)
+    ]
+    return FakeRepo.single_commit("model", TRAINED_MODEL, files)
+
+
 def build_renamed_pair() -> list[FakeRepo]:
     """The repo under its new name, plus the stub standing for its old name."""
     new = FakeRepo.single_commit(
@@ -236,6 +275,7 @@ def _default_repos() -> tuple[FakeRepo, ...]:
             ],
         ),
         build_many_files_model(),
+        build_trained_model(),
         FakeRepo.single_commit(
             "model",
             BIG_LFS_MODEL,

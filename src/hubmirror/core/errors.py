@@ -11,6 +11,8 @@ HTTP status, an `X-Error-Code` and a message.
     │   ├── RepoNotFoundError      the Hub says RepoNotFound
     │   ├── RevisionNotFoundError  the Hub says RevisionNotFound
     │   └── EntryNotFoundError     the Hub says EntryNotFound (carries the commit)
+    ├── PolicyDeniedError          the mirror's policy hides this repo (403 RepoNotFound)
+    ├── UnauthorizedError          --require-token: no valid mirror token
     ├── UpstreamRefusedError       any other error status the upstream answered
     │                              (401/403 GatedRepo, 429, ...), passed through as is
     ├── UpstreamUnavailableError   upstream unreachable, timed out, 5xx or 429
@@ -56,6 +58,14 @@ class EntryNotFoundError(NotFoundError):
     def __init__(self, message: str, commit: str | None = None) -> None:
         super().__init__(message)
         self.commit = commit
+
+
+class PolicyDeniedError(MirrorError):
+    """The mirror's policy does not mirror this repo."""
+
+
+class UnauthorizedError(MirrorError):
+    """The mirror requires a token of its own and the caller has none that is valid."""
 
 
 class UpstreamRefusedError(MirrorError):

@@ -65,6 +65,14 @@ class RepoRef:
         return f"{self.repo_type.value}:{self.repo_id}"
 
 
+class Visibility(enum.Enum):
+    """Who may read a repo's files on the Hub."""
+
+    PUBLIC = "public"
+    GATED = "gated"
+    PRIVATE = "private"
+
+
 def is_commit(revision: str) -> bool:
     """True when a revision is already a full 40-hex commit id."""
     return COMMIT_PATTERN.fullmatch(revision) is not None

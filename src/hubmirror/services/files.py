@@ -1,10 +1,10 @@
 """Resolving a file of a repo at a revision to a blob the mirror can serve.
 
-Public repos are answered from the index whenever it knows the path at the pinned commit
-(from a repo info, tree page, paths-info or earlier HEAD); a commit whose complete file
-list is known answers EntryNotFound locally. Gated and private repos always ask the
-upstream with the caller's token first, so cached bytes reach only callers the upstream
-accepts.
+Answered from the index whenever it knows the path at the pinned commit (from a repo
+info, tree page, paths-info or earlier HEAD); a commit whose complete file list is known
+answers EntryNotFound locally, and so does a file the policy hides. Gated and private
+repos pass the access gate while being pinned, so cached bytes reach only callers the
+upstream accepted.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from yarl import URL
 from hubmirror.core.errors import EntryNotFoundError, UpstreamUnavailableError
 from hubmirror.core.types import BlobKey, FileEntry, PinnedRevision, RepoRef
 from hubmirror.services.fetcher import Download, Fetcher
+from hubmirror.services.policy import PolicyGuard
 from hubmirror.services.revisions import RevisionResolver
 from hubmirror.storage.blobs import BlobStore
 from hubmirror.storage.index import Index
@@ -58,12 +59,14 @@ class FileService:
         store: BlobStore,
         fetcher: Fetcher,
         revisions: RevisionResolver,
+        guard: PolicyGuard,
     ) -> None:
         self._upstream = upstream
         self._index = index
         self._store = store
         self._fetcher = fetcher
         self._revisions = revisions
+        self._guard = guard
         self._last_touch: dict[BlobKey, float] = {}
 
     async def resolve(
@@ -77,9 +80,8 @@ class FileService:
         """
         pinned = await self._revisions.pin(repo, revision, headers)
         commit = pinned.commit
-        if not pinned.public:
-            metadata = await self._upstream.file_metadata(repo, commit, path, headers)
-            return ResolvedFile(pinned, _entry_from_metadata(path, metadata))
+        # Rules on the path first: a hidden file is never even asked about upstream.
+        self._guard.check_file(repo.repo_type, path, None, commit)
         entry = self._index.file(repo, commit, path)
         if entry is None:
             if self._index.is_listed(repo, commit):
@@ -89,6 +91,7 @@ class FileService:
             metadata = await self._upstream.file_metadata(repo, commit, path, headers)
             entry = _entry_from_metadata(path, metadata)
             self._index.put_files(repo, commit, [entry])
+        self._guard.check_file(repo.repo_type, path, entry.size, commit)
         return ResolvedFile(pinned, entry)
 
     def cached_path(self, file: ResolvedFile) -> Path | None:

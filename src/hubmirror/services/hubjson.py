@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from hubmirror.core.types import BlobKey, FileEntry, HashAlgorithm
+from hubmirror.core.types import BlobKey, FileEntry, HashAlgorithm, Visibility
 
 
 def _lfs_sha256(lfs: object) -> str | None:
@@ -81,11 +81,11 @@ def without_blob_details(info: Any) -> Any:
     return {**info, "siblings": siblings}
 
 
-def visibility_is_public(info: object) -> bool:
+def visibility_of(info: object) -> Visibility:
     """Public means neither private nor gated: anyone may read its files."""
-    if not isinstance(info, dict):
-        return False
-    return not info.get("private") and not info.get("gated")
+    if not isinstance(info, dict) or info.get("private"):
+        return Visibility.PRIVATE
+    return Visibility.GATED if info.get("gated") else Visibility.PUBLIC
 
 
 def commit_of(info: object) -> str | None:

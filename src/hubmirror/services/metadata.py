@@ -1,10 +1,10 @@
 """Hub JSON answers, local first: repo info, tree pages, paths-info, commits, treesize, refs.
 
 Everything addressed by a commit is immutable, so once fetched it is answered from the
-index forever. Requests name branches; they are pinned to a commit first, and the
-upstream is always asked at that commit, so a page and the next one always describe the
-same snapshot. Gated and private repos are never answered from the cache: their answers
-go to the upstream with the caller's token every time (BYPASS).
+index forever. Requests name branches; they are pinned to a commit first (which also
+applies the policy and, for gated and private repos, the access gate), and the upstream
+is always asked at that commit, so a page and the next one describe the same snapshot.
+Stored bodies are the upstream's, minus Xet; the policy shapes them on the way out.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from yarl import URL
 from hubmirror.core.errors import EntryNotFoundError, UpstreamUnavailableError
 from hubmirror.core.hubheaders import next_page_url, strip_xet_json
 from hubmirror.core.names import quote_path
-from hubmirror.core.types import FileEntry, PinnedRevision, RepoRef
+from hubmirror.core.types import FileEntry, PinnedRevision, RepoRef, Visibility
 from hubmirror.services import hubjson
+from hubmirror.services.policy import PolicyGuard
 from hubmirror.services.revisions import DEFAULT_BRANCH, INFO_DOCUMENT, RevisionResolver
 from hubmirror.storage.index import Index
 from hubmirror.upstream.client import JsonAnswer
@@ -41,7 +42,7 @@ class MetadataAnswer:
     """A serialized JSON body to send, how it was obtained, and its next page's query.
 
     Bodies stay text from the upstream to the client: a cached answer is sent as it was
-    stored, without parsing it again.
+    stored (after the policy's shaping, which is memoised), without parsing it again.
     """
 
     text: str
@@ -63,13 +64,26 @@ def _flag(value: bool) -> str:
     return "true" if value else "false"
 
 
+def _status(pinned: PinnedRevision, fetched: bool) -> CacheStatus:
+    if pinned.stale:
+        return CacheStatus.STALE
+    return CacheStatus.MISS if fetched or pinned.from_upstream else CacheStatus.HIT
+
+
 class MetadataService:
     """Answers the Hub's metadata routes from the index, asking the upstream on a miss."""
 
-    def __init__(self, upstream: Upstream, index: Index, revisions: RevisionResolver) -> None:
+    def __init__(
+        self,
+        upstream: Upstream,
+        index: Index,
+        revisions: RevisionResolver,
+        guard: PolicyGuard,
+    ) -> None:
         self._upstream = upstream
         self._index = index
         self._revisions = revisions
+        self._guard = guard
 
     async def _commit_document(
         self,
@@ -80,31 +94,26 @@ class MetadataService:
         entries_of: Callable[[object], Iterable[FileEntry]] | None = None,
     ) -> MetadataAnswer:
         repo, commit = pinned.repo, pinned.commit
-        if pinned.public:
-            stored = self._index.document(repo, commit, kind, variant)
-            if stored is not None:
-                status = CacheStatus.STALE if pinned.stale else CacheStatus.HIT
-                return MetadataAnswer(stored.body, status, commit, stored.next_cursor)
-        answer = await fetch()
-        body = strip_xet_json(answer.body)
-        text = json.dumps(body)
-        next_query = _next_query(answer)
-        if not pinned.public:
-            return MetadataAnswer(text, CacheStatus.BYPASS, commit, next_query)
-        self._index.put_document(repo, commit, kind, variant, text, next_query)
-        if entries_of is not None:
-            self._index.put_files(repo, commit, entries_of(body))
-        return MetadataAnswer(text, CacheStatus.MISS, commit, next_query)
+        stored = self._index.document(repo, commit, kind, variant)
+        if stored is not None:
+            text, next_query, fetched = stored.body, stored.next_cursor, False
+        else:
+            answer = await fetch()
+            body = strip_xet_json(answer.body)
+            text, next_query, fetched = json.dumps(body), _next_query(answer), True
+            self._index.put_document(repo, commit, kind, variant, text, next_query)
+            if entries_of is not None:
+                self._index.put_files(repo, commit, entries_of(body))
+        shaped = self._guard.shape(kind, repo.repo_type, text, (repo, commit, variant))
+        return MetadataAnswer(shaped, _status(pinned, fetched), commit, next_query)
 
-    def _raise_if_known_missing(self, pinned: PinnedRevision, path: str) -> None:
-        """Answer EntryNotFound locally when the commit's full file list lacks `path`."""
+    def _raise_if_hidden_or_missing(self, pinned: PinnedRevision, path: str) -> None:
+        """Answer EntryNotFound locally for a path the policy hides or the commit lacks."""
         repo, commit = pinned.repo, pinned.commit
-        if (
-            path
-            and pinned.public
-            and self._index.is_listed(repo, commit)
-            and not self._index.has_path(repo, commit, path)
-        ):
+        if not path:
+            return
+        self._guard.check_folder(repo.repo_type, path, commit)
+        if self._index.is_listed(repo, commit) and not self._index.has_path(repo, commit, path):
             raise EntryNotFoundError(f"{path} does not exist in {repo.repo_id} at {commit}", commit)
 
     async def repo_info(
@@ -113,37 +122,28 @@ class MetadataService:
         """`GET /api/{t}/{repo}[/revision/{rev}]`, optionally with `?blobs=true`."""
         pinned = await self._revisions.pin(repo, revision or DEFAULT_BRANCH, headers)
         commit = pinned.commit
-        if not pinned.public:
+        fetched = False
+        full = self._index.document(repo, commit, INFO_DOCUMENT, "")
+        if full is None:
             answer = await self._upstream.get_json(
-                f"{repo.api_path}/revision/{commit}", headers, {"blobs": _flag(blobs)}
+                f"{repo.api_path}/revision/{commit}", headers, {"blobs": "true"}
             )
-            return MetadataAnswer(
-                json.dumps(strip_xet_json(answer.body)), CacheStatus.BYPASS, commit
-            )
-        status = CacheStatus.MISS if pinned.from_upstream else CacheStatus.HIT
+            self._revisions.remember_info(repo, commit, answer.body)
+            full_text, fetched = json.dumps(strip_xet_json(answer.body)), True
+        else:
+            full_text = full.body
         variant = "" if blobs else PLAIN_INFO_VARIANT
-        stored = self._index.document(repo, commit, INFO_DOCUMENT, variant)
-        if stored is None:
-            full = self._index.document(repo, commit, INFO_DOCUMENT, "")
-            if full is None:
-                answer = await self._upstream.get_json(
-                    f"{repo.api_path}/revision/{commit}", headers, {"blobs": "true"}
-                )
-                self._revisions.remember_info(repo, commit, answer.body)
-                full_text = json.dumps(strip_xet_json(answer.body))
-                status = CacheStatus.MISS
-            else:
-                full_text = full.body
-            text = full_text
-            if not blobs:
-                # The Hub's answer without ?blobs=true: siblings name files only.
+        text = full_text
+        if not blobs:
+            # The Hub's answer without ?blobs=true: siblings name files only.
+            plain = self._index.document(repo, commit, INFO_DOCUMENT, variant)
+            if plain is None:
                 text = json.dumps(hubjson.without_blob_details(json.loads(full_text)))
                 self._index.put_document(repo, commit, INFO_DOCUMENT, variant, text)
-        else:
-            text = stored.body
-        if pinned.stale:
-            status = CacheStatus.STALE
-        return MetadataAnswer(text, status, commit)
+            else:
+                text = plain.body
+        shaped = self._guard.shape(INFO_DOCUMENT, repo.repo_type, text, (repo, commit, variant))
+        return MetadataAnswer(shaped, _status(pinned, fetched), commit)
 
     async def tree(
         self,
@@ -157,7 +157,7 @@ class MetadataService:
     ) -> MetadataAnswer:
         """One page of `GET /api/{t}/{repo}/tree/{rev}[/{path}]`."""
         pinned = await self._revisions.pin(repo, revision, headers)
-        self._raise_if_known_missing(pinned, path)
+        self._raise_if_hidden_or_missing(pinned, path)
         params = {"recursive": _flag(recursive), "expand": _flag(expand)}
         if cursor:
             params["cursor"] = cursor
@@ -213,36 +213,50 @@ class MetadataService:
     async def treesize(
         self, repo: RepoRef, revision: str, path: str, headers: Mapping[str, str]
     ) -> MetadataAnswer:
-        """`GET /api/{t}/{repo}/treesize/{rev}[/{path}]`."""
+        """`GET /api/{t}/{repo}/treesize/{rev}[/{path}]`: the mirrored files' total size.
+
+        Computed from the commit's file list, so files the policy hides do not count;
+        only when that list is unknown is the upstream's own (unfiltered) total used.
+        """
         pinned = await self._revisions.pin(repo, revision, headers)
-        self._raise_if_known_missing(pinned, path)
-        suffix = f"/{quote_path(path)}" if path else ""
-        return await self._commit_document(
-            pinned,
-            "treesize",
-            path,
-            lambda: self._upstream.get_json(
-                f"{repo.api_path}/treesize/{pinned.commit}{suffix}", headers
-            ),
+        self._raise_if_hidden_or_missing(pinned, path)
+        if not self._index.is_listed(repo, pinned.commit):
+            suffix = f"/{quote_path(path)}" if path else ""
+            return await self._commit_document(
+                pinned,
+                "treesize",
+                path,
+                lambda: self._upstream.get_json(
+                    f"{repo.api_path}/treesize/{pinned.commit}{suffix}", headers
+                ),
+            )
+        policy = self._guard.policy
+        total = sum(
+            entry.size
+            for entry in self._index.files_under(repo, pinned.commit, path)
+            if policy.file_verdict(repo.repo_type, entry.path, entry.size).allowed
         )
+        text = json.dumps({"path": path, "size": total})
+        return MetadataAnswer(text, _status(pinned, False), pinned.commit)
 
     async def refs(
         self, repo: RepoRef, include_prs: bool, headers: Mapping[str, str]
     ) -> MetadataAnswer:
         """`GET /api/{t}/{repo}/refs`: mutable, so asked upstream, stale-if-error."""
+        self._guard.check_repo(repo)
         variant = _flag(include_prs)
-        public = self._index.is_public(repo)
         try:
             answer = await self._upstream.get_json(
                 f"{repo.api_path}/refs", headers, {"include_prs": "1"} if include_prs else None
             )
         except UpstreamUnavailableError:
-            stored = self._index.document(repo, "", "refs", variant) if public else None
-            if stored is None:
+            # Stale refs only for public repos: no caller check is possible right now.
+            stored = self._index.document(repo, "", "refs", variant)
+            if stored is None or self._index.visibility(repo) is not Visibility.PUBLIC:
                 raise
-            return MetadataAnswer(stored.body, CacheStatus.STALE)
+            shaped = self._guard.shape("refs", repo.repo_type, stored.body, (repo, "", variant))
+            return MetadataAnswer(shaped, CacheStatus.STALE)
         text = json.dumps(strip_xet_json(answer.body))
-        if not public:
-            return MetadataAnswer(text, CacheStatus.BYPASS)
         self._index.put_document(repo, "", "refs", variant, text)
-        return MetadataAnswer(text, CacheStatus.MISS)
+        shaped = self._guard.shape("refs", repo.repo_type, text, (repo, "", text))
+        return MetadataAnswer(shaped, CacheStatus.MISS)

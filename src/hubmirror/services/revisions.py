@@ -1,4 +1,4 @@
-"""Pinning: turning a branch, tag or commit of a repo into a commit.
+"""Pinning: turning a branch, tag or commit of a repo into a commit, for one caller.
 
 The branch/tag → commit mapping is the only mutable thing the mirror caches. An answer
 younger than the TTL is used as is; an older one is refreshed from the upstream, and when
@@ -6,6 +6,10 @@ the upstream cannot answer (unreachable, 5xx, 429, offline) the last known commi
 and marked stale. Refreshing fetches the repo info with `?blobs=true`, which also tells
 the repo's visibility and every file's blob, so it is stored as the commit's info
 document and file listing at no extra cost.
+
+Pinning is also where a request meets the policy (is this repo, this revision mirrored?)
+and, for gated and private repos, the access gate: nothing of such a repo is answered
+before the upstream accepted the caller's token.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ from collections.abc import Callable, Mapping
 from hubmirror.core.errors import RevisionNotFoundError, UpstreamUnavailableError
 from hubmirror.core.hubheaders import strip_xet_json
 from hubmirror.core.names import quote_revision
-from hubmirror.core.types import PinnedRevision, RepoRef, is_commit
+from hubmirror.core.types import PinnedRevision, RepoRef, Visibility, is_commit
 from hubmirror.services import hubjson
+from hubmirror.services.access import AccessGate
+from hubmirror.services.policy import PolicyGuard
 from hubmirror.storage.index import Index
 from hubmirror.upstream.source import Upstream
 
@@ -29,42 +35,57 @@ DEFAULT_BRANCH = ""
 
 
 class RevisionResolver:
-    """Pins revisions to commits, with a TTL and stale-if-error."""
+    """Pins revisions to commits for a caller, with a TTL, stale-if-error and access checks."""
 
     def __init__(
         self,
         upstream: Upstream,
         index: Index,
         ttl_seconds: float,
+        guard: PolicyGuard,
+        gate: AccessGate,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._upstream = upstream
         self._index = index
         self._ttl = ttl_seconds
+        self._guard = guard
+        self._gate = gate
         self._clock = clock
 
     async def pin(self, repo: RepoRef, revision: str, headers: Mapping[str, str]) -> PinnedRevision:
-        """The commit `revision` stands for (`DEFAULT_BRANCH` for the default branch).
+        """The commit `revision` (`DEFAULT_BRANCH` for the default branch) stands for.
 
-        Public repos are answered from the index while fresh (or stale when the upstream
-        fails); gated and private repos always ask the upstream with the caller's token.
-        Raises the upstream's error (RepoNotFound, RevisionNotFound, ...) when it answers
-        one, UpstreamUnavailableError when it cannot answer and nothing is known.
+        Raises PolicyDeniedError / RevisionNotFoundError for what the policy hides, the
+        upstream's error (RepoNotFound, GatedRepo, ...) when it answers one, and
+        UpstreamUnavailableError when it cannot answer and nothing is known.
         """
-        public = self._index.is_public(repo)
+        self._guard.check_repo(repo)
+        self._guard.check_revision(revision)
+        pinned = await self._pin(repo, revision, headers)
+        if not pinned.public:
+            await self._gate.ensure(repo, pinned.commit, headers)
+        return pinned
+
+    async def _pin(
+        self, repo: RepoRef, revision: str, headers: Mapping[str, str]
+    ) -> PinnedRevision:
+        visibility = self._index.visibility(repo)
+        public = visibility is Visibility.PUBLIC
         if is_commit(revision):
-            if public:
-                return PinnedRevision(repo, revision, revision)
+            if visibility is not None:
+                return PinnedRevision(repo, revision, revision, public=public)
             return await self._ask_upstream(repo, revision, headers)
         stored = self._index.ref(repo, revision)
-        if stored is not None and public and self._clock() - stored.checked_at < self._ttl:
-            return PinnedRevision(repo, revision, stored.commit)
+        fresh = stored is not None and self._clock() - stored.checked_at < self._ttl
+        if stored is not None and visibility is not None and fresh:
+            return PinnedRevision(repo, revision, stored.commit, public=public)
         try:
             return await self._ask_upstream(repo, revision, headers)
         except UpstreamUnavailableError:
-            if stored is None or not public:
+            if stored is None or visibility is None:
                 raise
-            return PinnedRevision(repo, revision, stored.commit, stale=True)
+            return PinnedRevision(repo, revision, stored.commit, stale=True, public=public)
 
     async def _ask_upstream(
         self, repo: RepoRef, revision: str, headers: Mapping[str, str]
@@ -76,17 +97,19 @@ class RevisionResolver:
         commit = hubjson.commit_of(answer.body)
         if commit is None or not is_commit(commit):
             raise RevisionNotFoundError(f"upstream gave no commit for revision {revision!r}")
-        public = hubjson.visibility_is_public(answer.body)
-        self._index.set_public(repo, public)
+        visibility = hubjson.visibility_of(answer.body)
+        self._index.set_visibility(repo, visibility)
         if not is_commit(revision):
             self._index.set_ref(repo, revision, commit)
-        if public:
-            self.remember_info(repo, commit, answer.body)
-        return PinnedRevision(repo, revision, commit, public=public, from_upstream=True)
+        self.remember_info(repo, commit, answer.body)
+        return PinnedRevision(
+            repo, revision, commit, public=visibility is Visibility.PUBLIC, from_upstream=True
+        )
 
     def remember_info(self, repo: RepoRef, commit: str, info: object) -> None:
         """Store a `?blobs=true` repo info as the commit's info document and file list."""
         if not hubjson.has_complete_siblings(info):
             return
-        self._index.put_document(repo, commit, INFO_DOCUMENT, "", json.dumps(strip_xet_json(info)))
+        text = json.dumps(strip_xet_json(info))
+        self._index.put_document(repo, commit, INFO_DOCUMENT, "", text)
         self._index.put_files(repo, commit, hubjson.entries_from_siblings(info), complete=True)

@@ -7,7 +7,7 @@ may be used from the event loop and from worker threads alike.
 
 Tables:
     refs        (repo, revision) → commit, with the time it was last confirmed upstream
-    repos       repo → whether it is public (gated/private repos are checked upstream)
+    repos       repo → public, gated or private (the last two are checked upstream)
     documents   (repo, commit, kind, variant) → a Hub JSON body, immutable once stored
     files       (repo, commit, path) → size and blob key
     listings    (repo, commit) whose complete file list is in `files`
@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from hubmirror.core.types import BlobKey, FileEntry, HashAlgorithm, RepoRef
+from hubmirror.core.types import BlobKey, FileEntry, HashAlgorithm, RepoRef, Visibility
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS refs (
@@ -33,7 +33,7 @@ CREATE TABLE IF NOT EXISTS refs (
     PRIMARY KEY (repo_type, repo_id, revision)
 );
 CREATE TABLE IF NOT EXISTS repos (
-    repo_type TEXT NOT NULL, repo_id TEXT NOT NULL, public INTEGER NOT NULL,
+    repo_type TEXT NOT NULL, repo_id TEXT NOT NULL, visibility TEXT NOT NULL,
     PRIMARY KEY (repo_type, repo_id)
 );
 CREATE TABLE IF NOT EXISTS documents (
@@ -130,20 +130,20 @@ class Index:
             )
 
     # repos --------------------------------------------------------------------------
-    def is_public(self, repo: RepoRef) -> bool | None:
-        """Whether the repo was last seen public; None when never seen."""
+    def visibility(self, repo: RepoRef) -> Visibility | None:
+        """How the upstream last described the repo; None when never seen."""
         row = self._query_one(
-            "SELECT public FROM repos WHERE repo_type = ? AND repo_id = ?",
+            "SELECT visibility FROM repos WHERE repo_type = ? AND repo_id = ?",
             (repo.repo_type.value, repo.repo_id),
         )
-        return None if row is None else bool(row[0])
+        return None if row is None else Visibility(str(row[0]))
 
-    def set_public(self, repo: RepoRef, public: bool) -> None:
+    def set_visibility(self, repo: RepoRef, visibility: Visibility) -> None:
         """Record the repo's visibility as the upstream last reported it."""
         with self._transaction() as cursor:
             cursor.execute(
                 "INSERT OR REPLACE INTO repos VALUES (?, ?, ?)",
-                (repo.repo_type.value, repo.repo_id, int(public)),
+                (repo.repo_type.value, repo.repo_id, visibility.value),
             )
 
     # documents ------------------------------------------------------------------------
@@ -213,6 +213,33 @@ class Index:
                     "INSERT OR IGNORE INTO listings VALUES (?, ?, ?)",
                     (repo.repo_type.value, repo.repo_id, commit),
                 )
+
+    def files_under(self, repo: RepoRef, commit: str, folder: str) -> list[FileEntry]:
+        """Every known file at or below `folder` (`""` for the whole repo)."""
+        with self._lock:
+            rows = self._connection.execute(
+                "SELECT path, size, algorithm, hexdigest, git_oid FROM files "
+                "WHERE repo_type = ? AND repo_id = ? AND commit_sha = ? "
+                "AND (? = '' OR path = ? OR (path > ? AND path < ?))",
+                (
+                    repo.repo_type.value,
+                    repo.repo_id,
+                    commit,
+                    folder,
+                    folder,
+                    f"{folder}/",
+                    f"{folder}0",
+                ),
+            ).fetchall()
+        return [
+            FileEntry(
+                str(path),
+                int(size),
+                BlobKey(HashAlgorithm(str(algorithm)), str(digest)),
+                None if oid is None else str(oid),
+            )
+            for path, size, algorithm, digest, oid in rows
+        ]
 
     def has_path(self, repo: RepoRef, commit: str, path: str) -> bool:
         """True when `path` is a file, or a folder holding files, at the commit."""

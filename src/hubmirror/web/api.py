@@ -12,6 +12,7 @@ from hubmirror.core.errors import BadRequestError
 from hubmirror.core.names import quote_path, validate_file_path
 from hubmirror.core.types import RepoRef
 from hubmirror.services.metadata import MetadataAnswer, MetadataService
+from hubmirror.web.auth import upstream_headers
 from hubmirror.web.routes import Endpoint, Route
 
 MAX_PATHS_INFO_BODY = 1024 * 1024
@@ -19,9 +20,8 @@ MAX_PATHS_PER_REQUEST = 10_000
 
 
 def client_headers(request: web.Request) -> dict[str, str]:
-    """The request headers the upstream must see: the caller's credentials only."""
-    authorization = request.headers.get("Authorization")
-    return {"Authorization": authorization} if authorization else {}
+    """The request headers the upstream must see: the caller's Hub token only."""
+    return upstream_headers(request)
 
 
 def mirror_base(request: web.Request) -> str:

@@ -20,10 +20,12 @@ from hubmirror.core.errors import (
     IntegrityError,
     MirrorError,
     OfflineMissError,
+    PolicyDeniedError,
     RangeNotSatisfiableError,
     RepoNotFoundError,
     RevisionNotFoundError,
     RouteNotFoundError,
+    UnauthorizedError,
     UpstreamRefusedError,
     UpstreamUnavailableError,
 )
@@ -33,6 +35,8 @@ logger = logging.getLogger(__name__)
 # Most specific class first: the first isinstance match wins.
 _STATUS_AND_CODE: list[tuple[type[MirrorError], int, str]] = [
     (BadRequestError, 400, "BadRequest"),
+    (UnauthorizedError, 401, "Unauthorized"),
+    (PolicyDeniedError, 403, "RepoNotFound"),
     (RouteNotFoundError, 404, "RouteNotFound"),
     (RepoNotFoundError, 404, "RepoNotFound"),
     (RevisionNotFoundError, 404, "RevisionNotFound"),

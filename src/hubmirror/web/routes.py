@@ -38,6 +38,7 @@ class Endpoint(enum.Enum):
     RESOLVE = "resolve"
     FORWARD = "forward"
     HOME = "home"
+    POLICY_RELOAD = "policy-reload"
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +170,10 @@ def match_route(method: str, raw_path: str) -> Route:
         raise BadRequestError("NUL bytes are not allowed in URLs")
     if raw_path == "/":
         return Route(Endpoint.HOME)
+    if raw_path == "/-/admin/policy/reload":
+        if method != "POST":
+            raise RouteNotFoundError("policy reload is a POST")
+        return Route(Endpoint.POLICY_RELOAD)
     if match := _RESOLVE_CACHE.fullmatch(raw_path):
         if method not in _READ_METHODS:
             raise RouteNotFoundError(f"{method} is not supported on this route")

@@ -1,0 +1,102 @@
+"""Who may read a gated or private repo: the upstream decides, the mirror remembers.
+
+Public repos need no check. For a gated or private repo, the caller's token is shown to
+the upstream once (a HEAD on a file of the pinned commit) and the answer is cached per
+(token hash, repo) for `auth_ttl` seconds; refusals are cached for at most a minute, so
+a user granted access soon sees it. Whatever is on disk, a caller the upstream did not
+accept gets the upstream's own refusal (401/403 `GatedRepo`, 401/404 `RepoNotFound`).
+Offline, only tokens granted in the configuration (by hash) may read such repos.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from hubmirror.core.access import AccessSettings, log_label, token_hash
+from hubmirror.core.errors import (
+    EntryNotFoundError,
+    MirrorError,
+    RepoNotFoundError,
+    UpstreamRefusedError,
+)
+from hubmirror.core.types import RepoRef, Visibility
+from hubmirror.storage.index import Index
+from hubmirror.upstream.source import Upstream
+
+logger = logging.getLogger(__name__)
+
+DENIAL_TTL_SECONDS = 60.0
+# Any path will do: the Hub checks access before it looks the file up.
+PROBE_PATH = ".gitattributes"
+
+
+@dataclass(frozen=True, slots=True)
+class _Decision:
+    expires: float
+    refusal: MirrorError | None
+
+
+class AccessGate:
+    """Checks callers of gated and private repos against the upstream, with a cache."""
+
+    def __init__(
+        self,
+        upstream: Upstream,
+        index: Index,
+        settings: AccessSettings,
+        ttl_seconds: float,
+        offline: bool,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._upstream = upstream
+        self._index = index
+        self._settings = settings
+        self._ttl = ttl_seconds
+        self._offline = offline
+        self._clock = clock
+        self._decisions: dict[tuple[str, RepoRef], _Decision] = {}
+
+    async def ensure(self, repo: RepoRef, commit: str, headers: Mapping[str, str]) -> None:
+        """Return when the caller may read `repo`; raise the upstream's refusal otherwise."""
+        visibility = self._index.visibility(repo)
+        if visibility is Visibility.PUBLIC:
+            return
+        authorization = headers.get("Authorization")
+        digest = token_hash(authorization)
+        if self._offline:
+            if self._settings.offline_allows(digest, repo):
+                return
+            raise _offline_refusal(repo, visibility)
+        key = (digest, repo)
+        now = self._clock()
+        decision = self._decisions.get(key)
+        if decision is not None and decision.expires > now:
+            if decision.refusal is not None:
+                raise decision.refusal.with_traceback(None)
+            return
+        try:
+            await self._upstream.file_metadata(repo, commit, PROBE_PATH, headers)
+        except EntryNotFoundError:
+            pass  # past the gate: the repo is readable, the probe file just does not exist
+        except (UpstreamRefusedError, RepoNotFoundError) as refusal:
+            logger.info("access to %s refused for token %s", repo, log_label(authorization))
+            self._decisions[key] = _Decision(now + min(self._ttl, DENIAL_TTL_SECONDS), refusal)
+            raise
+        self._decisions[key] = _Decision(now + self._ttl, None)
+
+
+def _offline_refusal(repo: RepoRef, visibility: Visibility | None) -> MirrorError:
+    if visibility is Visibility.GATED:
+        return UpstreamRefusedError(
+            403,
+            f"{repo.repo_id} is gated; the mirror is offline and this token has no offline "
+            "grant for it",
+            {"X-Error-Code": "GatedRepo"},
+        )
+    return RepoNotFoundError(
+        f"{repo.repo_id} is not available: the mirror is offline and this token has no "
+        "offline grant for it"
+    )

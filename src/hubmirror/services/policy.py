@@ -1,0 +1,130 @@
+"""The policy at the edge: hidden repos, revisions and files vanish from every answer.
+
+The index keeps the upstream's answers whole; the guard shapes them on the way out, so a
+changed policy applies at once to everything cached. Filtered bodies are memoised per
+document, which keeps cached answers as cheap as unfiltered ones.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from hubmirror.core.errors import EntryNotFoundError, PolicyDeniedError, RevisionNotFoundError
+from hubmirror.core.policy import Policy
+from hubmirror.core.types import RepoRef, RepoType
+
+MEMO_SIZE = 1024
+
+
+class PolicyGuard:
+    """Applies a `Policy` to requests and to Hub JSON bodies."""
+
+    def __init__(self, policy: Policy) -> None:
+        self._policy = policy
+        self._memo: OrderedDict[tuple[object, ...], str] = OrderedDict()
+        self._shapers: dict[str, Callable[[RepoType, Any], Any]] = {
+            "info": self._filter_info,
+            "tree": self._filter_entries,
+            "paths-info": self._filter_entries,
+            "refs": self._filter_refs,
+        }
+
+    @property
+    def policy(self) -> Policy:
+        """The policy in force."""
+        return self._policy
+
+    def replace(self, policy: Policy) -> None:
+        """Put a new policy in force (e.g. after a reload)."""
+        self._policy = policy
+        self._memo.clear()
+
+    # refusals -------------------------------------------------------------------------
+    def check_repo(self, repo: RepoRef) -> None:
+        """Raise PolicyDeniedError when the repo is not mirrored."""
+        verdict = self._policy.repo_verdict(repo)
+        if not verdict.allowed:
+            raise PolicyDeniedError(
+                f"{repo.repo_id} is not mirrored (mirror policy: {verdict.rule})"
+            )
+
+    def check_revision(self, revision: str) -> None:
+        """Raise RevisionNotFoundError when the revision is not mirrored."""
+        verdict = self._policy.revision_verdict(revision)
+        if not verdict.allowed:
+            raise RevisionNotFoundError(
+                f"revision {revision} is not mirrored (mirror policy: {verdict.rule})"
+            )
+
+    def check_file(self, repo_type: RepoType, path: str, size: int | None, commit: str) -> None:
+        """Raise EntryNotFoundError (with the commit) when the file is excluded."""
+        verdict = self._policy.file_verdict(repo_type, path, size)
+        if not verdict.allowed:
+            raise EntryNotFoundError(
+                f"{path} is not mirrored (mirror policy: {verdict.rule})", commit
+            )
+
+    def check_folder(self, repo_type: RepoType, path: str, commit: str) -> None:
+        """Raise EntryNotFoundError when the policy hides a whole folder."""
+        if path and self._policy.folder_hidden(repo_type, path):
+            raise EntryNotFoundError(f"{path} is not mirrored (mirror policy)", commit)
+
+    # shaping --------------------------------------------------------------------------
+    def allows_entry(self, repo_type: RepoType, entry: object) -> bool:
+        """Whether a tree or paths-info entry stays visible."""
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+            return True
+        if entry.get("type") == "directory":
+            return not self._policy.folder_hidden(repo_type, entry["path"])
+        size = entry.get("size") if isinstance(entry.get("size"), int) else None
+        return self._policy.file_verdict(repo_type, entry["path"], size).allowed
+
+    def _filter_entries(self, repo_type: RepoType, document: Any) -> Any:
+        if not isinstance(document, list):
+            return document
+        return [entry for entry in document if self.allows_entry(repo_type, entry)]
+
+    def _filter_info(self, repo_type: RepoType, document: Any) -> Any:
+        if not isinstance(document, dict) or not isinstance(document.get("siblings"), list):
+            return document
+        siblings = [
+            sibling
+            for sibling in document["siblings"]
+            if not isinstance(sibling, dict)
+            or not isinstance(sibling.get("rfilename"), str)
+            or self._policy.file_verdict(
+                repo_type,
+                sibling["rfilename"],
+                sibling.get("size") if isinstance(sibling.get("size"), int) else None,
+            ).allowed
+        ]
+        return {**document, "siblings": siblings}
+
+    def _filter_refs(self, _: RepoType, document: Any) -> Any:
+        if self._policy.settings.allow_pr_refs or not isinstance(document, dict):
+            return document
+        if "pullRequests" not in document:
+            return document
+        return {**document, "pullRequests": []}  # clients expect the key when they asked
+
+    def shape(self, kind: str, repo_type: RepoType, text: str, identity: tuple[object, ...]) -> str:
+        """The body `text` of a `kind` answer as the policy lets clients see it.
+
+        `identity` names the stored document; the same identity always has the same text.
+        """
+        shaper = self._shapers.get(kind)
+        if shaper is None:
+            return text
+        key = (kind, *identity)
+        memoised = self._memo.get(key)
+        if memoised is not None:
+            self._memo.move_to_end(key)
+            return memoised
+        shaped = json.dumps(shaper(repo_type, json.loads(text)))
+        self._memo[key] = shaped
+        if len(self._memo) > MEMO_SIZE:
+            self._memo.popitem(last=False)
+        return shaped
