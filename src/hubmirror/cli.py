@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from_arguments(arguments: argparse.Namespace) -> Settings:
     """Merge flags with env and config file into Settings."""
     flags: dict[str, Any] = {name: getattr(arguments, name, None) for name in FIELD_NAMES}
-    settings = load_settings(flags, os.environ, arguments.config)
+    settings = load_settings(flags, os.environ, getattr(arguments, "config", None))
     validate_upstream_url(settings.upstream)
     return settings
 

@@ -73,3 +73,16 @@ def test_version_command() -> None:
         check=True,
     )
     assert completed.stdout.strip() == f"hubmirror {__version__}"
+
+
+def test_hash_token_command_prints_the_configurable_hash() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "hubmirror", "hash-token"],
+        input="abc\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert completed.stdout.strip() == (
+        "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    )
