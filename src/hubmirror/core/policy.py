@@ -38,21 +38,9 @@ _TRAINING_ARTEFACTS = (
     "rng_state*.pth",
     "**/checkpoints/**/*.ckpt",
 )
-# Datasets keep their data, including folders named logs/ or runs/ and *.log files.
-_DATASET_TRAINING_ARTEFACTS = (
-    "events.out.tfevents.*",
-    "wandb/**",
-    "mlruns/**",
-    "lightning_logs/**",
-    "**/checkpoint-*/**",
-    "**/global_step*/**",
-    "training_args.bin",
-    "trainer_state.json",
-    "optimizer.pt",
-    "optimizer.bin",
-    "scheduler.pt",
-    "rng_state*.pth",
-)
+# Datasets keep their data, which may well live in logs/, runs/ or *.log files.
+_DATASET_KEEPS = frozenset({"runs/**", "logs/**", "*.log", "**/checkpoints/**/*.ckpt"})
+_DATASET_TRAINING_ARTEFACTS = tuple(p for p in _TRAINING_ARTEFACTS if p not in _DATASET_KEEPS)
 PROFILES: dict[str, dict[RepoType, tuple[str, ...]]] = {
     "release-assets": {
         RepoType.MODEL: _TRAINING_ARTEFACTS,
