@@ -7,7 +7,9 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,8 @@ from hubmirror.core.errors import BadRequestError, MirrorError
 from hubmirror.core.names import validate_repo_id
 from hubmirror.core.types import RepoRef, RepoType
 from hubmirror.ops.policy import check_repo, describe_policy
+from hubmirror.storage.layout import CacheLayout
+from hubmirror.storage.pidfile import PidFile, ServerRunningError, read_pid
 from hubmirror.web.auth import ACCESS_LOGGER, TokenSafeAccessLogger
 
 logger = logging.getLogger("hubmirror")
@@ -90,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8090)")
     _add_common_settings(serve)
+    _add_common_settings(commands.add_parser("stop", help="stop the server of a cache folder"))
     policy = commands.add_parser("policy", help="show the policy, or check a repo against it")
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)
     show = policy_commands.add_parser("show", help="print the effective policy")
@@ -125,8 +130,43 @@ def _use_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-def serve(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
-    """Run the server until interrupted."""
+def serve(settings: Settings, reload_settings: Callable[[], Settings]) -> int:
+    """Run the server until interrupted; refuse when another one holds the cache folder."""
+    layout = CacheLayout(settings.cache_dir)
+    layout.create_dirs()
+    pid_file = PidFile(layout.pid_path)
+    try:
+        pid_file.acquire()
+    except ServerRunningError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 1
+    try:
+        _run_server(settings, reload_settings)
+    finally:
+        pid_file.release()
+    return 0
+
+
+def stop(settings: Settings, timeout: float = 30.0) -> int:
+    """Stop the server using the cache folder (SIGTERM) and wait for it to exit."""
+    layout = CacheLayout(settings.cache_dir)
+    pid_file = PidFile(layout.pid_path)
+    pid = read_pid(layout.pid_path)
+    if pid is None or not pid_file.held_by_someone():
+        print(f"no hubmirror server is running on {layout.root}", file=sys.stderr)
+        return 1
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while pid_file.held_by_someone():
+        if time.monotonic() > deadline:
+            print(f"server {pid} did not stop within {timeout:.0f}s", file=sys.stderr)
+            return 1
+        time.sleep(0.1)
+    print(f"stopped server {pid}")
+    return 0
+
+
+def _run_server(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
     _use_uvloop()
     app = create_app(settings, reload_settings)
     mode = "offline" if settings.offline else "online"
@@ -163,10 +203,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     if arguments.command == "serve":
-        serve(settings, lambda: settings_from_arguments(arguments))
-    elif arguments.command == "policy":
+        return serve(settings, lambda: settings_from_arguments(arguments))
+    if arguments.command == "stop":
+        return stop(settings)
+    if arguments.command == "policy":
         return policy_command(arguments, settings)
-    elif arguments.command == "hash-token":
+    if arguments.command == "hash-token":
         print(f"sha256:{hash_token(sys.stdin.readline().strip())}")
     return 0
 

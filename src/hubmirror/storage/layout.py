@@ -2,6 +2,7 @@
 
     <cache_dir>/
       index.sqlite3                  the SQLite index (with -wal and -shm beside it)
+      hubmirror.pid                  the running server's pid, held under a lock
       blobs/
         sha256/ab/cd/<64 hex>        LFS files, named by their sha256
         sha1/ab/cd/<40 hex>          regular files, named by their git blob sha1
@@ -31,6 +32,11 @@ class CacheLayout:
     def index_path(self) -> Path:
         """The SQLite database file."""
         return self.root / "index.sqlite3"
+
+    @property
+    def pid_path(self) -> Path:
+        """The running server's pid file."""
+        return self.root / "hubmirror.pid"
 
     @property
     def blobs_dir(self) -> Path:
