@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hubmirror import __version__
-from hubmirror.app import create_app
+from hubmirror.app import build_mirror, create_app
 from hubmirror.config import (
     FIELD_NAMES,
     ConfigError,
@@ -29,9 +29,11 @@ from hubmirror.config import (
 )
 from hubmirror.core.access import hash_token
 from hubmirror.core.errors import BadRequestError, MirrorError
-from hubmirror.core.names import validate_repo_id
+from hubmirror.core.names import validate_repo_id, validate_revision
 from hubmirror.core.types import RepoRef, RepoType
 from hubmirror.ops.policy import check_repo, describe_policy
+from hubmirror.ops.prefetch import PrefetchReport, prefetch
+from hubmirror.ops.progress import progress_for
 from hubmirror.storage.layout import CacheLayout
 from hubmirror.storage.pidfile import PidFile, ServerRunningError, read_pid
 from hubmirror.web.auth import ACCESS_LOGGER, TokenSafeAccessLogger
@@ -95,6 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (default 8090)")
     _add_common_settings(serve)
     _add_common_settings(commands.add_parser("stop", help="stop the server of a cache folder"))
+    prefetch_parser = commands.add_parser(
+        "prefetch", help="warm the cache with a repo (same engine and policy as the server)"
+    )
+    prefetch_parser.add_argument("repo", help="REPO[@REVISION], e.g. openai-community/gpt2@main")
+    prefetch_parser.add_argument("--type", default="model", choices=[t.value for t in RepoType])
+    prefetch_parser.add_argument("--include", action="append", default=[], help="glob to fetch")
+    prefetch_parser.add_argument("--exclude", action="append", default=[], help="glob to skip")
+    prefetch_parser.add_argument("--token", help="Hub token (default $HF_TOKEN)")
+    prefetch_parser.add_argument("--json", action="store_true", help="print a JSON report")
+    _add_common_settings(prefetch_parser)
     policy = commands.add_parser("policy", help="show the policy, or check a repo against it")
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)
     show = policy_commands.add_parser("show", help="print the effective policy")
@@ -206,11 +218,64 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(settings, lambda: settings_from_arguments(arguments))
     if arguments.command == "stop":
         return stop(settings)
+    if arguments.command == "prefetch":
+        return prefetch_command(arguments, settings)
     if arguments.command == "policy":
         return policy_command(arguments, settings)
     if arguments.command == "hash-token":
         print(f"sha256:{hash_token(sys.stdin.readline().strip())}")
     return 0
+
+
+def split_repo_revision(text: str) -> tuple[str, str]:
+    """`org/name@rev` → (`org/name`, `rev`); the revision defaults to main."""
+    repo_id, _, revision = text.partition("@")
+    return repo_id, revision or "main"
+
+
+def hub_headers(arguments: argparse.Namespace) -> dict[str, str]:
+    """The Authorization header for commands that talk to the upstream themselves."""
+    token = getattr(arguments, "token", None) or os.environ.get("HF_TOKEN")
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def prefetch_command(arguments: argparse.Namespace, settings: Settings) -> int:
+    """`hubmirror prefetch REPO[@REV]`."""
+    repo_id, revision = split_repo_revision(arguments.repo)
+
+    async def run() -> PrefetchReport:
+        mirror = build_mirror(settings)
+        try:
+            repo = RepoRef(RepoType(arguments.type), validate_repo_id(repo_id))
+            return await prefetch(
+                mirror,
+                repo,
+                validate_revision(revision),
+                hub_headers(arguments),
+                lambda total: progress_for(total, quiet=arguments.json),
+                arguments.include,
+                arguments.exclude,
+            )
+        finally:
+            await mirror.close()
+
+    try:
+        report = asyncio.run(run())
+    except MirrorError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 1
+    if arguments.json:
+        print(json.dumps(report.as_json(), indent=2))
+    else:
+        print(
+            f"{report.repo_type} {report.repo}@{report.revision} ({report.commit}): "
+            f"{len(report.fetched)} fetched ({report.fetched_bytes} bytes), "
+            f"{len(report.cached)} already cached, {len(report.excluded)} excluded, "
+            f"{len(report.failed)} failed"
+        )
+        for path, reason in sorted(report.failed.items()):
+            print(f"failed  {path}: {reason}", file=sys.stderr)
+    return 1 if report.failed else 0
 
 
 def policy_command(arguments: argparse.Namespace, settings: Settings) -> int:

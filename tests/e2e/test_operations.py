@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+from huggingface_hub import snapshot_download
+
+from tests.e2e.clients import run_python
+from tests.e2e.http import fetch
+from tests.e2e.hubfiles import commit_at, hub_file
 from tests.e2e.mirror_process import free_port, running_mirror
+from tests.e2e.test_datasets_transformers import LOAD_PARQUET
 from tests.fakehub import FakeHub
+from tests.fakehub.catalog import TRAINED_ARTEFACTS, TRAINED_MODEL, TRAINED_RELEASE_FILES
 
 
 def hubmirror(*arguments: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -47,3 +57,91 @@ def test_one_server_per_cache_dir_and_stop(fake_hub: FakeHub, tmp_path: Path) ->
         assert not mirror.alive
         assert not (cache / "hubmirror.pid").exists()
     assert hubmirror("stop", "--cache-dir", str(cache)).returncode == 1
+
+
+def prefetch_json(cache: Path, upstream: str, *arguments: str) -> dict[str, Any]:
+    completed = hubmirror(
+        "prefetch", *arguments, "--cache-dir", str(cache), "--upstream", upstream, "--json"
+    )
+    assert completed.returncode == 0, completed.stderr
+    report: dict[str, Any] = json.loads(completed.stdout)
+    return report
+
+
+def test_prefetch_then_serve_with_the_upstream_gone(fake_hub: FakeHub, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    before = len(fake_hub.requests)
+    report = prefetch_json(cache, fake_hub.url, "hm-test/tiny-model@main")
+    tiny = commit_at(fake_hub, "hm-test/tiny-model", "main")
+    assert report["commit"] == tiny.sha
+    assert report["fetched"] == sorted(tiny.files)
+    again = prefetch_json(cache, fake_hub.url, "hm-test/tiny-model")
+    assert (again["fetched"], again["cached"]) == ([], sorted(tiny.files))
+    trained = prefetch_json(cache, fake_hub.url, TRAINED_MODEL)
+    assert sorted(trained["fetched"]) == sorted(TRAINED_RELEASE_FILES)
+    assert sorted(trained["excluded"]) == sorted(TRAINED_ARTEFACTS)
+    partial = prefetch_json(
+        cache,
+        fake_hub.url,
+        "hm-test/tiny-csv",
+        "--type",
+        "dataset",
+        "--include",
+        "data/*",
+        "--exclude",
+        "*test*",
+    )
+    assert partial["fetched"] == ["data/train.csv"]
+    prefetch_json(cache, fake_hub.url, "hm-test/tiny-parquet", "--type", "dataset")
+    artefacts = commit_at(fake_hub, TRAINED_MODEL, "main").files
+    asked = " ".join(r.path for r in fake_hub.requests[before:])
+    assert not any(artefacts[p].sha256 in asked or p in asked for p in TRAINED_ARTEFACTS)
+    with running_mirror(cache, fake_hub.url, "--offline") as mirror:
+        folder = Path(
+            snapshot_download(
+                "hm-test/tiny-model", endpoint=mirror.url, cache_dir=tmp_path / "client"
+            )
+        )
+        for path, file in tiny.files.items():
+            assert (folder / path).read_bytes() == file.data
+        folder = Path(
+            snapshot_download(TRAINED_MODEL, endpoint=mirror.url, cache_dir=tmp_path / "client")
+        )
+        got = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+        assert got == sorted(TRAINED_RELEASE_FILES)
+        loaded = json.loads(run_python(LOAD_PARQUET, mirror.url, tmp_path / "datasets"))
+        assert loaded["rows"] == 100
+
+
+def test_prefetch_and_server_share_one_cache(fake_hub: FakeHub, tmp_path: Path) -> None:
+    blob = hub_file(fake_hub, "hm-test/big-lfs", "big.bin")
+    cache = tmp_path / "cache"
+    fake_hub.throttle_bytes_per_second = 8_000_000
+    try:
+        with running_mirror(cache, fake_hub.url) as mirror:
+            before = fake_hub.bytes_sent_for(blob.sha256)
+            prefetching = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "hubmirror",
+                    "prefetch",
+                    "hm-test/big-lfs",
+                    "--cache-dir",
+                    str(cache),
+                    "--upstream",
+                    fake_hub.url,
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            time.sleep(1.0)
+            status, _, body = fetch(f"{mirror.url}/hm-test/big-lfs/resolve/main/big.bin")
+            _, err = prefetching.communicate(timeout=120)
+            assert prefetching.returncode == 0, err
+            assert status == 200
+            assert hashlib.sha256(body).hexdigest() == blob.sha256
+            assert fake_hub.bytes_sent_for(blob.sha256) - before == blob.size
+    finally:
+        fake_hub.throttle_bytes_per_second = None

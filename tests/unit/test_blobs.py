@@ -11,6 +11,7 @@ from hubmirror.core.errors import IntegrityError
 from hubmirror.core.types import BlobKey, HashAlgorithm
 from hubmirror.storage.blobs import BlobStore, new_hasher
 from hubmirror.storage.layout import CacheLayout
+from hubmirror.storage.partial import BlobBusyError
 from hubmirror.storage.rangeset import RangeSet
 
 
@@ -88,3 +89,13 @@ def test_blob_paths_stay_inside_the_cache(store: BlobStore) -> None:
     key = BlobKey(HashAlgorithm.SHA256, "ab" * 32)
     assert store.path_of(key).is_relative_to(store.layout.root)
     assert store.layout.partial_path(key).is_relative_to(store.layout.root)
+
+
+def test_a_partial_file_has_one_writer_across_processes(store: BlobStore) -> None:
+    key = BlobKey(HashAlgorithm.SHA256, "2" * 64)
+    first = store.open_partial(key, 10)
+    with pytest.raises(BlobBusyError):
+        store.open_partial(key, 10)
+    first.close()
+    second = store.open_partial(key, 10)
+    second.close()

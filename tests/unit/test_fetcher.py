@@ -111,6 +111,7 @@ async def read_range(
     fetcher: Fetcher, data: bytes, source: FakeSource, start: int, end: int
 ) -> bytes:
     download = fetcher.download(key_of(data), len(data), source)  # type: ignore[arg-type]
+    assert download is not None
     await download.wait_started()
     return b"".join([chunk async for chunk in download.read(start, end)])
 
@@ -200,6 +201,7 @@ async def test_corrupt_body_fails_readers_before_the_last_byte(tmp_path: Path) -
     key = key_of(data)
     corrupt = FakeSource(data[:-1] + b"X")
     download = fetcher.download(key, len(data), corrupt)  # type: ignore[arg-type]
+    assert download is not None
     received = bytearray()
 
     async def consume() -> None:

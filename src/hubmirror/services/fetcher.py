@@ -389,18 +389,25 @@ class Fetcher:
         """The running download of `key`, if any."""
         return self._inflight.get(key)
 
-    def download(self, key: BlobKey, size: int, source: BlobSource) -> Download:
+    def download(self, key: BlobKey, size: int, source: BlobSource) -> Download | None:
         """Join the running download of `key`, or start one from `source`.
 
-        The caller checked that the blob is not in the store; this method does not await
-        between that check and registering the download, so two callers can never both
-        start one.
+        Returns None when the blob is (by now) in the store. Raises BlobBusyError when
+        another process is downloading it. Nothing here awaits, so two callers of this
+        process can never both start a download of the same blob.
         """
         running = self._inflight.get(key)
         if running is not None:
             running.waiters += 1
             return running
-        download = Download(self._store.open_partial(key, size), source, self._tuning, self._store)
+        if self._store.size_of(key) == size:
+            return None
+        partial = self._store.open_partial(key, size)
+        if self._store.size_of(key) == size:  # committed by another process meanwhile
+            partial.close()
+            partial.discard()
+            return None
+        download = Download(partial, source, self._tuning, self._store)
         download.waiters = 1
         self._inflight[key] = download
         task = asyncio.create_task(self._run(download), name=f"download {key}")

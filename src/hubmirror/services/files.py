@@ -25,10 +25,12 @@ from hubmirror.services.policy import PolicyGuard
 from hubmirror.services.revisions import RevisionResolver
 from hubmirror.storage.blobs import BlobStore
 from hubmirror.storage.index import Index
+from hubmirror.storage.partial import BlobBusyError
 from hubmirror.upstream.client import BodyStream, RemoteFileMetadata
 from hubmirror.upstream.source import Upstream
 
 TOUCH_INTERVAL_SECONDS = 60.0
+BUSY_POLL_SECONDS = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,12 +109,27 @@ class FileService:
             self._last_touch[key] = now
         return self._store.path_of(key)
 
-    def download(self, file: ResolvedFile, headers: Mapping[str, str]) -> Download:
-        """Join or start the upstream download of the file's blob."""
+    async def download(
+        self, file: ResolvedFile, headers: Mapping[str, str], patience: float = 600.0
+    ) -> Download | None:
+        """Join or start the upstream download of the file's blob; None once it is stored.
+
+        When another process (a prefetch, say) is downloading the blob, wait up to
+        `patience` seconds for it to finish.
+        """
         source = UpstreamFileSource(
             self._upstream, file.pinned.repo, file.pinned.commit, file.entry.path, headers
         )
-        return self._fetcher.download(file.entry.blob, file.entry.size, source)
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                return self._fetcher.download(file.entry.blob, file.entry.size, source)
+            except BlobBusyError:
+                if time.monotonic() > deadline:
+                    raise UpstreamUnavailableError(
+                        f"{file.entry.path} is being downloaded by another process"
+                    ) from None
+                await asyncio.sleep(BUSY_POLL_SECONDS)
 
 
 class UpstreamFileSource:

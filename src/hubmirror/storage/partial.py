@@ -11,15 +11,21 @@ All methods block; callers on the event loop run them in a thread.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from pathlib import Path
 
+from hubmirror.core.errors import MirrorError
 from hubmirror.core.types import BlobKey
 from hubmirror.storage.layout import CacheLayout
 from hubmirror.storage.rangeset import RangeSet
 
 SIDECAR_VERSION = 1
+
+
+class BlobBusyError(MirrorError):
+    """Another process holds the partial file of this blob."""
 
 
 class PartialFile:
@@ -31,11 +37,16 @@ class PartialFile:
         self.data_path = layout.partial_path(key)
         self.ranges_path = layout.partial_ranges_path(key)
         self._final_path = layout.blob_path(key)
+        self._descriptor = os.open(self.data_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            # One writer per blob across processes (a server and a prefetch, say).
+            fcntl.flock(self._descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._descriptor)
+            raise BlobBusyError(f"{key} is being downloaded by another process") from None
         self.recovered = self._load_ranges()
-        flags = os.O_RDWR | os.O_CREAT
         if not self.recovered.total:
-            flags |= os.O_TRUNC
-        self._descriptor = os.open(self.data_path, flags, 0o644)
+            os.ftruncate(self._descriptor, 0)
         if os.fstat(self._descriptor).st_size != size:
             os.ftruncate(self._descriptor, size)
 
@@ -101,7 +112,7 @@ class PartialFile:
         return self._final_path
 
     def discard(self) -> None:
-        """Remove the data and its record (idempotent)."""
+        """Remove the data and its record (idempotent; call while holding the lock)."""
         self.data_path.unlink(missing_ok=True)
         self.ranges_path.unlink(missing_ok=True)
 

@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 from aiohttp import web
 
-from hubmirror.core.errors import MirrorError
+from hubmirror.core.errors import MirrorError, UpstreamUnavailableError
 from hubmirror.services.fetcher import Download
 from hubmirror.services.files import FileService, ResolvedFile
 from hubmirror.services.metadata import CacheStatus
@@ -127,10 +127,15 @@ async def handle_resolve(
         await response.prepare(request)
         await response.write_eof()
         return response
-    if cached is not None:
-        await send_file(request, response, cached, offset, count)
-        return response
-    await send_while_downloading(request, response, files.download(file, headers), offset, count)
+    if cached is None:
+        download = await files.download(file, headers)
+        if download is not None:
+            await send_while_downloading(request, response, download, offset, count)
+            return response
+        cached = files.cached_path(file)  # another process finished it meanwhile
+        if cached is None:
+            raise UpstreamUnavailableError(f"{file.entry.path} vanished from the cache")
+    await send_file(request, response, cached, offset, count)
     return response
 
 
