@@ -40,6 +40,7 @@ class Mirror:
 
     settings: Settings
     index: Index
+    store: BlobStore
     upstream: Upstream
     fetcher: Fetcher
     guard: PolicyGuard
@@ -76,6 +77,7 @@ def build_mirror(settings: Settings) -> Mirror:
     return Mirror(
         settings=settings,
         index=index,
+        store=store,
         upstream=upstream,
         fetcher=fetcher,
         guard=guard,

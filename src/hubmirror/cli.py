@@ -34,6 +34,7 @@ from hubmirror.core.types import RepoRef, RepoType
 from hubmirror.ops.policy import check_repo, describe_policy
 from hubmirror.ops.prefetch import PrefetchReport, prefetch
 from hubmirror.ops.progress import progress_for
+from hubmirror.ops.verify import VerifyReport, verify
 from hubmirror.storage.layout import CacheLayout
 from hubmirror.storage.pidfile import PidFile, ServerRunningError, read_pid
 from hubmirror.web.auth import ACCESS_LOGGER, TokenSafeAccessLogger
@@ -107,6 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
     prefetch_parser.add_argument("--token", help="Hub token (default $HF_TOKEN)")
     prefetch_parser.add_argument("--json", action="store_true", help="print a JSON report")
     _add_common_settings(prefetch_parser)
+    verify_parser = commands.add_parser(
+        "verify", help="re-hash stored blobs; drop corrupt ones (exit 1 if any)"
+    )
+    verify_parser.add_argument("--repo", help="only the blobs of this repo")
+    verify_parser.add_argument("--type", default="model", choices=[t.value for t in RepoType])
+    verify_parser.add_argument("--repair", action="store_true", help="refetch damaged blobs")
+    verify_parser.add_argument("--token", help="Hub token for repairs (default $HF_TOKEN)")
+    verify_parser.add_argument("--json", action="store_true", help="print a JSON report")
+    _add_common_settings(verify_parser)
     policy = commands.add_parser("policy", help="show the policy, or check a repo against it")
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)
     show = policy_commands.add_parser("show", help="print the effective policy")
@@ -220,6 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return stop(settings)
     if arguments.command == "prefetch":
         return prefetch_command(arguments, settings)
+    if arguments.command == "verify":
+        return verify_command(arguments, settings)
     if arguments.command == "policy":
         return policy_command(arguments, settings)
     if arguments.command == "hash-token":
@@ -276,6 +288,46 @@ def prefetch_command(arguments: argparse.Namespace, settings: Settings) -> int:
         for path, reason in sorted(report.failed.items()):
             print(f"failed  {path}: {reason}", file=sys.stderr)
     return 1 if report.failed else 0
+
+
+def verify_command(arguments: argparse.Namespace, settings: Settings) -> int:
+    """`hubmirror verify [--repo R] [--repair]`."""
+
+    async def run() -> VerifyReport:
+        mirror = build_mirror(settings)
+        try:
+            repo = None
+            if arguments.repo:
+                repo = RepoRef(RepoType(arguments.type), validate_repo_id(arguments.repo))
+            return await verify(
+                mirror,
+                repo,
+                arguments.repair,
+                hub_headers(arguments),
+                lambda total: progress_for(total, quiet=arguments.json),
+            )
+        finally:
+            await mirror.close()
+
+    try:
+        report = asyncio.run(run())
+    except MirrorError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 2
+    if arguments.json:
+        print(json.dumps(report.as_json(), indent=2))
+    else:
+        print(
+            f"{report.checked} blobs ({report.checked_bytes} bytes) checked in "
+            f"{report.seconds:.1f}s ({report.megabytes_per_second:.0f} MB/s): "
+            f"{len(report.corrupt)} corrupt, {len(report.missing)} missing, "
+            f"{len(report.repaired)} repaired"
+        )
+        for name in report.corrupt + report.missing:
+            print(f"damaged  {name}")
+        for name, reason in report.unrepaired.items():
+            print(f"not repaired  {name}: {reason}", file=sys.stderr)
+    return 1 if report.found_damage else 0
 
 
 def policy_command(arguments: argparse.Namespace, settings: Settings) -> int:

@@ -145,3 +145,50 @@ def test_prefetch_and_server_share_one_cache(fake_hub: FakeHub, tmp_path: Path) 
             assert fake_hub.bytes_sent_for(blob.sha256) - before == blob.size
     finally:
         fake_hub.throttle_bytes_per_second = None
+
+
+def blob_path(cache: Path, sha256: str | None = None, sha1: str | None = None) -> Path:
+    algorithm, digest = ("sha256", sha256) if sha256 else ("sha1", sha1)
+    assert digest is not None
+    return cache / "blobs" / algorithm / digest[:2] / digest[2:4] / digest
+
+
+def verify_json(cache: Path, upstream: str, *arguments: str) -> tuple[int, dict[str, Any]]:
+    completed = hubmirror(
+        "verify", *arguments, "--cache-dir", str(cache), "--upstream", upstream, "--json"
+    )
+    assert completed.returncode in (0, 1), completed.stderr
+    report: dict[str, Any] = json.loads(completed.stdout)
+    return completed.returncode, report
+
+
+def test_verify_finds_damage_and_repair_restores_it(fake_hub: FakeHub, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    prefetch_json(cache, fake_hub.url, "hm-test/tiny-model")
+    files = commit_at(fake_hub, "hm-test/tiny-model", "main").files
+    weights, config = files["model.safetensors"], files["config.json"]
+    flipped = blob_path(cache, sha256=weights.sha256)
+    damaged = bytearray(flipped.read_bytes())
+    damaged[len(damaged) // 2] ^= 0x01
+    flipped.write_bytes(bytes(damaged))
+    truncated = blob_path(cache, sha1=config.git_oid)
+    truncated.write_bytes(config.data[:5])
+    status, report = verify_json(cache, fake_hub.url)
+    assert status == 1
+    assert sorted(report["corrupt"]) == sorted(
+        [f"sha256:{weights.sha256}", f"sha1:{config.git_oid}"]
+    )
+    assert report["checked"] == len(files)
+    assert not flipped.exists()
+    # Dropped blobs are misses again: the server refetches instead of serving them.
+    with running_mirror(cache, fake_hub.url) as mirror:
+        status_code, headers, body = fetch(
+            f"{mirror.url}/hm-test/tiny-model/resolve/main/model.safetensors"
+        )
+        assert (status_code, headers["X-Cache-Status"], body) == (200, "MISS", weights.data)
+    flipped.write_bytes(bytes(damaged))  # the refetched blob, damaged once more
+    status, report = verify_json(cache, fake_hub.url, "--repair", "--repo", "hm-test/tiny-model")
+    assert (status, report["repaired"]) == (1, [f"sha256:{weights.sha256}"])
+    assert flipped.read_bytes() == weights.data
+    status, report = verify_json(cache, fake_hub.url)
+    assert (status, report["corrupt"], report["missing"]) == (0, [], [])

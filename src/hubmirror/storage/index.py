@@ -24,7 +24,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from hubmirror.core.types import BlobKey, FileEntry, HashAlgorithm, RepoRef, Visibility
+from hubmirror.core.types import (
+    BlobKey,
+    FileEntry,
+    HashAlgorithm,
+    RepoRef,
+    RepoType,
+    Visibility,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS refs (
@@ -275,6 +282,37 @@ class Index:
                 "UPDATE blobs SET last_access = ? WHERE algorithm = ? AND hexdigest = ?",
                 (time.time(), key.algorithm.value, key.hexdigest),
             )
+
+    def stored_blobs(self, repo: RepoRef | None = None) -> list[tuple[BlobKey, int]]:
+        """Blobs the index records as stored: all, or those some commit of `repo` uses."""
+        parameters: tuple[str, ...] = ()
+        if repo is None:
+            sql = "SELECT algorithm, hexdigest, size FROM blobs"
+        else:
+            sql = (
+                "SELECT DISTINCT b.algorithm, b.hexdigest, b.size FROM blobs b JOIN files f "
+                "ON f.algorithm = b.algorithm AND f.hexdigest = b.hexdigest "
+                "WHERE f.repo_type = ? AND f.repo_id = ?"
+            )
+            parameters = (repo.repo_type.value, repo.repo_id)
+        with self._lock:
+            rows = self._connection.execute(sql, parameters).fetchall()
+        return [(BlobKey(HashAlgorithm(str(a)), str(h)), int(s)) for a, h, s in rows]
+
+    def use_of_blob(self, key: BlobKey) -> tuple[RepoRef, str, FileEntry] | None:
+        """One (repo, commit, file) whose content is this blob, to fetch it again."""
+        row = self._query_one(
+            "SELECT repo_type, repo_id, commit_sha, path, size, git_oid FROM files "
+            "WHERE algorithm = ? AND hexdigest = ? LIMIT 1",
+            (key.algorithm.value, key.hexdigest),
+        )
+        if row is None:
+            return None
+        repo = RepoRef(RepoType(str(row[0])), str(row[1]))
+        entry = FileEntry(
+            str(row[3]), int(str(row[4])), key, None if row[5] is None else str(row[5])
+        )
+        return repo, str(row[2]), entry
 
     def remove_blob(self, key: BlobKey) -> None:
         """Forget a blob (after it was deleted or found corrupt)."""

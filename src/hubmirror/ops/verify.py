@@ -1,0 +1,141 @@
+"""`hubmirror verify`: re-hash stored blobs, drop corrupt or missing ones, optionally refetch.
+
+A blob whose bytes no longer hash to its name (bit rot, a truncated copy, a hand edit)
+is deleted and removed from the index, so it is never served again: its next request is
+a miss. With `repair`, each such blob is fetched again from the upstream through the
+normal engine, using a repo and commit the index knows it under.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from hubmirror.app import Mirror
+from hubmirror.core.errors import MirrorError
+from hubmirror.core.types import BlobKey, PinnedRevision, RepoRef, Visibility
+from hubmirror.ops.progress import ProgressDisplay, ProgressSink
+from hubmirror.services.files import ResolvedFile
+from hubmirror.storage.blobs import new_hasher
+
+READ_BLOCK = 8 * 1024 * 1024
+PARALLEL_HASHES = 2
+
+
+@dataclass
+class VerifyReport:
+    """What a verification found and did."""
+
+    checked: int = 0
+    checked_bytes: int = 0
+    seconds: float = 0.0
+    corrupt: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+    unrepaired: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def megabytes_per_second(self) -> float:
+        """Hashing throughput."""
+        return self.checked_bytes / self.seconds / 1e6 if self.seconds else 0.0
+
+    @property
+    def found_damage(self) -> bool:
+        """True when any blob was corrupt or missing (the exit status says so)."""
+        return bool(self.corrupt or self.missing)
+
+    def as_json(self) -> dict[str, Any]:
+        """A plain dict for `--json`."""
+        return {**asdict(self), "megabytes_per_second": round(self.megabytes_per_second, 1)}
+
+
+def hash_file(path: str, key: BlobKey, size: int, on_progress: Callable[[int], None]) -> str:
+    """The Hub name of the file's content (blocking; run in a thread)."""
+    hasher = new_hasher(key, size)
+    done = 0
+    with open(path, "rb", buffering=0) as file:
+        while block := file.read(READ_BLOCK):
+            hasher.update(block)
+            done += len(block)
+            on_progress(done)
+    return hasher.hexdigest() if done == size else ""
+
+
+async def check_blob(
+    mirror: Mirror, key: BlobKey, size: int, progress: ProgressSink, report: VerifyReport
+) -> bool:
+    """True when the blob is intact; otherwise it is deleted and unindexed."""
+    path = mirror.store.path_of(key)
+    name = str(key)
+    if not path.exists():
+        report.missing.append(name)
+    else:
+        progress.start(name, size)
+        loop = asyncio.get_running_loop()
+
+        def report_progress(done: int) -> None:
+            loop.call_soon_threadsafe(progress.update, name, done)
+
+        digest = await asyncio.to_thread(hash_file, str(path), key, size, report_progress)
+        report.checked += 1
+        report.checked_bytes += size
+        if digest == key.hexdigest:
+            progress.finish(name, "ok")
+            return True
+        progress.finish(name, "CORRUPT")
+        report.corrupt.append(name)
+        await asyncio.to_thread(mirror.store.delete, key)
+    mirror.index.remove_blob(key)
+    return False
+
+
+async def repair_blob(
+    mirror: Mirror, key: BlobKey, headers: Mapping[str, str], report: VerifyReport
+) -> None:
+    """Fetch a damaged blob again, through a file the index knows it as."""
+    use = mirror.index.use_of_blob(key)
+    if use is None:
+        report.unrepaired[str(key)] = "no repo in the index uses this blob"
+        return
+    repo, commit, entry = use
+    public = mirror.index.visibility(repo) is Visibility.PUBLIC
+    file = ResolvedFile(PinnedRevision(repo, commit, commit, public=public), entry)
+    try:
+        download = await mirror.files.download(file, headers)
+        if download is not None:
+            await download.wait_done()
+    except MirrorError as error:
+        report.unrepaired[str(key)] = error.message
+        return
+    report.repaired.append(str(key))
+
+
+async def verify(
+    mirror: Mirror,
+    repo: RepoRef | None,
+    repair: bool,
+    headers: Mapping[str, str],
+    display: Callable[[int], ProgressDisplay],
+) -> VerifyReport:
+    """Check every stored blob (or those of one repo); repair on request."""
+    blobs = mirror.index.stored_blobs(repo)
+    report = VerifyReport()
+    started = time.perf_counter()
+    limit = asyncio.Semaphore(PARALLEL_HASHES)
+    damaged: list[BlobKey] = []
+    with display(sum(size for _, size in blobs)) as sink:
+
+        async def one(key: BlobKey, size: int) -> None:
+            async with limit:
+                if not await check_blob(mirror, key, size, sink, report):
+                    damaged.append(key)
+
+        await asyncio.gather(*[one(key, size) for key, size in blobs])
+    report.seconds = time.perf_counter() - started
+    if repair:
+        for key in damaged:
+            await repair_blob(mirror, key, headers, report)
+    return report
