@@ -14,6 +14,7 @@ from hubmirror.config import Settings
 from hubmirror.core.errors import BadRequestError
 from hubmirror.core.policy import Policy
 from hubmirror.services.access import AccessGate
+from hubmirror.services.audit import AuditLog
 from hubmirror.services.fetcher import Fetcher, FetchTuning
 from hubmirror.services.files import FileService
 from hubmirror.services.metadata import MetadataService
@@ -47,6 +48,7 @@ class Mirror:
     revisions: RevisionResolver
     metadata: MetadataService
     files: FileService
+    audit: AuditLog
 
     async def close(self) -> None:
         """Stop downloads, close connections and the index."""
@@ -84,6 +86,7 @@ def build_mirror(settings: Settings) -> Mirror:
         revisions=revisions,
         metadata=MetadataService(upstream, index, revisions, guard),
         files=FileService(upstream, index, store, fetcher, revisions, guard),
+        audit=AuditLog(layout.audit_dir),
     )
 
 
@@ -96,7 +99,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     mirror = request.app[MIRROR_KEY]
     route = match_route(request.method, request.rel_url.raw_path)
     if route.endpoint is Endpoint.RESOLVE:
-        return await handle_resolve(request, route, mirror.files)
+        return await handle_resolve(request, route, mirror.files, mirror.audit)
     if route.endpoint is Endpoint.FORWARD or (
         route.endpoint is Endpoint.REPO_INFO and set(request.query) - {"blobs"}
     ):

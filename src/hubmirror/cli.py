@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ from hubmirror.config import (
     ConfigError,
     Settings,
     load_settings,
+    parse_duration,
     validate_upstream_url,
 )
 from hubmirror.core.access import hash_token
@@ -35,6 +37,7 @@ from hubmirror.ops.policy import check_repo, describe_policy
 from hubmirror.ops.prefetch import PrefetchReport, prefetch
 from hubmirror.ops.progress import progress_for
 from hubmirror.ops.verify import VerifyReport, verify
+from hubmirror.services.audit import AuditLog
 from hubmirror.storage.layout import CacheLayout
 from hubmirror.storage.pidfile import PidFile, ServerRunningError, read_pid
 from hubmirror.web.auth import ACCESS_LOGGER, TokenSafeAccessLogger
@@ -79,6 +82,12 @@ def _add_common_settings(parser: argparse.ArgumentParser) -> None:
         "--auth-ttl", help="how long an upstream access decision is reused (default 600s)"
     )
     parser.add_argument(
+        "--access-log",
+        action="store_const",
+        const=True,
+        help="log every request (token shown as a hash prefix); off by default",
+    )
+    parser.add_argument(
         "--require-token",
         action="store_const",
         const=True,
@@ -117,6 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify_parser.add_argument("--token", help="Hub token for repairs (default $HF_TOKEN)")
     verify_parser.add_argument("--json", action="store_true", help="print a JSON report")
     _add_common_settings(verify_parser)
+    audit_parser = commands.add_parser("audit", help="query the audit log of file downloads")
+    audit_parser.add_argument("--since", help="only this recent, e.g. 1d, 6h, 30m")
+    audit_parser.add_argument("--repo", help="only this repo id")
+    audit_parser.add_argument("--user", help="only this user (token hash prefix or anonymous)")
+    audit_parser.add_argument("--json", action="store_true", help="JSON lines")
+    _add_common_settings(audit_parser)
     policy = commands.add_parser("policy", help="show the policy, or check a repo against it")
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)
     show = policy_commands.add_parser("show", help="print the effective policy")
@@ -206,7 +221,7 @@ def _run_server(settings: Settings, reload_settings: Callable[[], Settings]) -> 
         host=settings.host,
         port=settings.port,
         print=None,
-        access_log=ACCESS_LOGGER,
+        access_log=ACCESS_LOGGER if settings.access_log else None,
         access_log_class=TokenSafeAccessLogger,
     )
 
@@ -232,6 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return prefetch_command(arguments, settings)
     if arguments.command == "verify":
         return verify_command(arguments, settings)
+    if arguments.command == "audit":
+        return audit_command(arguments, settings)
     if arguments.command == "policy":
         return policy_command(arguments, settings)
     if arguments.command == "hash-token":
@@ -328,6 +345,33 @@ def verify_command(arguments: argparse.Namespace, settings: Settings) -> int:
         for name, reason in report.unrepaired.items():
             print(f"not repaired  {name}: {reason}", file=sys.stderr)
     return 1 if report.found_damage else 0
+
+
+def audit_command(arguments: argparse.Namespace, settings: Settings) -> int:
+    """`hubmirror audit [--since D] [--repo R] [--user U] [--json]`."""
+    since = parse_duration(arguments.since) if arguments.since else None
+    records = AuditLog(CacheLayout(settings.cache_dir).audit_dir).read(
+        since, arguments.repo, arguments.user
+    )
+    if arguments.json:
+        for record in records:
+            print(json.dumps(dataclasses.asdict(record)))
+        return 0
+    table = Table("time", "user", "repo", "path", "commit", "bytes", "cache", "ms", "result")
+    for record in records:
+        table.add_row(
+            record.time,
+            record.user,
+            f"{record.repo_type}:{record.repo}",
+            record.path,
+            (record.commit or "-")[:10],
+            str(record.bytes),
+            record.cache,
+            str(record.duration_ms),
+            record.result,
+        )
+    Console().print(table)
+    return 0
 
 
 def policy_command(arguments: argparse.Namespace, settings: Settings) -> int:

@@ -43,6 +43,7 @@ class Settings:
     segment_threshold: int = 32 * 1024 * 1024
     segment_size: int = 8 * 1024 * 1024
     auth_ttl: float = 600.0
+    access_log: bool = False
     require_token: bool = False
     policy_profile: str = DEFAULT_PROFILE
     policy: PolicySettings = dataclasses.field(default_factory=PolicySettings)

@@ -59,10 +59,12 @@ def test_access_decisions_are_cached_per_token_and_refusals_come_from_warm_cache
                 cache_dir=tmp_path / "anonymous",
             )
         log = mirror.log()
-    assert VALID_TOKEN not in log
-    assert NO_ACCESS_TOKEN not in log
-    assert f"token={sha256(VALID_TOKEN)[:8]}" in log
-    assert f"token={sha256(NO_ACCESS_TOKEN)[:8]}" in log
+    audit = (tmp_path / "cache" / "audit" / "audit.jsonl").read_text()
+    for text in (log, audit):
+        assert VALID_TOKEN not in text
+        assert NO_ACCESS_TOKEN not in text
+    assert f'"user":"{sha256(VALID_TOKEN)[:8]}"' in audit
+    assert f'"user":"{sha256(NO_ACCESS_TOKEN)[:8]}"' in audit
 
 
 def test_offline_gated_and_private_content_needs_an_offline_grant(

@@ -192,3 +192,38 @@ def test_verify_finds_damage_and_repair_restores_it(fake_hub: FakeHub, tmp_path:
     assert flipped.read_bytes() == weights.data
     status, report = verify_json(cache, fake_hub.url)
     assert (status, report["corrupt"], report["missing"]) == (0, [], [])
+
+
+def test_every_download_is_audited(fake_hub: FakeHub, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    repo = "hm-test/tiny-model"
+    files = commit_at(fake_hub, repo, "main").files
+    with running_mirror(cache, fake_hub.url, "--access-log") as mirror:
+        base = f"{mirror.url}/{repo}/resolve/main"
+        fetch(f"{base}/config.json")
+        fetch(f"{base}/config.json", token="hf_audited_user")
+        fetch(f"{base}/model.safetensors", headers={"Range": "bytes=0-99"})
+        fetch(f"{base}/no-such-file.txt")
+        fetch(f"{base}/config.json", "HEAD")
+        assert "hf_audited_user" not in mirror.log()
+        assert '"GET /hm-test/tiny-model/resolve/main/config.json"' in mirror.log()
+    completed = hubmirror(
+        "audit", "--cache-dir", str(cache), "--repo", repo, "--since", "1h", "--json"
+    )
+    records = [json.loads(line) for line in completed.stdout.splitlines()]
+    summary = [(r["path"], r["cache"], r["bytes"], r["result"]) for r in records]
+    assert summary == [
+        ("config.json", "MISS", files["config.json"].size, "ok"),
+        ("config.json", "HIT", files["config.json"].size, "ok"),
+        ("model.safetensors", "MISS", 100, "ok"),
+        ("no-such-file.txt", "-", 0, "404 EntryNotFound"),
+    ]
+    user = hashlib.sha256(b"hf_audited_user").hexdigest()[:8]
+    assert [r["user"] for r in records] == ["anonymous", user, "anonymous", "anonymous"]
+    assert all(r["commit"] == files_commit(fake_hub, repo) for r in records[:3])
+    mine = hubmirror("audit", "--cache-dir", str(cache), "--user", user, "--json")
+    assert len(mine.stdout.splitlines()) == 1
+
+
+def files_commit(fake_hub: FakeHub, repo: str) -> str:
+    return commit_at(fake_hub, repo, "main").sha

@@ -10,6 +10,7 @@
         sha256-<64 hex>.partial      a download in progress, never served as complete
         sha256-<64 hex>.ranges       which byte ranges of it are durably written
       tmp/                           scratch space on the same filesystem
+      audit/audit.jsonl              the audit log (rotated: audit.1.jsonl, ...)
 
 Paths are derived only from validated `BlobKey`s (lowercase hex), never from anything a
 client typed, so no request can name a file outside the cache folder.
@@ -52,6 +53,11 @@ class CacheLayout:
     def tmp_dir(self) -> Path:
         """Scratch space on the cache's filesystem (atomic renames work from here)."""
         return self.root / "tmp"
+
+    @property
+    def audit_dir(self) -> Path:
+        """Where the audit log and its rotated files live."""
+        return self.root / "audit"
 
     def blob_path(self, key: BlobKey) -> Path:
         """The final, verified location of a blob."""

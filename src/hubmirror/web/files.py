@@ -10,17 +10,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from contextlib import aclosing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from aiohttp import web
 
+from hubmirror.core.access import log_label
 from hubmirror.core.errors import MirrorError, UpstreamUnavailableError
+from hubmirror.services.audit import AuditLog, AuditRecord
 from hubmirror.services.fetcher import Download
 from hubmirror.services.files import FileService, ResolvedFile
 from hubmirror.services.metadata import CacheStatus
 from hubmirror.web.api import client_headers
+from hubmirror.web.errors import error_response
 from hubmirror.web.ranges import ByteRange, parse_range
 from hubmirror.web.routes import Route
 
@@ -84,8 +89,12 @@ async def send_while_downloading(
     download: Download,
     offset: int,
     count: int,
-) -> None:
-    """Answer from a blob's in-flight download, sending each window as it lands."""
+) -> bool:
+    """Answer from a blob's in-flight download, sending each window as it lands.
+
+    Returns False when the download failed after the headers went out (the connection
+    is then cut, so the client sees a short body).
+    """
     await download.wait_started()
     with download.open_file() as file:
         await response.prepare(request)
@@ -98,17 +107,68 @@ async def send_while_downloading(
             logger.warning("aborting %s: %s", request.rel_url.raw_path, error.message)
             if request.transport is not None:
                 request.transport.abort()
-            return
+            return False
         await response.write_eof()
+        return True
 
 
 async def handle_resolve(
-    request: web.Request, route: Route, files: FileService
+    request: web.Request, route: Route, files: FileService, audit: AuditLog
 ) -> web.StreamResponse:
-    """HEAD or GET a file at a revision."""
+    """HEAD or GET a file at a revision.
+
+    Every GET goes to the audit log, and so does a refused HEAD (clients give up after
+    the HEAD, so that is where a refused download shows).
+    """
+    assert route.repo is not None and route.revision is not None
+    started = time.monotonic()
+    served = ServedFile()
+    try:
+        return await _serve_file(request, route, files, served)
+    except MirrorError as error:
+        answer = error_response(error)
+        served.result = f"{answer.status} {answer.headers.get('X-Error-Code', '')}".strip()
+        raise
+    except (ConnectionError, asyncio.CancelledError):
+        served.result = "aborted by client"
+        raise
+    finally:
+        if request.method == "GET" or served.result != "ok":
+            audit.record(
+                AuditRecord(
+                    time=AuditRecord.now(),
+                    client=request.remote or "-",
+                    user=log_label(request.headers.get("Authorization")),
+                    repo_type=route.repo.repo_type.value,
+                    repo=route.repo.repo_id,
+                    revision=route.revision,
+                    commit=served.commit,
+                    path=route.path,
+                    bytes=served.bytes,
+                    cache=served.cache,
+                    duration_ms=round((time.monotonic() - started) * 1000, 1),
+                    result=served.result,
+                )
+            )
+
+
+@dataclass
+class ServedFile:
+    """What the audit log needs to know about one answer."""
+
+    commit: str | None = None
+    cache: str = "-"
+    bytes: int = 0
+    result: str = "ok"
+
+
+async def _serve_file(
+    request: web.Request, route: Route, files: FileService, served: ServedFile
+) -> web.StreamResponse:
     assert route.repo is not None and route.revision is not None
     headers = client_headers(request)
     file = await files.resolve(route.repo, route.revision, route.path, headers)
+    served.commit = file.pinned.commit
     size = file.entry.size
     byte_range = parse_range(request.headers.get("Range"), size)
     cached = files.cached_path(file)
@@ -116,6 +176,7 @@ async def handle_resolve(
         status = CacheStatus.MISS
     else:
         status = CacheStatus.STALE if file.pinned.stale else CacheStatus.HIT
+    served.cache = status.value
     response = web.StreamResponse(
         status=206 if byte_range else 200, headers=file_headers(file, status)
     )
@@ -130,12 +191,16 @@ async def handle_resolve(
     if cached is None:
         download = await files.download(file, headers)
         if download is not None:
-            await send_while_downloading(request, response, download, offset, count)
+            if await send_while_downloading(request, response, download, offset, count):
+                served.bytes = count
+            else:
+                served.result = "aborted: upstream failed mid-body"
             return response
         cached = files.cached_path(file)  # another process finished it meanwhile
         if cached is None:
             raise UpstreamUnavailableError(f"{file.entry.path} vanished from the cache")
     await send_file(request, response, cached, offset, count)
+    served.bytes = count
     return response
 
 
