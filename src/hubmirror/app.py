@@ -15,6 +15,7 @@ from hubmirror.core.errors import BadRequestError
 from hubmirror.core.policy import Policy
 from hubmirror.services.access import AccessGate
 from hubmirror.services.audit import AuditLog
+from hubmirror.services.eviction import EvictionScheduler, Evictor
 from hubmirror.services.fetcher import Fetcher, FetchTuning
 from hubmirror.services.files import FileService
 from hubmirror.services.metadata import MetadataService
@@ -49,9 +50,12 @@ class Mirror:
     metadata: MetadataService
     files: FileService
     audit: AuditLog
+    evictor: Evictor
+    eviction: EvictionScheduler
 
     async def close(self) -> None:
         """Stop downloads, close connections and the index."""
+        await self.eviction.close()
         await self.fetcher.close()
         await self.upstream.close()
         self.index.close()
@@ -76,6 +80,16 @@ def build_mirror(settings: Settings) -> Mirror:
     guard = PolicyGuard(Policy(settings.effective_policy()))
     gate = AccessGate(upstream, index, settings.access, settings.auth_ttl, settings.offline)
     revisions = RevisionResolver(upstream, index, settings.revision_ttl, guard, gate)
+    files = FileService(upstream, index, store, fetcher, revisions, guard)
+    evictor = Evictor(
+        index,
+        store,
+        settings.max_size,
+        settings.max_age,
+        lambda key: files.is_sending(key) or fetcher.inflight(key) is not None,
+    )
+    eviction = EvictionScheduler(evictor)
+    fetcher.on_committed = lambda _key, _size: eviction.nudge()
     return Mirror(
         settings=settings,
         index=index,
@@ -85,8 +99,10 @@ def build_mirror(settings: Settings) -> Mirror:
         guard=guard,
         revisions=revisions,
         metadata=MetadataService(upstream, index, revisions, guard),
-        files=FileService(upstream, index, store, fetcher, revisions, guard),
+        files=files,
         audit=AuditLog(layout.audit_dir),
+        evictor=evictor,
+        eviction=eviction,
     )
 
 
@@ -141,9 +157,13 @@ def create_app(
     app[MIRROR_KEY] = mirror
     app[RELOAD_KEY] = reload_settings
 
+    async def start_mirror(_: web.Application) -> None:
+        mirror.eviction.start()
+
     async def close_mirror(_: web.Application) -> None:
         await mirror.close()
 
+    app.on_startup.append(start_mirror)
     app.on_cleanup.append(close_mirror)
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app

@@ -38,6 +38,9 @@ from hubmirror.ops.prefetch import PrefetchReport, prefetch
 from hubmirror.ops.progress import progress_for
 from hubmirror.ops.verify import VerifyReport, verify
 from hubmirror.services.audit import AuditLog
+from hubmirror.services.eviction import Evictor
+from hubmirror.storage.blobs import BlobStore
+from hubmirror.storage.index import Index
 from hubmirror.storage.layout import CacheLayout
 from hubmirror.storage.pidfile import PidFile, ServerRunningError, read_pid
 from hubmirror.web.auth import ACCESS_LOGGER, TokenSafeAccessLogger
@@ -81,6 +84,8 @@ def _add_common_settings(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--auth-ttl", help="how long an upstream access decision is reused (default 600s)"
     )
+    parser.add_argument("--max-size", help="cache size limit, e.g. 100G (default: none)")
+    parser.add_argument("--max-age", help="evict blobs unread for this long, e.g. 30d")
     parser.add_argument(
         "--access-log",
         action="store_const",
@@ -126,6 +131,15 @@ def build_parser() -> argparse.ArgumentParser:
     verify_parser.add_argument("--token", help="Hub token for repairs (default $HF_TOKEN)")
     verify_parser.add_argument("--json", action="store_true", help="print a JSON report")
     _add_common_settings(verify_parser)
+    gc_parser = commands.add_parser("gc", help="evict blobs now, per --max-size/--max-age")
+    gc_parser.add_argument("--dry-run", action="store_true", help="only report")
+    gc_parser.add_argument("--json", action="store_true", help="print a JSON report")
+    _add_common_settings(gc_parser)
+    for name, text in (("pin", "never evict this repo's blobs"), ("unpin", "lift a pin")):
+        pin_parser = commands.add_parser(name, help=text)
+        pin_parser.add_argument("repo", help="repo id")
+        pin_parser.add_argument("--type", default="model", choices=[t.value for t in RepoType])
+        _add_common_settings(pin_parser)
     audit_parser = commands.add_parser("audit", help="query the audit log of file downloads")
     audit_parser.add_argument("--since", help="only this recent, e.g. 1d, 6h, 30m")
     audit_parser.add_argument("--repo", help="only this repo id")
@@ -249,6 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return verify_command(arguments, settings)
     if arguments.command == "audit":
         return audit_command(arguments, settings)
+    if arguments.command in ("gc", "pin", "unpin"):
+        return storage_command(arguments, settings)
     if arguments.command == "policy":
         return policy_command(arguments, settings)
     if arguments.command == "hash-token":
@@ -345,6 +361,43 @@ def verify_command(arguments: argparse.Namespace, settings: Settings) -> int:
         for name, reason in report.unrepaired.items():
             print(f"not repaired  {name}: {reason}", file=sys.stderr)
     return 1 if report.found_damage else 0
+
+
+def storage_command(arguments: argparse.Namespace, settings: Settings) -> int:
+    """`hubmirror gc [--dry-run]`, `pin REPO`, `unpin REPO`: no network needed."""
+    layout = CacheLayout(settings.cache_dir)
+    layout.create_dirs()
+    index = Index(layout.index_path)
+    try:
+        if arguments.command == "gc":
+            evictor = Evictor(index, BlobStore(layout), settings.max_size, settings.max_age)
+            report = evictor.run(dry_run=arguments.dry_run)
+            if arguments.json:
+                print(json.dumps(report.as_json(), indent=2))
+            else:
+                verb = "would free" if report.dry_run else "freed"
+                print(
+                    f"{verb} {report.freed_bytes} bytes in {len(report.evicted)} blobs; "
+                    f"cache {report.before_bytes} -> {report.after_bytes} bytes "
+                    f"(limit {report.limit_bytes or 'none'}, max age "
+                    f"{report.max_age_seconds or 'none'})"
+                )
+            return 0
+        repo = RepoRef(RepoType(arguments.type), validate_repo_id(arguments.repo))
+        if arguments.command == "pin":
+            index.pin(repo)
+            print(f"pinned {repo}")
+            return 0
+        if not index.unpin(repo):
+            print(f"{repo} was not pinned", file=sys.stderr)
+            return 1
+        print(f"unpinned {repo}")
+        return 0
+    except BadRequestError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 1
+    finally:
+        index.close()
 
 
 def audit_command(arguments: argparse.Namespace, settings: Settings) -> int:

@@ -43,6 +43,8 @@ class Settings:
     segment_threshold: int = 32 * 1024 * 1024
     segment_size: int = 8 * 1024 * 1024
     auth_ttl: float = 600.0
+    max_size: int = 0
+    max_age: float = 0.0
     access_log: bool = False
     require_token: bool = False
     policy_profile: str = DEFAULT_PROFILE
@@ -55,7 +57,7 @@ class Settings:
 
 
 # Integer settings given in bytes, which also accept `32M`, `1G`, `512k`.
-SIZE_FIELDS = frozenset({"segment_threshold", "segment_size"})
+SIZE_FIELDS = frozenset({"segment_threshold", "segment_size", "max_size"})
 _SIZE = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[kmgt]?)i?b?")
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -227,3 +228,48 @@ def test_every_download_is_audited(fake_hub: FakeHub, tmp_path: Path) -> None:
 
 def files_commit(fake_hub: FakeHub, repo: str) -> str:
     return commit_at(fake_hub, repo, "main").sha
+
+
+def stored_bytes(cache: Path) -> int:
+    return sum(p.stat().st_size for p in (cache / "blobs").rglob("*") if p.is_file())
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 15) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
+def test_size_limit_holds_while_downloads_continue(fake_hub: FakeHub, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    limit = 3_670_016  # 3.5 MiB: the 3 MiB weights and the 1 MiB legacy model do not fit
+    weights = hub_file(fake_hub, "hm-test/tiny-model", "model.safetensors")
+    legacy = hub_file(fake_hub, "tiny-legacy", "model.bin")
+    tiny_url = "/hm-test/tiny-model/resolve/main/model.safetensors"
+    with running_mirror(cache, fake_hub.url, "--max-size", str(limit)) as mirror:
+        assert fetch(mirror.url + tiny_url)[2] == weights.data
+        assert fetch(f"{mirror.url}/tiny-legacy/resolve/main/model.bin")[2] == legacy.data
+        wait_until(lambda: stored_bytes(cache) <= limit)
+        assert not blob_path(cache, sha256=weights.sha256).exists()  # the least recent
+        status, headers, body = fetch(mirror.url + tiny_url)  # evicted: a miss, not an error
+        assert (status, headers["X-Cache-Status"], body) == (200, "MISS", weights.data)
+        wait_until(lambda: stored_bytes(cache) <= limit)
+        assert blob_path(cache, sha256=weights.sha256).exists()
+        assert not blob_path(cache, sha256=legacy.sha256).exists()
+        assert hubmirror("pin", "tiny-legacy", "--cache-dir", str(cache)).returncode == 0
+        assert fetch(f"{mirror.url}/tiny-legacy/resolve/main/model.bin")[2] == legacy.data
+        wait_until(lambda: not blob_path(cache, sha256=weights.sha256).exists())
+        assert blob_path(cache, sha256=legacy.sha256).exists()  # pinned, kept
+
+    def gc(*extra: str) -> dict[str, Any]:
+        completed = hubmirror("gc", "--cache-dir", str(cache), "--max-size", "1", "--json", *extra)
+        report: dict[str, Any] = json.loads(completed.stdout)
+        return report
+
+    assert gc()["evicted"] == []  # only the pinned blob is left
+    assert hubmirror("unpin", "tiny-legacy", "--cache-dir", str(cache)).returncode == 0
+    assert gc("--dry-run")["evicted"] == [f"sha256:{legacy.sha256}"]
+    assert stored_bytes(cache) == legacy.size
+    assert gc()["evicted"] == [f"sha256:{legacy.sha256}"]
+    assert stored_bytes(cache) == 0

@@ -25,7 +25,7 @@ import asyncio
 import logging
 import os
 from collections import deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import AbstractAsyncContextManager, aclosing
 from dataclasses import dataclass
 from pathlib import Path
@@ -384,6 +384,7 @@ class Fetcher:
         self._tuning = tuning or FetchTuning()
         self._inflight: dict[BlobKey, Download] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.on_committed: Callable[[BlobKey, int], None] | None = None
 
     def inflight(self, key: BlobKey) -> Download | None:
         """The running download of `key`, if any."""
@@ -424,6 +425,8 @@ class Fetcher:
             logger.info("download of %s failed: %s", download.key, error.message)
         else:
             self._index.add_blob(download.key, download.size)
+            if self.on_committed is not None:
+                self.on_committed(download.key, download.size)
         finally:
             self._inflight.pop(download.key, None)
 

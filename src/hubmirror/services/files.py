@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +71,7 @@ class FileService:
         self._revisions = revisions
         self._guard = guard
         self._last_touch: dict[BlobKey, float] = {}
+        self._sending: Counter[BlobKey] = Counter()
 
     async def resolve(
         self, repo: RepoRef, revision: str, path: str, headers: Mapping[str, str]
@@ -108,6 +110,21 @@ class FileService:
             self._index.touch_blob(key)
             self._last_touch[key] = now
         return self._store.path_of(key)
+
+    @contextmanager
+    def sending(self, key: BlobKey) -> Iterator[None]:
+        """Mark a blob as being sent to a client (eviction leaves it alone meanwhile)."""
+        self._sending[key] += 1
+        try:
+            yield
+        finally:
+            self._sending[key] -= 1
+            if not self._sending[key]:
+                del self._sending[key]
+
+    def is_sending(self, key: BlobKey) -> bool:
+        """True while some client of this process is being sent the blob."""
+        return key in self._sending
 
     async def download(
         self, file: ResolvedFile, headers: Mapping[str, str], patience: float = 600.0

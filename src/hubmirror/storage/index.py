@@ -12,6 +12,7 @@ Tables:
     files       (repo, commit, path) → size and blob key
     listings    (repo, commit) whose complete file list is in `files`
     blobs       blob key → size, first stored, last read
+    pins        repos whose blobs eviction never removes
 """
 
 from __future__ import annotations
@@ -64,6 +65,11 @@ CREATE TABLE IF NOT EXISTS blobs (
     PRIMARY KEY (algorithm, hexdigest)
 );
 CREATE INDEX IF NOT EXISTS blobs_by_access ON blobs (last_access);
+CREATE INDEX IF NOT EXISTS files_by_blob ON files (algorithm, hexdigest);
+CREATE TABLE IF NOT EXISTS pins (
+    repo_type TEXT NOT NULL, repo_id TEXT NOT NULL,
+    PRIMARY KEY (repo_type, repo_id)
+);
 """
 
 
@@ -275,12 +281,12 @@ class Index:
                 (key.algorithm.value, key.hexdigest, size, now, now),
             )
 
-    def touch_blob(self, key: BlobKey) -> None:
-        """Record that a blob was just read (for least-recently-used eviction)."""
+    def touch_blob(self, key: BlobKey, at: float | None = None) -> None:
+        """Record that a blob was read now (or `at`), for least-recently-used eviction."""
         with self._transaction() as cursor:
             cursor.execute(
                 "UPDATE blobs SET last_access = ? WHERE algorithm = ? AND hexdigest = ?",
-                (time.time(), key.algorithm.value, key.hexdigest),
+                (time.time() if at is None else at, key.algorithm.value, key.hexdigest),
             )
 
     def stored_blobs(self, repo: RepoRef | None = None) -> list[tuple[BlobKey, int]]:
@@ -313,6 +319,64 @@ class Index:
             str(row[3]), int(str(row[4])), key, None if row[5] is None else str(row[5])
         )
         return repo, str(row[2]), entry
+
+    def stored_bytes(self) -> tuple[int, int]:
+        """How many blobs are stored, and their total size."""
+        row = self._query_one("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM blobs", ())
+        assert row is not None
+        return int(str(row[0])), int(str(row[1]))
+
+    def eviction_candidates(
+        self,
+        limit: int,
+        accessed_before: float | None = None,
+        after: tuple[float, str] | None = None,
+    ) -> list[tuple[BlobKey, int, float]]:
+        """Unpinned blobs, least recently read first: (key, size, last access).
+
+        `accessed_before` keeps only blobs not read since then; `after` continues a
+        previous page (its last access time and hex digest).
+        """
+        sql = (
+            "SELECT b.algorithm, b.hexdigest, b.size, b.last_access FROM blobs b "
+            "WHERE NOT EXISTS (SELECT 1 FROM files f JOIN pins p "
+            "ON p.repo_type = f.repo_type AND p.repo_id = f.repo_id "
+            "WHERE f.algorithm = b.algorithm AND f.hexdigest = b.hexdigest) "
+        )
+        parameters: list[object] = []
+        if accessed_before is not None:
+            sql += "AND b.last_access < ? "
+            parameters.append(accessed_before)
+        if after is not None:
+            sql += "AND (b.last_access, b.hexdigest) > (?, ?) "
+            parameters += [after[0], after[1]]
+        sql += "ORDER BY b.last_access, b.hexdigest LIMIT ?"
+        parameters.append(limit)
+        with self._lock:
+            rows = self._connection.execute(sql, parameters).fetchall()
+        return [(BlobKey(HashAlgorithm(str(a)), str(h)), int(s), float(t)) for a, h, s, t in rows]
+
+    def pin(self, repo: RepoRef) -> None:
+        """Protect every blob of the repo from eviction."""
+        with self._transaction() as cursor:
+            cursor.execute(
+                "INSERT OR IGNORE INTO pins VALUES (?, ?)", (repo.repo_type.value, repo.repo_id)
+            )
+
+    def unpin(self, repo: RepoRef) -> bool:
+        """Lift the protection; False when the repo was not pinned."""
+        with self._transaction() as cursor:
+            cursor.execute(
+                "DELETE FROM pins WHERE repo_type = ? AND repo_id = ?",
+                (repo.repo_type.value, repo.repo_id),
+            )
+            return cursor.rowcount > 0
+
+    def pinned(self) -> list[RepoRef]:
+        """The pinned repos."""
+        with self._lock:
+            rows = self._connection.execute("SELECT repo_type, repo_id FROM pins").fetchall()
+        return [RepoRef(RepoType(str(t)), str(i)) for t, i in rows]
 
     def remove_blob(self, key: BlobKey) -> None:
         """Forget a blob (after it was deleted or found corrupt)."""

@@ -199,7 +199,8 @@ async def _serve_file(
         cached = files.cached_path(file)  # another process finished it meanwhile
         if cached is None:
             raise UpstreamUnavailableError(f"{file.entry.path} vanished from the cache")
-    await send_file(request, response, cached, offset, count)
+    with files.sending(file.entry.blob):
+        await send_file(request, response, cached, offset, count)
     served.bytes = count
     return response
 
