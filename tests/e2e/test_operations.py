@@ -273,3 +273,29 @@ def test_size_limit_holds_while_downloads_continue(fake_hub: FakeHub, tmp_path: 
     assert stored_bytes(cache) == legacy.size
     assert gc()["evicted"] == [f"sha256:{legacy.sha256}"]
     assert stored_bytes(cache) == 0
+
+
+def test_stats_report_sizes_dedup_and_savings(fake_hub: FakeHub, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    weights = hub_file(fake_hub, "hm-test/tiny-model", "model.safetensors")
+    with running_mirror(cache, fake_hub.url) as mirror:
+        # The same weights under two revisions, then twice more from the cache.
+        for revision in ("main", "v1.0", "main", "v1.0"):
+            url = f"{mirror.url}/hm-test/tiny-model/resolve/{revision}/model.safetensors"
+            assert fetch(url)[2] == weights.data
+        fetch(f"{mirror.url}/tiny-legacy/resolve/main/config.json")
+    for command in ("stats", "du"):
+        completed = hubmirror(command, "--cache-dir", str(cache), "--json")
+        report = json.loads(completed.stdout)
+        legacy_config = hub_file(fake_hub, "tiny-legacy", "config.json").size
+        assert report["blob_count"] == 2
+        assert report["stored_bytes"] == weights.size + legacy_config
+        assert report["downloads"] == 5
+        assert report["hits"] == 3
+        assert report["bytes_served"] == 4 * weights.size + legacy_config
+        assert report["bytes_fetched_upstream"] == weights.size + legacy_config
+        assert report["bandwidth_saved_bytes"] == 3 * weights.size
+        repos = {repo["repo"]: repo for repo in report["repos"]}
+        assert repos["model:hm-test/tiny-model"]["downloads"] == 4
+    human = hubmirror("stats", "--cache-dir", str(cache))
+    assert "hit ratio 60.0%" in human.stdout

@@ -47,6 +47,7 @@ from hubmirror.upstream.client import BodyStream
 logger = logging.getLogger(__name__)
 
 READ_CHUNK = 256 * 1024
+UPSTREAM_BYTES_COUNTER = "upstream_bytes"
 HASH_BLOCK = 4 * 1024 * 1024
 MAX_RETRY_AFTER_SECONDS = 30.0
 
@@ -420,10 +421,13 @@ class Fetcher:
         try:
             await download.run()
         except IntegrityError as error:
+            self._index.add_to_counter(UPSTREAM_BYTES_COUNTER, download.upstream_bytes)
             logger.warning("verification failed, blob discarded: %s", error.message)
         except MirrorError as error:
+            self._index.add_to_counter(UPSTREAM_BYTES_COUNTER, download.upstream_bytes)
             logger.info("download of %s failed: %s", download.key, error.message)
         else:
+            self._index.add_to_counter(UPSTREAM_BYTES_COUNTER, download.upstream_bytes)
             self._index.add_blob(download.key, download.size)
             if self.on_committed is not None:
                 self.on_committed(download.key, download.size)

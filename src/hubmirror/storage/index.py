@@ -13,6 +13,7 @@ Tables:
     listings    (repo, commit) whose complete file list is in `files`
     blobs       blob key → size, first stored, last read
     pins        repos whose blobs eviction never removes
+    counters    running totals (bytes fetched from upstream)
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ CREATE TABLE IF NOT EXISTS blobs (
 );
 CREATE INDEX IF NOT EXISTS blobs_by_access ON blobs (last_access);
 CREATE INDEX IF NOT EXISTS files_by_blob ON files (algorithm, hexdigest);
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY, value INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS pins (
     repo_type TEXT NOT NULL, repo_id TEXT NOT NULL,
     PRIMARY KEY (repo_type, repo_id)
@@ -355,6 +359,31 @@ class Index:
         with self._lock:
             rows = self._connection.execute(sql, parameters).fetchall()
         return [(BlobKey(HashAlgorithm(str(a)), str(h)), int(s), float(t)) for a, h, s, t in rows]
+
+    def add_to_counter(self, name: str, amount: int) -> None:
+        """Add `amount` to a running total."""
+        with self._transaction() as cursor:
+            cursor.execute(
+                "INSERT INTO counters VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+                (name, amount),
+            )
+
+    def counter(self, name: str) -> int:
+        """A running total (0 when never added to)."""
+        row = self._query_one("SELECT value FROM counters WHERE name = ?", (name,))
+        return 0 if row is None else int(str(row[0]))
+
+    def repo_usage(self) -> list[tuple[RepoRef, int, int]]:
+        """Per repo: how many stored blobs its files use, and their size (each once)."""
+        with self._lock:
+            rows = self._connection.execute(
+                "SELECT u.repo_type, u.repo_id, COUNT(*), SUM(b.size) FROM "
+                "(SELECT DISTINCT repo_type, repo_id, algorithm, hexdigest FROM files) u "
+                "JOIN blobs b ON b.algorithm = u.algorithm AND b.hexdigest = u.hexdigest "
+                "GROUP BY u.repo_type, u.repo_id ORDER BY SUM(b.size) DESC"
+            ).fetchall()
+        return [(RepoRef(RepoType(str(t)), str(i)), int(c), int(s)) for t, i, c, s in rows]
 
     def pin(self, repo: RepoRef) -> None:
         """Protect every blob of the repo from eviction."""

@@ -1,0 +1,63 @@
+"""The `hubmirror` command: parse arguments, build Settings, run the server or an op."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from hubmirror.cli.commands import (
+    audit_command,
+    policy_command,
+    prefetch_command,
+    stats_command,
+    storage_command,
+    verify_command,
+)
+from hubmirror.cli.parser import build_parser, settings_from_arguments
+from hubmirror.cli.server import serve, stop
+from hubmirror.config import ConfigError, Settings
+from hubmirror.core.access import hash_token
+from hubmirror.core.errors import BadRequestError
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def _hash_token(_: argparse.Namespace, __: Settings) -> int:
+    print(f"sha256:{hash_token(sys.stdin.readline().strip())}")
+    return 0
+
+
+COMMANDS: dict[str, Command] = {
+    "serve": lambda arguments, settings: serve(
+        settings, lambda: settings_from_arguments(arguments)
+    ),
+    "stop": lambda _, settings: stop(settings),
+    "prefetch": prefetch_command,
+    "verify": verify_command,
+    "audit": audit_command,
+    "gc": storage_command,
+    "pin": storage_command,
+    "unpin": storage_command,
+    "stats": stats_command,
+    "du": stats_command,
+    "policy": policy_command,
+    "hash-token": _hash_token,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
+    try:
+        settings = settings_from_arguments(arguments)
+    except (ConfigError, BadRequestError) as error:
+        parser.error(str(error))
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    return COMMANDS[arguments.command](arguments, settings)

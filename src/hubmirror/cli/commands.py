@@ -1,0 +1,250 @@
+"""The operator commands: thin wrappers that build services and call `ops`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+from hubmirror.app import build_mirror
+from hubmirror.config import (
+    Settings,
+    parse_duration,
+)
+from hubmirror.core.errors import BadRequestError, MirrorError
+from hubmirror.core.names import validate_repo_id, validate_revision
+from hubmirror.core.types import RepoRef, RepoType
+from hubmirror.ops.policy import check_repo, describe_policy
+from hubmirror.ops.prefetch import PrefetchReport, prefetch
+from hubmirror.ops.progress import progress_for
+from hubmirror.ops.stats import collect_stats
+from hubmirror.ops.verify import VerifyReport, verify
+from hubmirror.services.audit import AuditLog
+from hubmirror.services.eviction import Evictor
+from hubmirror.storage.blobs import BlobStore
+from hubmirror.storage.index import Index
+from hubmirror.storage.layout import CacheLayout
+
+
+def split_repo_revision(text: str) -> tuple[str, str]:
+    """`org/name@rev` → (`org/name`, `rev`); the revision defaults to main."""
+    repo_id, _, revision = text.partition("@")
+    return repo_id, revision or "main"
+
+
+def hub_headers(arguments: argparse.Namespace) -> dict[str, str]:
+    """The Authorization header for commands that talk to the upstream themselves."""
+    token = getattr(arguments, "token", None) or os.environ.get("HF_TOKEN")
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def prefetch_command(arguments: argparse.Namespace, settings: Settings) -> int:
+    """`hubmirror prefetch REPO[@REV]`."""
+    repo_id, revision = split_repo_revision(arguments.repo)
+
+    async def run() -> PrefetchReport:
+        mirror = build_mirror(settings)
+        try:
+            repo = RepoRef(RepoType(arguments.type), validate_repo_id(repo_id))
+            return await prefetch(
+                mirror,
+                repo,
+                validate_revision(revision),
+                hub_headers(arguments),
+                lambda total: progress_for(total, quiet=arguments.json),
+                arguments.include,
+                arguments.exclude,
+            )
+        finally:
+            await mirror.close()
+
+    try:
+        report = asyncio.run(run())
+    except MirrorError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 1
+    if arguments.json:
+        print(json.dumps(report.as_json(), indent=2))
+    else:
+        print(
+            f"{report.repo_type} {report.repo}@{report.revision} ({report.commit}): "
+            f"{len(report.fetched)} fetched ({report.fetched_bytes} bytes), "
+            f"{len(report.cached)} already cached, {len(report.excluded)} excluded, "
+            f"{len(report.failed)} failed"
+        )
+        for path, reason in sorted(report.failed.items()):
+            print(f"failed  {path}: {reason}", file=sys.stderr)
+    return 1 if report.failed else 0
+
+
+def verify_command(arguments: argparse.Namespace, settings: Settings) -> int:
+    """`hubmirror verify [--repo R] [--repair]`."""
+
+    async def run() -> VerifyReport:
+        mirror = build_mirror(settings)
+        try:
+            repo = None
+            if arguments.repo:
+                repo = RepoRef(RepoType(arguments.type), validate_repo_id(arguments.repo))
+            return await verify(
+                mirror,
+                repo,
+                arguments.repair,
+                hub_headers(arguments),
+                lambda total: progress_for(total, quiet=arguments.json),
+            )
+        finally:
+            await mirror.close()
+
+    try:
+        report = asyncio.run(run())
+    except MirrorError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 2
+    if arguments.json:
+        print(json.dumps(report.as_json(), indent=2))
+    else:
+        print(
+            f"{report.checked} blobs ({report.checked_bytes} bytes) checked in "
+            f"{report.seconds:.1f}s ({report.megabytes_per_second:.0f} MB/s): "
+            f"{len(report.corrupt)} corrupt, {len(report.missing)} missing, "
+            f"{len(report.repaired)} repaired"
+        )
+        for name in report.corrupt + report.missing:
+            print(f"damaged  {name}")
+        for name, reason in report.unrepaired.items():
+            print(f"not repaired  {name}: {reason}", file=sys.stderr)
+    return 1 if report.found_damage else 0
+
+
+def storage_command(arguments: argparse.Namespace, settings: Settings) -> int:
+    """`hubmirror gc [--dry-run]`, `pin REPO`, `unpin REPO`: no network needed."""
+    layout = CacheLayout(settings.cache_dir)
+    layout.create_dirs()
+    index = Index(layout.index_path)
+    try:
+        if arguments.command == "gc":
+            evictor = Evictor(index, BlobStore(layout), settings.max_size, settings.max_age)
+            report = evictor.run(dry_run=arguments.dry_run)
+            if arguments.json:
+                print(json.dumps(report.as_json(), indent=2))
+            else:
+                verb = "would free" if report.dry_run else "freed"
+                print(
+                    f"{verb} {report.freed_bytes} bytes in {len(report.evicted)} blobs; "
+                    f"cache {report.before_bytes} -> {report.after_bytes} bytes "
+                    f"(limit {report.limit_bytes or 'none'}, max age "
+                    f"{report.max_age_seconds or 'none'})"
+                )
+            return 0
+        repo = RepoRef(RepoType(arguments.type), validate_repo_id(arguments.repo))
+        if arguments.command == "pin":
+            index.pin(repo)
+            print(f"pinned {repo}")
+            return 0
+        if not index.unpin(repo):
+            print(f"{repo} was not pinned", file=sys.stderr)
+            return 1
+        print(f"unpinned {repo}")
+        return 0
+    except BadRequestError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 1
+    finally:
+        index.close()
+
+
+def stats_command(arguments: argparse.Namespace, settings: Settings) -> int:
+    """`hubmirror stats` / `du`."""
+    layout = CacheLayout(settings.cache_dir)
+    layout.create_dirs()
+    index = Index(layout.index_path)
+    try:
+        report = collect_stats(index, AuditLog(layout.audit_dir), settings.max_size or None)
+    finally:
+        index.close()
+    if arguments.json:
+        print(json.dumps(report.as_json(), indent=2))
+        return 0
+    console = Console()
+    limit = f" of {report.limit_bytes}" if report.limit_bytes else ""
+    console.print(
+        f"cache: {report.stored_bytes}{limit} bytes in {report.blob_count} blobs "
+        f"(dedup saves {report.dedup_saving_bytes} bytes)\n"
+        f"downloads: {report.downloads}, hit ratio {report.hit_ratio:.1%}; "
+        f"served {report.bytes_served} bytes, fetched {report.bytes_fetched_upstream} "
+        f"from upstream, saved {report.bandwidth_saved_bytes}",
+        highlight=False,
+    )
+    table = Table("repo", "blobs", "bytes", "downloads")
+    for repo in report.repos:
+        table.add_row(repo.repo, str(repo.blobs), str(repo.stored_bytes), str(repo.downloads))
+    console.print(table)
+    return 0
+
+
+def audit_command(arguments: argparse.Namespace, settings: Settings) -> int:
+    """`hubmirror audit [--since D] [--repo R] [--user U] [--json]`."""
+    since = parse_duration(arguments.since) if arguments.since else None
+    records = AuditLog(CacheLayout(settings.cache_dir).audit_dir).read(
+        since, arguments.repo, arguments.user
+    )
+    if arguments.json:
+        for record in records:
+            print(json.dumps(dataclasses.asdict(record)))
+        return 0
+    table = Table("time", "user", "repo", "path", "commit", "bytes", "cache", "ms", "result")
+    for record in records:
+        table.add_row(
+            record.time,
+            record.user,
+            f"{record.repo_type}:{record.repo}",
+            record.path,
+            (record.commit or "-")[:10],
+            str(record.bytes),
+            record.cache,
+            str(record.duration_ms),
+            record.result,
+        )
+    Console().print(table)
+    return 0
+
+
+def policy_command(arguments: argparse.Namespace, settings: Settings) -> int:
+    """`hubmirror policy show|check`."""
+    if arguments.policy_command == "show":
+        print(json.dumps(describe_policy(settings), indent=2))
+        return 0
+    token = arguments.token or os.environ.get("HF_TOKEN")
+    try:
+        repo = RepoRef(RepoType(arguments.type), validate_repo_id(arguments.repo))
+        report = asyncio.run(check_repo(settings, repo, arguments.revision, token))
+    except MirrorError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 1
+    if arguments.json:
+        print(json.dumps(report.as_json(), indent=2))
+        return 0
+    console = Console()
+    console.print(
+        f"{report.repo_type} {report.repo} @ {report.revision} ({report.commit}): "
+        f"repo {'mirrored' if report.repo_mirrored else 'DENIED'} ({report.repo_rule}); "
+        f"revision {'mirrored' if report.revision_mirrored else 'DENIED'} "
+        f"({report.revision_rule})",
+        highlight=False,
+    )
+    table = Table("file", "size", "mirrored", "rule")
+    for decision in report.files:
+        table.add_row(
+            decision.path, str(decision.size), "yes" if decision.mirrored else "no", decision.rule
+        )
+    console.print(table)
+    mirrored = sum(1 for decision in report.files if decision.mirrored)
+    console.print(f"{mirrored} of {len(report.files)} files mirrored", highlight=False)
+    return 0

@@ -1,0 +1,160 @@
+"""The command-line grammar and how its flags become Settings."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from hubmirror import __version__
+from hubmirror.config import (
+    FIELD_NAMES,
+    Settings,
+    load_settings,
+    validate_upstream_url,
+)
+from hubmirror.core.types import RepoType
+
+Subparsers = argparse._SubParsersAction  # argparse's own name for the commands object
+
+
+def _add_common_settings(parser: argparse.ArgumentParser) -> None:
+    """Settings every command shares (default None: only given flags override)."""
+    parser.add_argument("--config", type=Path, help="TOML config file ($HUBMIRROR_CONFIG)")
+    parser.add_argument("--cache-dir", type=Path, help="cache folder (default ./hubmirror-data)")
+    parser.add_argument("--upstream", help="upstream Hub URL (default https://huggingface.co)")
+    parser.add_argument(
+        "--offline",
+        action="store_const",
+        const=True,
+        help="never contact the upstream; serve only what is cached",
+    )
+    parser.add_argument(
+        "--revision-ttl",
+        help="how long a branch/tag → commit answer is trusted (default 300s; e.g. 5m)",
+    )
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--upstream-connections",
+        type=int,
+        help="parallel ranged upstream connections per large blob (default 8)",
+    )
+    parser.add_argument(
+        "--upstream-retries",
+        type=int,
+        help="attempts per blob segment before a download fails (default 5)",
+    )
+    parser.add_argument(
+        "--segment-threshold", help="blobs from this size on are fetched in segments (32M)"
+    )
+    parser.add_argument("--segment-size", help="size of one fetched segment (default 8M)")
+    parser.add_argument(
+        "--policy-profile", help="release-assets (default) or everything; see [policy]"
+    )
+    parser.add_argument(
+        "--auth-ttl", help="how long an upstream access decision is reused (default 600s)"
+    )
+    parser.add_argument("--max-size", help="cache size limit, e.g. 100G (default: none)")
+    parser.add_argument("--max-age", help="evict blobs unread for this long, e.g. 30d")
+    parser.add_argument(
+        "--access-log",
+        action="store_const",
+        const=True,
+        help="log every request (token shown as a hash prefix); off by default",
+    )
+    parser.add_argument(
+        "--require-token",
+        action="store_const",
+        const=True,
+        help="only callers with a token listed (hashed) in [access] tokens may use the mirror",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line grammar."""
+    parser = argparse.ArgumentParser(
+        prog="hubmirror", description="A verified pull-through mirror of the Hugging Face Hub"
+    )
+    parser.add_argument("--version", action="version", version=f"hubmirror {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_server_commands(commands)
+    _add_cache_commands(commands)
+    _add_policy_commands(commands)
+    return parser
+
+
+def _add_server_commands(commands: Subparsers[argparse.ArgumentParser]) -> None:
+    serve = commands.add_parser("serve", help="run the mirror server")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8090)")
+    _add_common_settings(serve)
+    _add_common_settings(commands.add_parser("stop", help="stop the server of a cache folder"))
+    commands.add_parser(
+        "hash-token", help="print the sha256 of a token (read from stdin) for [access]"
+    )
+
+
+def _add_cache_commands(commands: Subparsers[argparse.ArgumentParser]) -> None:
+    prefetch_parser = commands.add_parser(
+        "prefetch", help="warm the cache with a repo (same engine and policy as the server)"
+    )
+    prefetch_parser.add_argument("repo", help="REPO[@REVISION], e.g. openai-community/gpt2@main")
+    prefetch_parser.add_argument("--type", default="model", choices=[t.value for t in RepoType])
+    prefetch_parser.add_argument("--include", action="append", default=[], help="glob to fetch")
+    prefetch_parser.add_argument("--exclude", action="append", default=[], help="glob to skip")
+    prefetch_parser.add_argument("--token", help="Hub token (default $HF_TOKEN)")
+    prefetch_parser.add_argument("--json", action="store_true", help="print a JSON report")
+    _add_common_settings(prefetch_parser)
+    verify_parser = commands.add_parser(
+        "verify", help="re-hash stored blobs; drop corrupt ones (exit 1 if any)"
+    )
+    verify_parser.add_argument("--repo", help="only the blobs of this repo")
+    verify_parser.add_argument("--type", default="model", choices=[t.value for t in RepoType])
+    verify_parser.add_argument("--repair", action="store_true", help="refetch damaged blobs")
+    verify_parser.add_argument("--token", help="Hub token for repairs (default $HF_TOKEN)")
+    verify_parser.add_argument("--json", action="store_true", help="print a JSON report")
+    _add_common_settings(verify_parser)
+    gc_parser = commands.add_parser("gc", help="evict blobs now, per --max-size/--max-age")
+    gc_parser.add_argument("--dry-run", action="store_true", help="only report")
+    gc_parser.add_argument("--json", action="store_true", help="print a JSON report")
+    _add_common_settings(gc_parser)
+    for name, text in (("pin", "never evict this repo's blobs"), ("unpin", "lift a pin")):
+        pin_parser = commands.add_parser(name, help=text)
+        pin_parser.add_argument("repo", help="repo id")
+        pin_parser.add_argument("--type", default="model", choices=[t.value for t in RepoType])
+        _add_common_settings(pin_parser)
+    for name in ("stats", "du"):
+        stats_parser = commands.add_parser(name, help="cache size, dedup, hit ratio, savings")
+        stats_parser.add_argument("--json", action="store_true", help="machine-readable output")
+        _add_common_settings(stats_parser)
+    audit_parser = commands.add_parser("audit", help="query the audit log of file downloads")
+    audit_parser.add_argument("--since", help="only this recent, e.g. 1d, 6h, 30m")
+    audit_parser.add_argument("--repo", help="only this repo id")
+    audit_parser.add_argument("--user", help="only this user (token hash prefix or anonymous)")
+    audit_parser.add_argument("--json", action="store_true", help="JSON lines")
+    _add_common_settings(audit_parser)
+
+
+def _add_policy_commands(commands: Subparsers[argparse.ArgumentParser]) -> None:
+    policy = commands.add_parser("policy", help="show the policy, or check a repo against it")
+    policy_commands = policy.add_subparsers(dest="policy_command", required=True)
+    show = policy_commands.add_parser("show", help="print the effective policy")
+    _add_common_settings(show)
+    check = policy_commands.add_parser(
+        "check", help="list a repo's files, mirrored or excluded and by which rule"
+    )
+    check.add_argument("repo", help="repo id, e.g. openai-community/gpt2")
+    check.add_argument("--revision", default="main")
+    check.add_argument("--type", default="model", choices=[t.value for t in RepoType])
+    check.add_argument("--token", help="Hub token for gated/private repos (default $HF_TOKEN)")
+    check.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_common_settings(check)
+
+
+def settings_from_arguments(arguments: argparse.Namespace) -> Settings:
+    """Merge flags with env and config file into Settings."""
+    flags: dict[str, Any] = {name: getattr(arguments, name, None) for name in FIELD_NAMES}
+    settings = load_settings(flags, os.environ, getattr(arguments, "config", None))
+    validate_upstream_url(settings.upstream)
+    return settings

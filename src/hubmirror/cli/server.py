@@ -1,0 +1,91 @@
+"""`hubmirror serve` and `hubmirror stop`: one server per cache folder."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+
+from hubmirror import __version__
+from hubmirror.app import create_app
+from hubmirror.config import (
+    Settings,
+)
+from hubmirror.storage.layout import CacheLayout
+from hubmirror.storage.pidfile import PidFile, ServerRunningError, read_pid
+from hubmirror.web.auth import ACCESS_LOGGER, TokenSafeAccessLogger
+
+logger = logging.getLogger("hubmirror")
+
+
+def _use_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def serve(settings: Settings, reload_settings: Callable[[], Settings]) -> int:
+    """Run the server until interrupted; refuse when another one holds the cache folder."""
+    layout = CacheLayout(settings.cache_dir)
+    layout.create_dirs()
+    pid_file = PidFile(layout.pid_path)
+    try:
+        pid_file.acquire()
+    except ServerRunningError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 1
+    try:
+        _run_server(settings, reload_settings)
+    finally:
+        pid_file.release()
+    return 0
+
+
+def stop(settings: Settings, timeout: float = 30.0) -> int:
+    """Stop the server using the cache folder (SIGTERM) and wait for it to exit."""
+    layout = CacheLayout(settings.cache_dir)
+    pid_file = PidFile(layout.pid_path)
+    pid = read_pid(layout.pid_path)
+    if pid is None or not pid_file.held_by_someone():
+        print(f"no hubmirror server is running on {layout.root}", file=sys.stderr)
+        return 1
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while pid_file.held_by_someone():
+        if time.monotonic() > deadline:
+            print(f"server {pid} did not stop within {timeout:.0f}s", file=sys.stderr)
+            return 1
+        time.sleep(0.1)
+    print(f"stopped server {pid}")
+    return 0
+
+
+def _run_server(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
+    _use_uvloop()
+    app = create_app(settings, reload_settings)
+    mode = "offline" if settings.offline else "online"
+    logger.info(
+        "hubmirror %s listening on http://%s:%d, cache %s, upstream %s, mode %s",
+        __version__,
+        settings.host,
+        settings.port,
+        settings.cache_dir.resolve(),
+        settings.upstream,
+        mode,
+    )
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        access_log=ACCESS_LOGGER if settings.access_log else None,
+        access_log_class=TokenSafeAccessLogger,
+    )
