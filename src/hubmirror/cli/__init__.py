@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 from hubmirror.cli.commands import (
     audit_command,
+    export_command,
     policy_command,
     prefetch_command,
     stats_command,
@@ -44,6 +45,7 @@ COMMANDS: dict[str, Command] = {
     "du": stats_command,
     "policy": policy_command,
     "hash-token": _hash_token,
+    "export": export_command,
 }
 
 

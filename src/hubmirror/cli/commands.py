@@ -20,6 +20,7 @@ from hubmirror.config import (
 from hubmirror.core.errors import BadRequestError, MirrorError
 from hubmirror.core.names import validate_repo_id, validate_revision
 from hubmirror.core.types import RepoRef, RepoType
+from hubmirror.ops.export import ExportFormat, ExportReport, export
 from hubmirror.ops.policy import check_repo, describe_policy
 from hubmirror.ops.prefetch import PrefetchReport, prefetch
 from hubmirror.ops.progress import progress_for
@@ -247,4 +248,40 @@ def policy_command(arguments: argparse.Namespace, settings: Settings) -> int:
     console.print(table)
     mirrored = sum(1 for decision in report.files if decision.mirrored)
     console.print(f"{mirrored} of {len(report.files)} files mirrored", highlight=False)
+    return 0
+
+
+def export_command(arguments: argparse.Namespace, settings: Settings) -> int:
+    """`hubmirror export REPO[@REV] --to DIR [--format hf-cache|dir]`."""
+    repo_id, revision = split_repo_revision(arguments.repo)
+
+    async def run() -> ExportReport:
+        mirror = build_mirror(settings)
+        try:
+            repo = RepoRef(RepoType(arguments.type), validate_repo_id(repo_id))
+            return await export(
+                mirror,
+                repo,
+                validate_revision(revision),
+                arguments.to,
+                ExportFormat(arguments.format),
+                hub_headers(arguments),
+                lambda total: progress_for(total, quiet=arguments.json),
+            )
+        finally:
+            await mirror.close()
+
+    try:
+        report = asyncio.run(run())
+    except MirrorError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 1
+    if arguments.json:
+        print(json.dumps(report.as_json(), indent=2))
+    else:
+        print(
+            f"exported {report.repo}@{report.revision} ({report.commit}) as {report.format} "
+            f"to {report.target}: {len(report.files)} files, {report.bytes} bytes "
+            f"({report.linked} hardlinked, {report.copied} copied)"
+        )
     return 0

@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_commands(commands)
     _add_cache_commands(commands)
     _add_policy_commands(commands)
+    _add_export_commands(commands)
     return parser
 
 
@@ -134,6 +135,21 @@ def _add_cache_commands(commands: Subparsers[argparse.ArgumentParser]) -> None:
     audit_parser.add_argument("--user", help="only this user (token hash prefix or anonymous)")
     audit_parser.add_argument("--json", action="store_true", help="JSON lines")
     _add_common_settings(audit_parser)
+
+
+def _add_export_commands(commands: Subparsers[argparse.ArgumentParser]) -> None:
+    export_parser = commands.add_parser(
+        "export", help="write a repo as a huggingface_hub cache or plain files (air gaps)"
+    )
+    export_parser.add_argument("repo", help="REPO[@REVISION]")
+    export_parser.add_argument("--to", type=Path, required=True, help="target folder")
+    export_parser.add_argument(
+        "--format", default="hf-cache", choices=["hf-cache", "dir"], help="default hf-cache"
+    )
+    export_parser.add_argument("--type", default="model", choices=[t.value for t in RepoType])
+    export_parser.add_argument("--token", help="Hub token (default $HF_TOKEN)")
+    export_parser.add_argument("--json", action="store_true", help="print a JSON report")
+    _add_common_settings(export_parser)
 
 
 def _add_policy_commands(commands: Subparsers[argparse.ArgumentParser]) -> None:

@@ -1,0 +1,178 @@
+"""`hubmirror export`: a repo at a revision, ready to carry to an air-gapped machine.
+
+The repo is first prefetched (same engine and policy as the server, so an export works
+from the cache alone when everything is there, and fetches what is missing otherwise).
+Blobs are hardlinked out of the cache when the target is on the same filesystem, and
+copied otherwise.
+
+`hf-cache` writes huggingface_hub's own cache layout, so `HF_HUB_CACHE=DIR
+HF_HUB_OFFLINE=1` works with no network at all:
+
+    DIR/models--ns--name/
+      blobs/<etag>                     git sha1 (regular files) or sha256 (LFS files)
+      snapshots/<commit>/<path>        relative symlinks to ../../blobs/<etag>
+      refs/<branch or tag>             the commit, when a branch or tag was exported
+      trees/<commit>.json              the file list, so clients know it is complete
+
+`dir` writes the plain files, for `from_pretrained("./DIR", local_files_only=True)`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hubmirror.app import Mirror
+from hubmirror.core.errors import BadRequestError, MirrorError
+from hubmirror.core.types import FileEntry, RepoRef, is_commit
+from hubmirror.ops.prefetch import list_files, prefetch
+from hubmirror.ops.progress import ProgressDisplay
+
+TREE_CACHE_FORMAT_VERSION = 1
+
+
+class ExportFormat(enum.Enum):
+    """What the export folder looks like."""
+
+    HF_CACHE = "hf-cache"
+    DIR = "dir"
+
+
+@dataclass
+class ExportReport:
+    """What an export wrote."""
+
+    repo: str
+    revision: str
+    commit: str
+    target: str
+    format: str
+    files: list[str] = field(default_factory=list)
+    linked: int = 0
+    copied: int = 0
+    bytes: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        """A plain dict for `--json`."""
+        return asdict(self)
+
+
+def cache_folder_name(repo: RepoRef) -> str:
+    """`models--ns--name`, as huggingface_hub names a repo's cache folder."""
+    return f"{repo.repo_type.plural}--{repo.repo_id.replace('/', '--')}"
+
+
+def place(source: Path, target: Path) -> bool:
+    """Hardlink `source` to `target` (replacing it), or copy across filesystems.
+
+    Returns True when linked.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.hubmirror-tmp")
+    temporary.unlink(missing_ok=True)
+    try:
+        os.link(source, temporary)
+        linked = True
+    except OSError:
+        shutil.copyfile(source, temporary)
+        linked = False
+    os.replace(temporary, target)
+    return linked
+
+
+def _tree_record(entry: FileEntry) -> dict[str, object]:
+    record: dict[str, object] = {"size": entry.size, "blob_id": entry.git_oid}
+    if entry.blob.is_lfs:
+        record["lfs_sha256"] = entry.blob.hexdigest
+        record["lfs_size"] = entry.size
+    return record
+
+
+def write_hf_cache(
+    mirror: Mirror,
+    repo: RepoRef,
+    revision: str,
+    commit: str,
+    entries: list[FileEntry],
+    target: Path,
+    report: ExportReport,
+) -> None:
+    """Lay the files out as huggingface_hub's cache (blocking)."""
+    root = target / cache_folder_name(repo)
+    snapshot = root / "snapshots" / commit
+    for entry in entries:
+        etag = entry.blob.hexdigest
+        blob = root / "blobs" / etag
+        if not blob.exists():
+            linked = place(mirror.store.path_of(entry.blob), blob)
+            report.linked += linked
+            report.copied += not linked
+        link = snapshot / entry.path
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.unlink(missing_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    if not is_commit(revision):
+        ref = root / "refs" / revision
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        ref.write_text(commit)
+    if all(entry.git_oid for entry in entries):
+        trees = root / "trees"
+        trees.mkdir(parents=True, exist_ok=True)
+        listing = {
+            "format_version": TREE_CACHE_FORMAT_VERSION,
+            "files": {entry.path: _tree_record(entry) for entry in entries},
+        }
+        (trees / f"{commit}.json").write_text(json.dumps(listing, indent=1))
+
+
+def write_dir(mirror: Mirror, entries: list[FileEntry], target: Path, report: ExportReport) -> None:
+    """Write the plain files under `target` (blocking)."""
+    for entry in entries:
+        linked = place(mirror.store.path_of(entry.blob), target / entry.path)
+        report.linked += linked
+        report.copied += not linked
+
+
+async def export(
+    mirror: Mirror,
+    repo: RepoRef,
+    revision: str,
+    target: Path,
+    export_format: ExportFormat,
+    headers: Mapping[str, str],
+    display: Callable[[int], ProgressDisplay],
+) -> ExportReport:
+    """Prefetch what is missing, then write the export. Raises MirrorError on failure."""
+    fetched = await prefetch(mirror, repo, revision, headers, display)
+    if fetched.failed:
+        path, reason = next(iter(fetched.failed.items()))
+        raise BadRequestError(f"cannot export: {path} could not be fetched ({reason})")
+    pinned, entries = await list_files(mirror, repo, revision, headers)
+    mirrored = set(fetched.fetched) | set(fetched.cached)
+    chosen = [entry for entry in entries if entry.path in mirrored]
+    missing = [e.path for e in chosen if mirror.store.size_of(e.blob) != e.size]
+    if missing:
+        raise MirrorError(f"cannot export: {missing[0]} left the cache during the export")
+    report = ExportReport(
+        repo.repo_id,
+        revision,
+        pinned.commit,
+        str(target),
+        export_format.value,
+        files=sorted(entry.path for entry in chosen),
+        bytes=sum(entry.size for entry in chosen),
+    )
+    if export_format is ExportFormat.HF_CACHE:
+        await asyncio.to_thread(
+            write_hf_cache, mirror, repo, revision, pinned.commit, chosen, target, report
+        )
+    else:
+        await asyncio.to_thread(write_dir, mirror, chosen, target, report)
+    return report
