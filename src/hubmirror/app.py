@@ -1,11 +1,12 @@
-"""Composition root: builds the services from Settings and returns the aiohttp app."""
+"""Composition root of the server: a `Mirror` behind the aiohttp app and its routes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 
@@ -13,19 +14,8 @@ from hubmirror import __version__
 from hubmirror.config import Settings
 from hubmirror.core.errors import BadRequestError
 from hubmirror.core.policy import Policy
-from hubmirror.services.access import AccessGate
-from hubmirror.services.audit import AuditLog
-from hubmirror.services.eviction import EvictionScheduler, Evictor
-from hubmirror.services.fetcher import Fetcher, FetchTuning
-from hubmirror.services.files import FileService
-from hubmirror.services.metadata import MetadataService
-from hubmirror.services.policy import PolicyGuard
-from hubmirror.services.revisions import RevisionResolver
-from hubmirror.storage.blobs import BlobStore
-from hubmirror.storage.index import Index
-from hubmirror.storage.layout import CacheLayout
-from hubmirror.upstream.client import UpstreamClient
-from hubmirror.upstream.source import OfflineUpstream, Upstream
+from hubmirror.mirror import Mirror, build_mirror
+from hubmirror.ops.sync import sync_forever
 from hubmirror.web.api import handle_metadata
 from hubmirror.web.auth import auth_middleware
 from hubmirror.web.errors import error_middleware
@@ -34,76 +24,6 @@ from hubmirror.web.forward import handle_forward
 from hubmirror.web.routes import Endpoint, match_route
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class Mirror:
-    """Every long-lived object of one running mirror."""
-
-    settings: Settings
-    index: Index
-    store: BlobStore
-    upstream: Upstream
-    fetcher: Fetcher
-    guard: PolicyGuard
-    revisions: RevisionResolver
-    metadata: MetadataService
-    files: FileService
-    audit: AuditLog
-    evictor: Evictor
-    eviction: EvictionScheduler
-
-    async def close(self) -> None:
-        """Stop downloads, close connections and the index."""
-        await self.eviction.close()
-        await self.fetcher.close()
-        await self.upstream.close()
-        self.index.close()
-
-
-def build_mirror(settings: Settings) -> Mirror:
-    """Create the cache folder and wire the services together."""
-    layout = CacheLayout(settings.cache_dir)
-    layout.create_dirs()
-    index = Index(layout.index_path)
-    store = BlobStore(layout)
-    upstream: Upstream = (
-        OfflineUpstream() if settings.offline else UpstreamClient(settings.upstream)
-    )
-    tuning = FetchTuning(
-        connections=max(1, settings.upstream_connections),
-        segment_threshold=settings.segment_threshold,
-        segment_size=max(64 * 1024, settings.segment_size),
-        max_attempts=max(1, settings.upstream_retries),
-    )
-    fetcher = Fetcher(store, index, tuning)
-    guard = PolicyGuard(Policy(settings.effective_policy()))
-    gate = AccessGate(upstream, index, settings.access, settings.auth_ttl, settings.offline)
-    revisions = RevisionResolver(upstream, index, settings.revision_ttl, guard, gate)
-    files = FileService(upstream, index, store, fetcher, revisions, guard)
-    evictor = Evictor(
-        index,
-        store,
-        settings.max_size,
-        settings.max_age,
-        lambda key: files.is_sending(key) or fetcher.inflight(key) is not None,
-    )
-    eviction = EvictionScheduler(evictor)
-    fetcher.on_committed = lambda _key, _size: eviction.nudge()
-    return Mirror(
-        settings=settings,
-        index=index,
-        store=store,
-        upstream=upstream,
-        fetcher=fetcher,
-        guard=guard,
-        revisions=revisions,
-        metadata=MetadataService(upstream, index, revisions, guard),
-        files=files,
-        audit=AuditLog(layout.audit_dir),
-        evictor=evictor,
-        eviction=eviction,
-    )
 
 
 MIRROR_KEY = web.AppKey("mirror", Mirror)
@@ -157,10 +77,21 @@ def create_app(
     app[MIRROR_KEY] = mirror
     app[RELOAD_KEY] = reload_settings
 
+    background: list[asyncio.Task[None]] = []
+
     async def start_mirror(_: web.Application) -> None:
         mirror.eviction.start()
+        if settings.sync_list:
+            background.append(
+                asyncio.create_task(
+                    sync_forever(mirror, Path(settings.sync_list), settings.sync_every)
+                )
+            )
 
     async def close_mirror(_: web.Application) -> None:
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         await mirror.close()
 
     app.on_startup.append(start_mirror)

@@ -45,6 +45,8 @@ class Settings:
     auth_ttl: float = 600.0
     max_size: int = 0
     max_age: float = 0.0
+    sync_list: str = ""
+    sync_every: float = 6 * 3600.0
     access_log: bool = False
     require_token: bool = False
     policy_profile: str = DEFAULT_PROFILE

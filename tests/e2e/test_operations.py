@@ -21,6 +21,7 @@ from tests.e2e.mirror_process import free_port, running_mirror
 from tests.e2e.test_datasets_transformers import LOAD_PARQUET
 from tests.fakehub import FakeHub
 from tests.fakehub.catalog import TRAINED_ARTEFACTS, TRAINED_MODEL, TRAINED_RELEASE_FILES
+from tests.fakehub.fixtures import running_hub
 
 
 def hubmirror(*arguments: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -397,3 +398,53 @@ def test_dir_export_loads_with_local_files_only(fake_hub: FakeHub, tmp_path: Pat
         tmp_path / "home",
     )
     assert loaded.strip().startswith("[")
+
+
+SYNC_LIST = """
+[[repo]]
+id = "hm-test/tiny-model"
+include = ["*.md", "*.json"]
+
+[[repo]]
+id = "hm-test/tiny-csv"
+type = "dataset"
+"""
+
+
+def test_sync_follows_moved_branches_and_runs_inside_the_server(tmp_path: Path) -> None:
+    repos = tmp_path / "repos.toml"
+    repos.write_text(SYNC_LIST)
+    with running_hub() as hub:  # its own hub: this test moves branches
+
+        def sync(cache: Path) -> dict[str, Any]:
+            completed = hubmirror(
+                "sync",
+                "--list",
+                str(repos),
+                "--cache-dir",
+                str(cache),
+                "--upstream",
+                hub.url,
+                "--json",
+            )
+            assert completed.returncode == 0, completed.stderr
+            result: dict[str, Any] = json.loads(completed.stdout)
+            return result
+
+        first = sync(tmp_path / "cache")
+        tiny = commit_at(hub, "hm-test/tiny-model", "main").files
+        wanted = sorted(p for p in tiny if p.endswith((".md", ".json")))
+        assert first["synced"][0]["fetched"] == wanted
+        assert first["synced"][1]["repo"] == "hm-test/tiny-csv"
+        assert first["failed"] == []
+        moved = hub.move_branch("model", "hm-test/tiny-model", "main", {"README.md": b"# moved\n"})
+        second = sync(tmp_path / "cache")
+        assert second["synced"][0]["commit"] == moved.sha
+        assert second["synced"][0]["fetched"] == ["README.md"]
+        assert second["synced"][1]["fetched"] == []
+        newest = moved.files["README.md"]
+        cache = tmp_path / "server-cache"
+        with running_mirror(cache, hub.url, "--sync-list", str(repos), "--sync-every", "1h"):
+            wait_until(lambda: blob_path(cache, sha1=newest.git_oid).exists())
+            csv = commit_at(hub, "hm-test/tiny-csv", "main", "dataset").files["data/train.csv"]
+            wait_until(lambda: blob_path(cache, sha256=csv.sha256).exists())

@@ -14,6 +14,7 @@ from hubmirror.cli.commands import (
     prefetch_command,
     stats_command,
     storage_command,
+    sync_command,
     verify_command,
 )
 from hubmirror.cli.parser import build_parser, settings_from_arguments
@@ -46,6 +47,7 @@ COMMANDS: dict[str, Command] = {
     "policy": policy_command,
     "hash-token": _hash_token,
     "export": export_command,
+    "sync": sync_command,
 }
 
 

@@ -12,7 +12,6 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from hubmirror.app import build_mirror
 from hubmirror.config import (
     Settings,
     parse_duration,
@@ -20,11 +19,13 @@ from hubmirror.config import (
 from hubmirror.core.errors import BadRequestError, MirrorError
 from hubmirror.core.names import validate_repo_id, validate_revision
 from hubmirror.core.types import RepoRef, RepoType
+from hubmirror.mirror import build_mirror
 from hubmirror.ops.export import ExportFormat, ExportReport, export
 from hubmirror.ops.policy import check_repo, describe_policy
 from hubmirror.ops.prefetch import PrefetchReport, prefetch
 from hubmirror.ops.progress import progress_for
 from hubmirror.ops.stats import collect_stats
+from hubmirror.ops.sync import read_sync_list, sync
 from hubmirror.ops.verify import VerifyReport, verify
 from hubmirror.services.audit import AuditLog
 from hubmirror.services.eviction import Evictor
@@ -285,3 +286,38 @@ def export_command(arguments: argparse.Namespace, settings: Settings) -> int:
             f"({report.linked} hardlinked, {report.copied} copied)"
         )
     return 0
+
+
+def sync_command(arguments: argparse.Namespace, settings: Settings) -> int:
+    """`hubmirror sync --list repos.toml`."""
+
+    async def run() -> list[PrefetchReport | str]:
+        mirror = build_mirror(settings)
+        try:
+            return await sync(
+                mirror,
+                read_sync_list(arguments.list_path),
+                hub_headers(arguments),
+                lambda total: progress_for(total, quiet=arguments.json),
+            )
+        finally:
+            await mirror.close()
+
+    try:
+        results = asyncio.run(run())
+    except MirrorError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 1
+    failures = [result for result in results if isinstance(result, str)]
+    reports = [result for result in results if not isinstance(result, str)]
+    if arguments.json:
+        print(json.dumps({"synced": [r.as_json() for r in reports], "failed": failures}))
+    else:
+        for report in reports:
+            print(
+                f"{report.repo_type} {report.repo}@{report.revision} ({report.commit[:10]}): "
+                f"{len(report.fetched)} fetched, {len(report.cached)} cached"
+            )
+        for failure in failures:
+            print(f"failed  {failure}", file=sys.stderr)
+    return 1 if failures or any(r.failed for r in reports) else 0

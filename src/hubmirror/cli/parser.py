@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cache_commands(commands)
     _add_policy_commands(commands)
     _add_export_commands(commands)
+    _add_sync_command(commands)
     return parser
 
 
@@ -89,6 +90,8 @@ def _add_server_commands(commands: Subparsers[argparse.ArgumentParser]) -> None:
     serve = commands.add_parser("serve", help="run the mirror server")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8090)")
+    serve.add_argument("--sync-list", help="repos.toml to keep synced in the background")
+    serve.add_argument("--sync-every", help="how often to sync the list (default 6h)")
     _add_common_settings(serve)
     _add_common_settings(commands.add_parser("stop", help="stop the server of a cache folder"))
     commands.add_parser(
@@ -135,6 +138,22 @@ def _add_cache_commands(commands: Subparsers[argparse.ArgumentParser]) -> None:
     audit_parser.add_argument("--user", help="only this user (token hash prefix or anonymous)")
     audit_parser.add_argument("--json", action="store_true", help="JSON lines")
     _add_common_settings(audit_parser)
+
+
+def _add_sync_command(commands: Subparsers[argparse.ArgumentParser]) -> None:
+    sync_parser = commands.add_parser(
+        "sync", help="prefetch every repo of a list; follow moved branches"
+    )
+    sync_parser.add_argument(
+        "--list",
+        type=Path,
+        required=True,
+        dest="list_path",
+        help="repos.toml with [[repo]] id/type/revision/include/exclude",
+    )
+    sync_parser.add_argument("--token", help="Hub token (default $HF_TOKEN)")
+    sync_parser.add_argument("--json", action="store_true", help="print JSON reports")
+    _add_common_settings(sync_parser)
 
 
 def _add_export_commands(commands: Subparsers[argparse.ArgumentParser]) -> None:

@@ -29,9 +29,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hubmirror.app import Mirror
 from hubmirror.core.errors import BadRequestError, MirrorError
 from hubmirror.core.types import FileEntry, RepoRef, is_commit
+from hubmirror.mirror import Mirror
 from hubmirror.ops.prefetch import list_files, prefetch
 from hubmirror.ops.progress import ProgressDisplay
 

@@ -15,10 +15,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-from hubmirror.app import Mirror
 from hubmirror.core.errors import EntryNotFoundError, MirrorError
 from hubmirror.core.policy import PathPattern
 from hubmirror.core.types import FileEntry, PinnedRevision, RepoRef
+from hubmirror.mirror import Mirror
 from hubmirror.ops.progress import ProgressDisplay, ProgressSink
 from hubmirror.services.files import ResolvedFile
 
@@ -71,10 +71,14 @@ def select_files(
 
 
 async def list_files(
-    mirror: Mirror, repo: RepoRef, revision: str, headers: Mapping[str, str]
+    mirror: Mirror,
+    repo: RepoRef,
+    revision: str,
+    headers: Mapping[str, str],
+    fresh: bool = False,
 ) -> tuple[PinnedRevision, list[FileEntry]]:
-    """Pin the revision and return every file of the commit (loading the listing)."""
-    pinned = await mirror.revisions.pin(repo, revision, headers)
+    """Pin the revision (asking upstream when `fresh`) and return every file of it."""
+    pinned = await mirror.revisions.pin(repo, revision, headers, fresh)
     if not mirror.index.is_listed(repo, pinned.commit):
         await mirror.metadata.repo_info(repo, pinned.commit, True, headers)
     return pinned, mirror.index.files_under(repo, pinned.commit, "")
@@ -141,12 +145,14 @@ async def prefetch(
     display: Callable[[int], ProgressDisplay],
     includes: Sequence[str] = (),
     excludes: Sequence[str] = (),
+    fresh: bool = False,
 ) -> PrefetchReport:
     """Warm the cache with one repo at one revision.
 
-    `display(total_bytes)` makes the progress display once the missing bytes are known.
+    `display(total_bytes)` makes the progress display once the missing bytes are known;
+    `fresh` re-asks the upstream what the revision is, whatever the TTL.
     """
-    pinned, entries = await list_files(mirror, repo, revision, headers)
+    pinned, entries = await list_files(mirror, repo, revision, headers, fresh)
     await warm_metadata(mirror, pinned, entries, headers)
     report = PrefetchReport(repo.repo_id, repo.repo_type.value, revision, pinned.commit)
     selected = select_files(mirror, repo, entries, includes, excludes, report)

@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from hubmirror.app import Mirror
 from hubmirror.core.errors import MirrorError
 from hubmirror.core.types import BlobKey, PinnedRevision, RepoRef, Visibility
+from hubmirror.mirror import Mirror
 from hubmirror.ops.progress import ProgressDisplay, ProgressSink
 from hubmirror.services.files import ResolvedFile
 from hubmirror.storage.blobs import new_hasher

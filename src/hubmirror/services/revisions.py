@@ -53,8 +53,13 @@ class RevisionResolver:
         self._gate = gate
         self._clock = clock
 
-    async def pin(self, repo: RepoRef, revision: str, headers: Mapping[str, str]) -> PinnedRevision:
+    async def pin(
+        self, repo: RepoRef, revision: str, headers: Mapping[str, str], fresh: bool = False
+    ) -> PinnedRevision:
         """The commit `revision` (`DEFAULT_BRANCH` for the default branch) stands for.
+
+        `fresh` asks the upstream even while the cached answer is within its TTL (sync
+        uses it to notice moved branches at once).
 
         Raises PolicyDeniedError / RevisionNotFoundError for what the policy hides, the
         upstream's error (RepoNotFound, GatedRepo, ...) when it answers one, and
@@ -62,13 +67,13 @@ class RevisionResolver:
         """
         self._guard.check_repo(repo)
         self._guard.check_revision(revision)
-        pinned = await self._pin(repo, revision, headers)
+        pinned = await self._pin(repo, revision, headers, fresh)
         if not pinned.public:
             await self._gate.ensure(repo, pinned.commit, headers)
         return pinned
 
     async def _pin(
-        self, repo: RepoRef, revision: str, headers: Mapping[str, str]
+        self, repo: RepoRef, revision: str, headers: Mapping[str, str], fresh: bool
     ) -> PinnedRevision:
         visibility = self._index.visibility(repo)
         public = visibility is Visibility.PUBLIC
@@ -77,8 +82,8 @@ class RevisionResolver:
                 return PinnedRevision(repo, revision, revision, public=public)
             return await self._ask_upstream(repo, revision, headers)
         stored = self._index.ref(repo, revision)
-        fresh = stored is not None and self._clock() - stored.checked_at < self._ttl
-        if stored is not None and visibility is not None and fresh:
+        recent = stored is not None and self._clock() - stored.checked_at < self._ttl
+        if stored is not None and visibility is not None and recent and not fresh:
             return PinnedRevision(repo, revision, stored.commit, public=public)
         try:
             return await self._ask_upstream(repo, revision, headers)
