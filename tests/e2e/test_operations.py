@@ -17,7 +17,7 @@ from huggingface_hub import snapshot_download
 from tests.e2e.clients import run_python
 from tests.e2e.http import fetch
 from tests.e2e.hubfiles import commit_at, hub_file
-from tests.e2e.mirror_process import free_port, running_mirror
+from tests.e2e.mirror_process import MirrorProcess, free_port, running_mirror
 from tests.e2e.test_datasets_transformers import LOAD_PARQUET
 from tests.fakehub import FakeHub
 from tests.fakehub.catalog import TRAINED_ARTEFACTS, TRAINED_MODEL, TRAINED_RELEASE_FILES
@@ -448,3 +448,86 @@ def test_sync_follows_moved_branches_and_runs_inside_the_server(tmp_path: Path) 
             wait_until(lambda: blob_path(cache, sha1=newest.git_oid).exists())
             csv = commit_at(hub, "hm-test/tiny-csv", "main", "dataset").files["data/train.csv"]
             wait_until(lambda: blob_path(cache, sha256=csv.sha256).exists())
+
+
+def serves_offline(cache: Path, upstream: str, client_cache: Path) -> Path:
+    """snapshot_download of tiny-model through an offline mirror on `cache`."""
+    with running_mirror(cache, upstream, "--offline") as mirror:
+        return Path(
+            snapshot_download("hm-test/tiny-model", endpoint=mirror.url, cache_dir=client_cache)
+        )
+
+
+def test_export_import_round_trip_and_bundle(fake_hub: FakeHub, tmp_path: Path) -> None:
+    tiny = commit_at(fake_hub, "hm-test/tiny-model", "main").files
+    source = tmp_path / "source-cache"
+    exported = tmp_path / "export"
+    assert (
+        hubmirror(
+            "export",
+            "hm-test/tiny-model",
+            "--to",
+            str(exported),
+            "--cache-dir",
+            str(source),
+            "--upstream",
+            fake_hub.url,
+        ).returncode
+        == 0
+    )
+    bundle = tmp_path / "carry" / "tiny.tar"
+    assert (
+        hubmirror(
+            "export",
+            "hm-test/tiny-model",
+            "--bundle",
+            str(bundle),
+            "--cache-dir",
+            str(source),
+            "--upstream",
+            fake_hub.url,
+        ).returncode
+        == 0
+    )
+    for name, path in (("folder", exported), ("bundle", bundle)):
+        target = tmp_path / f"imported-{name}"
+        completed = hubmirror("import", str(path), "--cache-dir", str(target), "--json")
+        assert completed.returncode == 0, completed.stderr
+        report = json.loads(completed.stdout)
+        assert report["repos"] == ["model:hm-test/tiny-model"]
+        assert report["blobs_imported"] == len(tiny)
+        assert report["rejected"] == {}
+        folder = serves_offline(target, fake_hub.url, tmp_path / f"client-{name}")
+        for path_in_repo, file in tiny.items():
+            assert (folder / path_in_repo).read_bytes() == file.data
+
+
+def test_import_of_a_real_client_cache_verifies_every_blob(
+    fake_hub: FakeHub, mirror: MirrorProcess, tmp_path: Path
+) -> None:
+    hub_cache = tmp_path / "hub"
+    snapshot_download("hm-test/tiny-model", endpoint=mirror.url, cache_dir=hub_cache)
+    weights = hub_file(fake_hub, "hm-test/tiny-model", "model.safetensors")
+    damaged = hub_cache / "models--hm-test--tiny-model" / "blobs" / weights.sha256
+    content = bytearray(damaged.read_bytes())
+    content[0] ^= 0xFF
+    damaged.write_bytes(bytes(content))
+    target = tmp_path / "seeded"
+    completed = hubmirror("import", str(hub_cache), "--cache-dir", str(target), "--json")
+    assert completed.returncode == 1  # one blob rejected
+    report = json.loads(completed.stdout)
+    tiny = commit_at(fake_hub, "hm-test/tiny-model", "main").files
+    assert report["blobs_imported"] == len(tiny) - 1
+    assert list(report["rejected"].values()) == [
+        f"content does not hash to sha256:{weights.sha256}"
+    ]
+    before = len(fake_hub.requests)
+    with running_mirror(target, fake_hub.url) as seeded:
+        status, headers, body = fetch(f"{seeded.url}/hm-test/tiny-model/resolve/main/config.json")
+        assert (status, headers["X-Cache-Status"], body) == (200, "HIT", tiny["config.json"].data)
+        status, headers, body = fetch(
+            f"{seeded.url}/hm-test/tiny-model/resolve/main/model.safetensors"
+        )
+        assert (headers["X-Cache-Status"], body) == ("MISS", weights.data)
+    cdn = [r for r in fake_hub.requests[before:] if r.origin == "cdn"]
+    assert [weights.sha256 in r.path for r in cdn] == [True]

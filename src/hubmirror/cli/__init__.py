@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from hubmirror.cli.commands import (
     audit_command,
     export_command,
+    import_command,
     policy_command,
     prefetch_command,
     stats_command,
@@ -48,6 +49,7 @@ COMMANDS: dict[str, Command] = {
     "hash-token": _hash_token,
     "export": export_command,
     "sync": sync_command,
+    "import": import_command,
 }
 
 

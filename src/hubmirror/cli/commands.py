@@ -20,10 +20,11 @@ from hubmirror.core.errors import BadRequestError, MirrorError
 from hubmirror.core.names import validate_repo_id, validate_revision
 from hubmirror.core.types import RepoRef, RepoType
 from hubmirror.mirror import build_mirror
-from hubmirror.ops.export import ExportFormat, ExportReport, export
+from hubmirror.ops.export import ExportFormat, ExportReport, export, export_bundle
+from hubmirror.ops.importer import ImportReport, import_path
 from hubmirror.ops.policy import check_repo, describe_policy
 from hubmirror.ops.prefetch import PrefetchReport, prefetch
-from hubmirror.ops.progress import progress_for
+from hubmirror.ops.progress import ProgressDisplay, progress_for
 from hubmirror.ops.stats import collect_stats
 from hubmirror.ops.sync import read_sync_list, sync
 from hubmirror.ops.verify import VerifyReport, verify
@@ -260,6 +261,19 @@ def export_command(arguments: argparse.Namespace, settings: Settings) -> int:
         mirror = build_mirror(settings)
         try:
             repo = RepoRef(RepoType(arguments.type), validate_repo_id(repo_id))
+
+            def display(total: int) -> ProgressDisplay:
+                return progress_for(total, quiet=arguments.json)
+
+            if arguments.bundle is not None:
+                return await export_bundle(
+                    mirror,
+                    repo,
+                    validate_revision(revision),
+                    arguments.bundle,
+                    hub_headers(arguments),
+                    display,
+                )
             return await export(
                 mirror,
                 repo,
@@ -267,7 +281,7 @@ def export_command(arguments: argparse.Namespace, settings: Settings) -> int:
                 arguments.to,
                 ExportFormat(arguments.format),
                 hub_headers(arguments),
-                lambda total: progress_for(total, quiet=arguments.json),
+                display,
             )
         finally:
             await mirror.close()
@@ -321,3 +335,32 @@ def sync_command(arguments: argparse.Namespace, settings: Settings) -> int:
         for failure in failures:
             print(f"failed  {failure}", file=sys.stderr)
     return 1 if failures or any(r.failed for r in reports) else 0
+
+
+def import_command(arguments: argparse.Namespace, settings: Settings) -> int:
+    """`hubmirror import PATH [--public]`."""
+
+    async def run() -> ImportReport:
+        mirror = build_mirror(settings)
+        try:
+            return await import_path(mirror, arguments.path, arguments.public)
+        finally:
+            await mirror.close()
+
+    try:
+        report = asyncio.run(run())
+    except MirrorError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 1
+    if arguments.json:
+        print(json.dumps(report.as_json(), indent=2))
+    else:
+        print(
+            f"imported {len(report.repos)} repos, {report.commits} commits: "
+            f"{report.blobs_imported} blobs ({report.bytes_imported} bytes; "
+            f"{report.linked} hardlinked, {report.copied} copied), "
+            f"{report.blobs_present} already present, {len(report.rejected)} rejected"
+        )
+        for path, reason in report.rejected.items():
+            print(f"rejected  {path}: {reason}", file=sys.stderr)
+    return 1 if report.rejected else 0

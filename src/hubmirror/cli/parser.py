@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_policy_commands(commands)
     _add_export_commands(commands)
     _add_sync_command(commands)
+    _add_import_command(commands)
     return parser
 
 
@@ -140,6 +141,20 @@ def _add_cache_commands(commands: Subparsers[argparse.ArgumentParser]) -> None:
     _add_common_settings(audit_parser)
 
 
+def _add_import_command(commands: Subparsers[argparse.ArgumentParser]) -> None:
+    import_parser = commands.add_parser(
+        "import", help="seed the cache from a huggingface_hub cache, an export or a bundle"
+    )
+    import_parser.add_argument("path", type=Path, help="folder or bundle .tar")
+    import_parser.add_argument(
+        "--public",
+        action="store_true",
+        help="vouch that the repos are public (serve them offline without asking upstream)",
+    )
+    import_parser.add_argument("--json", action="store_true", help="print a JSON report")
+    _add_common_settings(import_parser)
+
+
 def _add_sync_command(commands: Subparsers[argparse.ArgumentParser]) -> None:
     sync_parser = commands.add_parser(
         "sync", help="prefetch every repo of a list; follow moved branches"
@@ -161,7 +176,9 @@ def _add_export_commands(commands: Subparsers[argparse.ArgumentParser]) -> None:
         "export", help="write a repo as a huggingface_hub cache or plain files (air gaps)"
     )
     export_parser.add_argument("repo", help="REPO[@REVISION]")
-    export_parser.add_argument("--to", type=Path, required=True, help="target folder")
+    where = export_parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--to", type=Path, help="target folder")
+    where.add_argument("--bundle", type=Path, help="write one tar file (hf-cache layout)")
     export_parser.add_argument(
         "--format", default="hf-cache", choices=["hf-cache", "dir"], help="default hf-cache"
     )

@@ -13,6 +13,10 @@ HF_HUB_OFFLINE=1` works with no network at all:
       snapshots/<commit>/<path>        relative symlinks to ../../blobs/<etag>
       refs/<branch or tag>             the commit, when a branch or tag was exported
       trees/<commit>.json              the file list, so clients know it is complete
+    DIR/.hubmirror/models--ns--name/<commit>.json
+                                       the mirror's own metadata of that commit, so that
+                                       `hubmirror import` makes another mirror serve it
+                                       offline too
 
 `dir` writes the plain files, for `from_pretrained("./DIR", local_files_only=True)`.
 """
@@ -24,6 +28,8 @@ import enum
 import json
 import os
 import shutil
+import tarfile
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,6 +42,7 @@ from hubmirror.ops.prefetch import list_files, prefetch
 from hubmirror.ops.progress import ProgressDisplay
 
 TREE_CACHE_FORMAT_VERSION = 1
+MIRROR_METADATA_DIR = ".hubmirror"
 
 
 class ExportFormat(enum.Enum):
@@ -130,6 +137,20 @@ def write_hf_cache(
             "files": {entry.path: _tree_record(entry) for entry in entries},
         }
         (trees / f"{commit}.json").write_text(json.dumps(listing, indent=1))
+    metadata = target / MIRROR_METADATA_DIR / cache_folder_name(repo) / f"{commit}.json"
+    metadata.parent.mkdir(parents=True, exist_ok=True)
+    visibility = mirror.index.visibility(repo)
+    metadata.write_text(
+        json.dumps(
+            {
+                "repo_type": repo.repo_type.value,
+                "repo_id": repo.repo_id,
+                "commit": commit,
+                "visibility": None if visibility is None else visibility.value,
+                "documents": mirror.index.documents_of(repo, commit),
+            }
+        )
+    )
 
 
 def write_dir(mirror: Mirror, entries: list[FileEntry], target: Path, report: ExportReport) -> None:
@@ -175,4 +196,33 @@ async def export(
         )
     else:
         await asyncio.to_thread(write_dir, mirror, chosen, target, report)
+    return report
+
+
+def write_bundle(folder: Path, bundle: Path) -> None:
+    """Pack an export folder into one tar (symlinks kept as symlinks; blocking)."""
+    bundle.parent.mkdir(parents=True, exist_ok=True)
+    temporary = bundle.with_name(f".{bundle.name}.hubmirror-tmp")
+    with tarfile.open(temporary, "w") as archive:
+        for item in sorted(folder.iterdir()):
+            archive.add(item, arcname=item.name)
+    os.replace(temporary, bundle)
+
+
+async def export_bundle(
+    mirror: Mirror,
+    repo: RepoRef,
+    revision: str,
+    bundle: Path,
+    headers: Mapping[str, str],
+    display: Callable[[int], ProgressDisplay],
+) -> ExportReport:
+    """An `hf-cache` export packed into one tar file, to carry across an air gap."""
+    with tempfile.TemporaryDirectory(dir=mirror.store.layout.tmp_dir) as scratch:
+        report = await export(
+            mirror, repo, revision, Path(scratch), ExportFormat.HF_CACHE, headers, display
+        )
+        await asyncio.to_thread(write_bundle, Path(scratch), bundle)
+    report.target = str(bundle)
+    report.format = "bundle"
     return report

@@ -138,12 +138,20 @@ class Index:
         )
         return None if row is None else StoredRef(str(row[0]), float(str(row[1])))
 
-    def set_ref(self, repo: RepoRef, revision: str, commit: str) -> None:
-        """Record that the upstream just said `revision` is `commit`."""
+    def set_ref(
+        self, repo: RepoRef, revision: str, commit: str, checked_at: float | None = None
+    ) -> None:
+        """Record that `revision` is `commit`, as the upstream said now (or `checked_at`)."""
         with self._transaction() as cursor:
             cursor.execute(
                 "INSERT OR REPLACE INTO refs VALUES (?, ?, ?, ?, ?)",
-                (repo.repo_type.value, repo.repo_id, revision, commit, time.time()),
+                (
+                    repo.repo_type.value,
+                    repo.repo_id,
+                    revision,
+                    commit,
+                    time.time() if checked_at is None else checked_at,
+                ),
             )
 
     # repos --------------------------------------------------------------------------
@@ -192,6 +200,16 @@ class Index:
                 "INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (repo.repo_type.value, repo.repo_id, commit, kind, variant, body, next_cursor),
             )
+
+    def documents_of(self, repo: RepoRef, commit: str) -> list[tuple[str, str, str, str | None]]:
+        """Every stored document of a commit: (kind, variant, body, next cursor)."""
+        with self._lock:
+            rows = self._connection.execute(
+                "SELECT kind, variant, body, next_cursor FROM documents "
+                "WHERE repo_type = ? AND repo_id = ? AND commit_sha = ?",
+                (repo.repo_type.value, repo.repo_id, commit),
+            ).fetchall()
+        return [(str(k), str(v), str(b), None if n is None else str(n)) for k, v, b, n in rows]
 
     # files --------------------------------------------------------------------------
     def file(self, repo: RepoRef, commit: str, path: str) -> FileEntry | None:
