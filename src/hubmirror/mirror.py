@@ -47,6 +47,7 @@ class Mirror:
         await self.eviction.close()
         await self.fetcher.close()
         await self.upstream.close()
+        self.audit.close()
         self.index.close()
 
 

@@ -35,11 +35,13 @@ def test_rotation_keeps_order_and_bounds(tmp_path: Path) -> None:
     assert paths[-1] == "f39"
     assert all(r.user == "abcd1234" for r in log.read(user="abcd"))
     assert list(log.read(repo="other/x")) == []
+    log.close()
 
 
 def test_a_torn_last_line_is_skipped(tmp_path: Path) -> None:
     log = AuditLog(tmp_path)
     log.record(record(1))
+    log.close()
     with log.path.open("a") as file:
         file.write('{"time": "2026-')
     assert [r.path for r in log.read(since=3600)] == ["f1"]

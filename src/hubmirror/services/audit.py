@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_BACKUPS = 5
@@ -54,19 +55,28 @@ class AuditLog:
         self._max_bytes = max_bytes
         self._backups = backups
         self._lock = threading.Lock()
+        self._file: TextIO | None = None
 
     def record(self, entry: AuditRecord) -> None:
         """Append one record, rotating first when the file is full."""
         line = json.dumps(asdict(entry), separators=(",", ":")) + "\n"
         with self._lock:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            try:
-                if self.path.stat().st_size + len(line) > self._max_bytes:
-                    self._rotate()
-            except FileNotFoundError:
-                pass
-            with self.path.open("a", encoding="utf-8") as file:
-                file.write(line)
+            if self._file is None:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                self._file = self.path.open("a", encoding="utf-8")
+            if self._file.tell() + len(line) > self._max_bytes and self._file.tell():
+                self._file.close()
+                self._rotate()
+                self._file = self.path.open("a", encoding="utf-8")
+            self._file.write(line)
+            self._file.flush()
+
+    def close(self) -> None:
+        """Close the open log file (idempotent)."""
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
 
     def _rotate(self) -> None:
         for index in range(self._backups - 1, 0, -1):
