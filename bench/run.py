@@ -425,9 +425,14 @@ def main() -> None:
             bench.close()
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
-    (RESULTS / f"{stamp}.json").write_text(json.dumps(bench.results, indent=2) + "\n")
+    target = RESULTS / f"{stamp}.json"
+    run_number = 1
+    while target.exists():  # never overwrite an earlier run of the same day
+        run_number += 1
+        target = RESULTS / f"{stamp}-{run_number}.json"
+    target.write_text(json.dumps(bench.results, indent=2) + "\n")
     print(summarize(bench.results))
-    print(f"\nwritten: bench/results/{stamp}.json")
+    print(f"\nwritten: bench/results/{target.name}")
 
 
 def run(bench: Bench, data: Path, arguments: argparse.Namespace) -> None:
