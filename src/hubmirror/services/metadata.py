@@ -230,11 +230,10 @@ class MetadataService:
                     f"{repo.api_path}/treesize/{pinned.commit}{suffix}", headers
                 ),
             )
-        policy = self._guard.policy
         total = sum(
             entry.size
             for entry in self._index.files_under(repo, pinned.commit, path)
-            if policy.file_verdict(repo.repo_type, entry.path, entry.size).allowed
+            if self._guard.file_verdict(repo.repo_type, entry.path, entry.size).allowed
         )
         text = json.dumps({"path": path, "size": total})
         return MetadataAnswer(text, _status(pinned, False), pinned.commit)

@@ -13,10 +13,11 @@ from collections.abc import Callable
 from typing import Any
 
 from hubmirror.core.errors import EntryNotFoundError, PolicyDeniedError, RevisionNotFoundError
-from hubmirror.core.policy import Policy
+from hubmirror.core.policy import Policy, Verdict
 from hubmirror.core.types import RepoRef, RepoType
 
 MEMO_SIZE = 1024
+VERDICT_MEMO_SIZE = 100_000
 
 
 class PolicyGuard:
@@ -25,6 +26,7 @@ class PolicyGuard:
     def __init__(self, policy: Policy) -> None:
         self._policy = policy
         self._memo: OrderedDict[tuple[object, ...], str] = OrderedDict()
+        self._verdicts: dict[tuple[RepoType, str, int | None], Verdict] = {}
         self._shapers: dict[str, Callable[[RepoType, Any], Any]] = {
             "info": self._filter_info,
             "tree": self._filter_entries,
@@ -41,6 +43,7 @@ class PolicyGuard:
         """Put a new policy in force (e.g. after a reload)."""
         self._policy = policy
         self._memo.clear()
+        self._verdicts.clear()
 
     # refusals -------------------------------------------------------------------------
     def check_repo(self, repo: RepoRef) -> None:
@@ -59,9 +62,19 @@ class PolicyGuard:
                 f"revision {revision} is not mirrored (mirror policy: {verdict.rule})"
             )
 
+    def file_verdict(self, repo_type: RepoType, path: str, size: int | None) -> Verdict:
+        """The policy's verdict on a file, memoised (verdicts are pure; hits repeat paths)."""
+        key = (repo_type, path, size)
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            if len(self._verdicts) >= VERDICT_MEMO_SIZE:
+                self._verdicts.clear()
+            verdict = self._verdicts[key] = self._policy.file_verdict(repo_type, path, size)
+        return verdict
+
     def check_file(self, repo_type: RepoType, path: str, size: int | None, commit: str) -> None:
         """Raise EntryNotFoundError (with the commit) when the file is excluded."""
-        verdict = self._policy.file_verdict(repo_type, path, size)
+        verdict = self.file_verdict(repo_type, path, size)
         if not verdict.allowed:
             raise EntryNotFoundError(
                 f"{path} is not mirrored (mirror policy: {verdict.rule})", commit
