@@ -8,6 +8,8 @@ import dataclasses
 import json
 import os
 import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from rich.console import Console
 from rich.table import Table
@@ -19,7 +21,7 @@ from hubmirror.config import (
 from hubmirror.core.errors import BadRequestError, MirrorError
 from hubmirror.core.names import validate_repo_id, validate_revision
 from hubmirror.core.types import RepoRef, RepoType
-from hubmirror.mirror import build_mirror
+from hubmirror.mirror import Mirror, build_mirror
 from hubmirror.ops.export import ExportFormat, ExportReport, export, export_bundle
 from hubmirror.ops.importer import ImportReport, import_path
 from hubmirror.ops.policy import check_repo, describe_policy
@@ -33,6 +35,30 @@ from hubmirror.services.eviction import Evictor
 from hubmirror.storage.blobs import BlobStore
 from hubmirror.storage.index import Index
 from hubmirror.storage.layout import CacheLayout
+
+ResultT = TypeVar("ResultT")
+
+
+def with_mirror(
+    settings: Settings, operation: Callable[[Mirror], Awaitable[ResultT]]
+) -> ResultT | None:
+    """Run `operation` on a Mirror built from `settings` and closed afterwards.
+
+    A MirrorError is printed and turned into None, for the command's exit status.
+    """
+
+    async def run() -> ResultT:
+        mirror = build_mirror(settings)
+        try:
+            return await operation(mirror)
+        finally:
+            await mirror.close()
+
+    try:
+        return asyncio.run(run())
+    except MirrorError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return None
 
 
 def split_repo_revision(text: str) -> tuple[str, str]:
@@ -51,26 +77,20 @@ def prefetch_command(arguments: argparse.Namespace, settings: Settings) -> int:
     """`hubmirror prefetch REPO[@REV]`."""
     repo_id, revision = split_repo_revision(arguments.repo)
 
-    async def run() -> PrefetchReport:
-        mirror = build_mirror(settings)
-        try:
-            repo = RepoRef(RepoType(arguments.type), validate_repo_id(repo_id))
-            return await prefetch(
-                mirror,
-                repo,
-                validate_revision(revision),
-                hub_headers(arguments),
-                lambda total: progress_for(total, quiet=arguments.json),
-                arguments.include,
-                arguments.exclude,
-            )
-        finally:
-            await mirror.close()
+    async def run(mirror: Mirror) -> PrefetchReport:
+        repo = RepoRef(RepoType(arguments.type), validate_repo_id(repo_id))
+        return await prefetch(
+            mirror,
+            repo,
+            validate_revision(revision),
+            hub_headers(arguments),
+            lambda total: progress_for(total, quiet=arguments.json),
+            arguments.include,
+            arguments.exclude,
+        )
 
-    try:
-        report = asyncio.run(run())
-    except MirrorError as error:
-        print(f"error: {error.message}", file=sys.stderr)
+    report = with_mirror(settings, run)
+    if report is None:
         return 1
     if arguments.json:
         print(json.dumps(report.as_json(), indent=2))
@@ -89,26 +109,20 @@ def prefetch_command(arguments: argparse.Namespace, settings: Settings) -> int:
 def verify_command(arguments: argparse.Namespace, settings: Settings) -> int:
     """`hubmirror verify [--repo R] [--repair]`."""
 
-    async def run() -> VerifyReport:
-        mirror = build_mirror(settings)
-        try:
-            repo = None
-            if arguments.repo:
-                repo = RepoRef(RepoType(arguments.type), validate_repo_id(arguments.repo))
-            return await verify(
-                mirror,
-                repo,
-                arguments.repair,
-                hub_headers(arguments),
-                lambda total: progress_for(total, quiet=arguments.json),
-            )
-        finally:
-            await mirror.close()
+    async def run(mirror: Mirror) -> VerifyReport:
+        repo = None
+        if arguments.repo:
+            repo = RepoRef(RepoType(arguments.type), validate_repo_id(arguments.repo))
+        return await verify(
+            mirror,
+            repo,
+            arguments.repair,
+            hub_headers(arguments),
+            lambda total: progress_for(total, quiet=arguments.json),
+        )
 
-    try:
-        report = asyncio.run(run())
-    except MirrorError as error:
-        print(f"error: {error.message}", file=sys.stderr)
+    report = with_mirror(settings, run)
+    if report is None:
         return 2
     if arguments.json:
         print(json.dumps(report.as_json(), indent=2))
@@ -257,39 +271,33 @@ def export_command(arguments: argparse.Namespace, settings: Settings) -> int:
     """`hubmirror export REPO[@REV] --to DIR [--format hf-cache|dir]`."""
     repo_id, revision = split_repo_revision(arguments.repo)
 
-    async def run() -> ExportReport:
-        mirror = build_mirror(settings)
-        try:
-            repo = RepoRef(RepoType(arguments.type), validate_repo_id(repo_id))
+    async def run(mirror: Mirror) -> ExportReport:
+        repo = RepoRef(RepoType(arguments.type), validate_repo_id(repo_id))
 
-            def display(total: int) -> ProgressDisplay:
-                return progress_for(total, quiet=arguments.json)
+        def display(total: int) -> ProgressDisplay:
+            return progress_for(total, quiet=arguments.json)
 
-            if arguments.bundle is not None:
-                return await export_bundle(
-                    mirror,
-                    repo,
-                    validate_revision(revision),
-                    arguments.bundle,
-                    hub_headers(arguments),
-                    display,
-                )
-            return await export(
+        if arguments.bundle is not None:
+            return await export_bundle(
                 mirror,
                 repo,
                 validate_revision(revision),
-                arguments.to,
-                ExportFormat(arguments.format),
+                arguments.bundle,
                 hub_headers(arguments),
                 display,
             )
-        finally:
-            await mirror.close()
+        return await export(
+            mirror,
+            repo,
+            validate_revision(revision),
+            arguments.to,
+            ExportFormat(arguments.format),
+            hub_headers(arguments),
+            display,
+        )
 
-    try:
-        report = asyncio.run(run())
-    except MirrorError as error:
-        print(f"error: {error.message}", file=sys.stderr)
+    report = with_mirror(settings, run)
+    if report is None:
         return 1
     if arguments.json:
         print(json.dumps(report.as_json(), indent=2))
@@ -305,22 +313,16 @@ def export_command(arguments: argparse.Namespace, settings: Settings) -> int:
 def sync_command(arguments: argparse.Namespace, settings: Settings) -> int:
     """`hubmirror sync --list repos.toml`."""
 
-    async def run() -> list[PrefetchReport | str]:
-        mirror = build_mirror(settings)
-        try:
-            return await sync(
-                mirror,
-                read_sync_list(arguments.list_path),
-                hub_headers(arguments),
-                lambda total: progress_for(total, quiet=arguments.json),
-            )
-        finally:
-            await mirror.close()
+    async def run(mirror: Mirror) -> list[PrefetchReport | str]:
+        return await sync(
+            mirror,
+            read_sync_list(arguments.list_path),
+            hub_headers(arguments),
+            lambda total: progress_for(total, quiet=arguments.json),
+        )
 
-    try:
-        results = asyncio.run(run())
-    except MirrorError as error:
-        print(f"error: {error.message}", file=sys.stderr)
+    results = with_mirror(settings, run)
+    if results is None:
         return 1
     failures = [result for result in results if isinstance(result, str)]
     reports = [result for result in results if not isinstance(result, str)]
@@ -340,17 +342,11 @@ def sync_command(arguments: argparse.Namespace, settings: Settings) -> int:
 def import_command(arguments: argparse.Namespace, settings: Settings) -> int:
     """`hubmirror import PATH [--public]`."""
 
-    async def run() -> ImportReport:
-        mirror = build_mirror(settings)
-        try:
-            return await import_path(mirror, arguments.path, arguments.public)
-        finally:
-            await mirror.close()
+    async def run(mirror: Mirror) -> ImportReport:
+        return await import_path(mirror, arguments.path, arguments.public)
 
-    try:
-        report = asyncio.run(run())
-    except MirrorError as error:
-        print(f"error: {error.message}", file=sys.stderr)
+    report = with_mirror(settings, run)
+    if report is None:
         return 1
     if arguments.json:
         print(json.dumps(report.as_json(), indent=2))
