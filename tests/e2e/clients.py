@@ -65,3 +65,29 @@ def run_command(
         cwd=cwd,
         check=False,
     )
+
+
+def aria2c_download(url: str, directory: Path, name: str, connections: int = 4) -> Path:
+    """Download `url` the way hfd.sh does (aria2c, several ranged connections)."""
+    subprocess.run(
+        [
+            "aria2c",
+            "-x",
+            str(connections),
+            "-s",
+            str(connections),
+            "-k",
+            "1M",
+            "--console-log-level=warn",
+            "--summary-interval=0",
+            "-d",
+            str(directory),
+            "-o",
+            name,
+            url,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    return directory / name

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.clients import aria2c_download
 from tests.e2e.hubfiles import commit_at, hub_file
 from tests.e2e.mirror_process import MirrorProcess
 from tests.fakehub import FakeHub
@@ -41,28 +42,7 @@ def test_aria2c_segmented_download_of_an_lfs_file(
 ) -> None:
     data = hub_file(fake_hub, "hm-test/big-lfs", "big.bin").data
     url = f"{mirror.url}/hm-test/big-lfs/resolve/main/big.bin"
-    subprocess.run(
-        [
-            "aria2c",
-            "-x",
-            "4",
-            "-s",
-            "4",
-            "-k",
-            "1M",
-            "--console-log-level=warn",
-            "--summary-interval=0",
-            "-d",
-            str(tmp_path),
-            "-o",
-            "big.bin",
-            url,
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    downloaded = (tmp_path / "big.bin").read_bytes()
+    downloaded = aria2c_download(url, tmp_path, "big.bin").read_bytes()
     assert hashlib.sha256(downloaded).hexdigest() == hashlib.sha256(data).hexdigest()
 
 

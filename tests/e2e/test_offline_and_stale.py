@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub import HfApi, HfFileSystem, hf_hub_download, snapshot_download
 
-from tests.e2e.clients import run_python
+from tests.e2e.clients import aria2c_download, run_python
 from tests.e2e.http import fetch
 from tests.e2e.hubfiles import commit_at, hub_file
 from tests.e2e.mirror_process import MirrorProcess, running_mirror
@@ -70,28 +70,10 @@ def exercise_clients(hub: FakeHub, mirror: MirrorProcess, workdir: Path) -> None
         ).stdout
         assert ranged == data[:16]
     if shutil.which("aria2c"):
-        subprocess.run(
-            [
-                "aria2c",
-                "-x",
-                "4",
-                "-s",
-                "4",
-                "-k",
-                "1M",
-                "--console-log-level=warn",
-                "--summary-interval=0",
-                "-d",
-                str(workdir / "aria2"),
-                "-o",
-                "model.safetensors",
-                f"{url}/{TINY}/resolve/main/model.safetensors",
-            ],
-            capture_output=True,
-            check=True,
-            timeout=60,
+        fetched = aria2c_download(
+            f"{url}/{TINY}/resolve/main/model.safetensors", workdir / "aria2", "model.safetensors"
         )
-        assert (workdir / "aria2" / "model.safetensors").read_bytes() == data
+        assert fetched.read_bytes() == data
 
 
 def resolve_headers(url: str) -> tuple[int, dict[str, str]]:

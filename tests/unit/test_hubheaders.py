@@ -6,7 +6,6 @@ from hubmirror.core.hubheaders import (
     is_xet_header,
     next_page_url,
     strip_xet_json,
-    without_xet_links,
 )
 from hubmirror.web.forward import rewrite_links
 
@@ -21,7 +20,7 @@ def test_xet_link_rels_are_dropped_and_others_kept() -> None:
         '<https://hub/api/x/xet-read-token/c>; rel="xet-auth", '
         '<https://cas/r>; rel="xet-reconstruction-info", <https://hub/next>; rel="next"'
     )
-    assert without_xet_links(value) == '<https://hub/next>; rel="next"'
+    assert rewrite_links(value, "https://hub", "http://m") == '<http://m/next>; rel="next"'
 
 
 def test_next_page_url() -> None:

@@ -57,13 +57,6 @@ def format_link_header(entries: Iterable[LinkEntry]) -> str:
     return ", ".join(f"<{entry.url}>{entry.params}" for entry in entries)
 
 
-def without_xet_links(value: str) -> str:
-    """A Link header value with every Xet rel removed (may be empty)."""
-    return format_link_header(
-        entry for entry in parse_link_header(value) if entry.rel not in XET_LINK_RELS
-    )
-
-
 def next_page_url(link_header: str | None) -> str | None:
     """The `rel="next"` URL of a pagination Link header, if any."""
     if not link_header:

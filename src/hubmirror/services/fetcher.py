@@ -92,7 +92,6 @@ class Download:
         self.size = partial.size
         self.ranges = RangeSet(partial.recovered)
         self.upstream_bytes = 0
-        self.waiters = 0
         self._partial = partial
         self._source = source
         self._tuning = tuning
@@ -400,7 +399,6 @@ class Fetcher:
         """
         running = self._inflight.get(key)
         if running is not None:
-            running.waiters += 1
             return running
         if self._store.size_of(key) == size:
             return None
@@ -410,7 +408,6 @@ class Fetcher:
             partial.discard()
             return None
         download = Download(partial, source, self._tuning, self._store)
-        download.waiters = 1
         self._inflight[key] = download
         task = asyncio.create_task(self._run(download), name=f"download {key}")
         self._tasks.add(task)
