@@ -30,6 +30,7 @@ from hubmirror.core.errors import (
 from hubmirror.core.hubheaders import HUB_ERROR_HEADERS, normalize_etag, pick_headers
 from hubmirror.core.names import quote_path, quote_revision
 from hubmirror.core.types import RepoRef
+from hubmirror.upstream.health import UpstreamStatus
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 10
@@ -104,6 +105,13 @@ class UpstreamClient:
                 headers={"User-Agent": f"hubmirror/{__version__}"},
             )
         return self._session
+
+    def statuses(self) -> list[UpstreamStatus]:
+        """This one upstream, always in use."""
+        url = str(self.base_url)
+        return [
+            UpstreamStatus(name=self.base_url.host or url, url=url, state="closed", active=True)
+        ]
 
     async def close(self) -> None:
         """Close the connection pool."""

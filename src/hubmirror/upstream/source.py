@@ -17,6 +17,7 @@ from yarl import URL
 from hubmirror.core.errors import OfflineMissError
 from hubmirror.core.types import RepoRef
 from hubmirror.upstream.client import BodyStream, JsonAnswer, RemoteFileMetadata
+from hubmirror.upstream.health import UpstreamStatus
 
 
 class Upstream(Protocol):
@@ -58,6 +59,10 @@ class Upstream(Protocol):
         self, method: str, path_and_query: str, headers: Mapping[str, str], body: bytes | None
     ) -> AbstractAsyncContextManager[BodyStream]:
         """A request passed through unchanged, answered as a raw stream."""
+        ...
+
+    def statuses(self) -> list[UpstreamStatus]:
+        """Health of each upstream, in priority order (empty when offline)."""
         ...
 
     async def close(self) -> None:
@@ -108,6 +113,10 @@ class OfflineUpstream:
     ) -> AbstractAsyncContextManager[BodyStream]:
         """Always refuses."""
         raise OfflineMissError(OFFLINE_MESSAGE)
+
+    def statuses(self) -> list[UpstreamStatus]:
+        """No upstream at all."""
+        return []
 
     async def close(self) -> None:
         """Nothing to release."""
