@@ -18,6 +18,7 @@ from hubmirror.mirror import Mirror, build_mirror
 from hubmirror.ops.sync import sync_forever
 from hubmirror.web.api import handle_metadata
 from hubmirror.web.auth import auth_middleware
+from hubmirror.web.deadlines import add_upstream_header, deadline_middleware
 from hubmirror.web.errors import error_middleware
 from hubmirror.web.files import handle_resolve
 from hubmirror.web.forward import handle_forward
@@ -39,7 +40,9 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     if route.endpoint is Endpoint.FORWARD or (
         route.endpoint is Endpoint.REPO_INFO and set(request.query) - {"blobs"}
     ):
-        return await handle_forward(request, mirror.upstream, mirror.settings.upstream)
+        return await handle_forward(
+            request, mirror.upstream, [u.url for u in mirror.settings.upstream_list()]
+        )
     if route.endpoint is Endpoint.POLICY_RELOAD:
         reload_settings = request.app[RELOAD_KEY]
         if reload_settings is None:
@@ -70,7 +73,11 @@ def create_app(
     route `POST /-/admin/policy/reload` uses it to put a changed `[policy]` in force.
     """
     app = web.Application(
-        middlewares=[error_middleware, auth_middleware(settings.require_token, settings.access)],
+        middlewares=[
+            error_middleware,
+            auth_middleware(settings.require_token, settings.access),
+            deadline_middleware(settings.answer_timeout),
+        ],
         client_max_size=1024 * 1024,
     )
     mirror = build_mirror(settings)
@@ -94,6 +101,7 @@ def create_app(
         await asyncio.gather(*background, return_exceptions=True)
         await mirror.close()
 
+    app.on_response_prepare.append(add_upstream_header)
     app.on_startup.append(start_mirror)
     app.on_cleanup.append(close_mirror)
     app.router.add_route("*", "/{tail:.*}", dispatch)

@@ -28,6 +28,17 @@ class ConfigError(ValueError):
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    """One upstream: its URL, an optional token of the mirror's own (sent with file
+    downloads of callers who bring none, against public-repo rate limits) and its weight
+    (share of file downloads; 0 = used only when the ones before it fail)."""
+
+    url: str
+    token: str | None = dataclasses.field(default=None, repr=False)
+    weight: float | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the mirror can be configured with."""
 
@@ -40,6 +51,13 @@ class Settings:
     log_level: str = "info"
     upstream_connections: int = 8
     upstream_retries: int = 5
+    upstream_timeout: float = 5.0
+    answer_timeout: float = 8.0
+    upstream_concurrency: int = 64
+    upstream_rate: float = 100.0
+    negative_ttl: float = 60.0
+    max_stale: float = 0.0
+    shutdown_grace: float = 30.0
     segment_threshold: int = 32 * 1024 * 1024
     segment_size: int = 8 * 1024 * 1024
     auth_ttl: float = 600.0
@@ -52,6 +70,21 @@ class Settings:
     policy_profile: str = DEFAULT_PROFILE
     policy: PolicySettings = dataclasses.field(default_factory=PolicySettings)
     access: AccessSettings = dataclasses.field(default_factory=AccessSettings)
+    upstreams: tuple[UpstreamConfig, ...] = ()
+
+    def upstream_list(self) -> tuple[UpstreamConfig, ...]:
+        """The upstreams in priority order, weights settled: unless weights were given,
+        the first takes every file download and the others stand by."""
+        configured = self.upstreams or (UpstreamConfig(self.upstream),)
+        return tuple(
+            dataclasses.replace(
+                upstream,
+                weight=upstream.weight
+                if upstream.weight is not None
+                else (1.0 if position == 0 else 0.0),
+            )
+            for position, upstream in enumerate(configured)
+        )
 
     def effective_policy(self) -> PolicySettings:
         """The `[policy]` table with the profile chosen by flag or env applied."""
@@ -111,7 +144,7 @@ def _coerce(name: str, value: Any) -> Any:
 
 
 # Settings that come from TOML tables only, never from flags or env vars.
-TABLE_FIELDS = frozenset({"policy", "access"})
+TABLE_FIELDS = frozenset({"policy", "access", "upstreams"})
 FIELD_NAMES = tuple(
     field.name for field in dataclasses.fields(Settings) if field.name not in TABLE_FIELDS
 )
@@ -197,6 +230,39 @@ def access_from_table(table: dict[str, Any]) -> AccessSettings:
     )
 
 
+def upstreams_from_value(value: Any, environ: Mapping[str, str]) -> tuple[UpstreamConfig, ...]:
+    """Upstreams from repeated flags (a list of URLs), a comma-separated string (env or
+    TOML) or `[[upstream]]` tables with url, token (or token_env) and weight."""
+    if isinstance(value, str):
+        value = [url.strip() for url in value.split(",") if url.strip()]
+    if not isinstance(value, list) or not value:
+        raise ConfigError("upstream must be a URL, a list of URLs or [[upstream]] tables")
+    upstreams = []
+    for item in value:
+        if isinstance(item, str):
+            upstreams.append(UpstreamConfig(validate_upstream_url(item)))
+            continue
+        if not isinstance(item, dict) or not isinstance(item.get("url"), str):
+            raise ConfigError("each [[upstream]] table needs a url")
+        unknown = set(item) - {"url", "token", "token_env", "weight"}
+        if unknown:
+            raise ConfigError(f"unknown keys in an [[upstream]] table: {sorted(unknown)}")
+        token = item.get("token")
+        if item.get("token_env"):
+            token = environ.get(str(item["token_env"])) or None
+        weight = item.get("weight")
+        if weight is not None and (not isinstance(weight, int | float) or weight < 0):
+            raise ConfigError("an upstream's weight must be a number >= 0")
+        upstreams.append(
+            UpstreamConfig(
+                validate_upstream_url(item["url"]),
+                None if token is None else str(token),
+                None if weight is None else float(weight),
+            )
+        )
+    return tuple(upstreams)
+
+
 def _from_toml(path: Path) -> dict[str, Any]:
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -233,6 +299,11 @@ def load_settings(
         if env_value is not None:
             merged[name] = env_value
     merged.update({name: value for name, value in flags.items() if value is not None})
+    if "upstream" in merged:
+        upstreams = upstreams_from_value(merged["upstream"], environ)
+        merged["upstream"] = upstreams[0].url
+        if len(upstreams) > 1 or upstreams[0].token or upstreams[0].weight is not None:
+            merged["upstreams"] = upstreams
     return Settings(**{name: _coerce(name, value) for name, value in merged.items()})
 
 

@@ -22,6 +22,8 @@ from hubmirror.storage.blobs import BlobStore
 from hubmirror.storage.index import Index
 from hubmirror.storage.layout import CacheLayout
 from hubmirror.upstream.client import UpstreamClient
+from hubmirror.upstream.negative import NegativeCache
+from hubmirror.upstream.pool import PoolLimits, UpstreamPool
 from hubmirror.upstream.source import OfflineUpstream, Upstream
 
 
@@ -51,15 +53,32 @@ class Mirror:
         self.index.close()
 
 
+def build_upstreams(settings: Settings) -> Upstream:
+    """The configured upstreams as one failover pool, behind the negative cache."""
+    limits = PoolLimits(
+        attempt_timeout=settings.upstream_timeout,
+        concurrency=settings.upstream_concurrency,
+        rate=settings.upstream_rate,
+        burst=max(1, int(settings.upstream_rate * 2)),
+    )
+    names: set[str] = set()
+    clients = []
+    for upstream in settings.upstream_list():
+        client = UpstreamClient(upstream.url)
+        if client.name in names:  # two upstreams on one host: tell them apart by URL
+            client.name = upstream.url
+        names.add(client.name)
+        clients.append((client, upstream.weight or 0.0, upstream.token))
+    return NegativeCache(UpstreamPool.of_clients(clients, limits), settings.negative_ttl)
+
+
 def build_mirror(settings: Settings) -> Mirror:
     """Create the cache folder and wire the services together."""
     layout = CacheLayout(settings.cache_dir)
     layout.create_dirs()
     index = Index(layout.index_path)
     store = BlobStore(layout)
-    upstream: Upstream = (
-        OfflineUpstream() if settings.offline else UpstreamClient(settings.upstream)
-    )
+    upstream = OfflineUpstream() if settings.offline else build_upstreams(settings)
     tuning = FetchTuning(
         connections=max(1, settings.upstream_connections),
         segment_threshold=settings.segment_threshold,
@@ -69,7 +88,9 @@ def build_mirror(settings: Settings) -> Mirror:
     fetcher = Fetcher(store, index, tuning)
     guard = PolicyGuard(Policy(settings.effective_policy()))
     gate = AccessGate(upstream, index, settings.access, settings.auth_ttl, settings.offline)
-    revisions = RevisionResolver(upstream, index, settings.revision_ttl, guard, gate)
+    revisions = RevisionResolver(
+        upstream, index, settings.revision_ttl, guard, gate, max_stale=settings.max_stale
+    )
     files = FileService(upstream, index, store, fetcher, revisions, guard)
     evictor = Evictor(
         index,

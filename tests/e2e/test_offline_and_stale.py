@@ -94,8 +94,10 @@ def test_cached_content_survives_the_upstream_going_down(
         assert status == 404
         assert headers["X-Error-Code"] == "EntryNotFound"
         status, headers = resolve_headers(f"{warm_mirror.url}/hm-test/big-lfs/resolve/main/big.bin")
-        assert status == 502
+        # By now the upstream's circuit is open: the mirror says when to try again.
+        assert status == 503
         assert headers["X-Error-Code"] == "UpstreamUnavailable"
+        assert int(headers["Retry-After"]) >= 1
     finally:
         own_hub.start()
 

@@ -29,6 +29,7 @@ class FakeBody:
         self, source: FakeSource, status: int, data: bytes, first: int, fail_after: int | None
     ) -> None:
         self.status = status
+        self.upstream = "in-process"
         self._source = source
         headers: CIMultiDict[str] = CIMultiDict()
         if status == 206:

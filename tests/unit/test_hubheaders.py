@@ -20,7 +20,10 @@ def test_xet_link_rels_are_dropped_and_others_kept() -> None:
         '<https://hub/api/x/xet-read-token/c>; rel="xet-auth", '
         '<https://cas/r>; rel="xet-reconstruction-info", <https://hub/next>; rel="next"'
     )
-    assert rewrite_links(value, "https://hub", "http://m") == '<http://m/next>; rel="next"'
+    assert (
+        rewrite_links(value, ["https://other", "https://hub"], "http://m")
+        == '<http://m/next>; rel="next"'
+    )
 
 
 def test_next_page_url() -> None:
@@ -30,7 +33,7 @@ def test_next_page_url() -> None:
 
 def test_forwarded_links_point_at_the_mirror() -> None:
     value = '<https://huggingface.co/api/models?cursor=x>; rel="next"'
-    rewritten = rewrite_links(value, "https://huggingface.co", "http://mirror:8090")
+    rewritten = rewrite_links(value, ["https://huggingface.co"], "http://mirror:8090")
     assert rewritten == '<http://mirror:8090/api/models?cursor=x>; rel="next"'
 
 

@@ -12,7 +12,6 @@ from hubmirror.config import (
     FIELD_NAMES,
     Settings,
     load_settings,
-    validate_upstream_url,
 )
 from hubmirror.core.types import RepoType
 
@@ -23,7 +22,12 @@ def _add_common_settings(parser: argparse.ArgumentParser) -> None:
     """Settings every command shares (default None: only given flags override)."""
     parser.add_argument("--config", type=Path, help="TOML config file ($HUBMIRROR_CONFIG)")
     parser.add_argument("--cache-dir", type=Path, help="cache folder (default ./hubmirror-data)")
-    parser.add_argument("--upstream", help="upstream Hub URL (default https://huggingface.co)")
+    parser.add_argument(
+        "--upstream",
+        action="append",
+        help="upstream Hub URL (default https://huggingface.co); repeat for failover, "
+        "in priority order",
+    )
     parser.add_argument(
         "--offline",
         action="store_const",
@@ -44,6 +48,34 @@ def _add_common_settings(parser: argparse.ArgumentParser) -> None:
         "--upstream-retries",
         type=int,
         help="attempts per blob segment before a download fails (default 5)",
+    )
+    parser.add_argument(
+        "--upstream-timeout",
+        help="wait per upstream before failing over to the next one (default 5s)",
+    )
+    parser.add_argument(
+        "--answer-timeout",
+        help="answer from cache or fail with 504 after this long (default 8s; clients "
+        "give up at 10s)",
+    )
+    parser.add_argument(
+        "--upstream-concurrency", type=int, help="open requests per upstream (default 64)"
+    )
+    parser.add_argument(
+        "--upstream-rate",
+        help="requests per second to all upstreams together (default 100; 0: no limit)",
+    )
+    parser.add_argument(
+        "--negative-ttl", help="how long an upstream 'not found' is remembered (default 60s)"
+    )
+    parser.add_argument(
+        "--max-stale",
+        help="serve a cached branch answer at most this old when upstreams fail "
+        "(default: no limit)",
+    )
+    parser.add_argument(
+        "--shutdown-grace",
+        help="on SIGTERM, let running answers finish for this long (default 30s)",
     )
     parser.add_argument(
         "--segment-threshold", help="blobs from this size on are fetched in segments (32M)"
@@ -207,6 +239,4 @@ def _add_policy_commands(commands: Subparsers[argparse.ArgumentParser]) -> None:
 def settings_from_arguments(arguments: argparse.Namespace) -> Settings:
     """Merge flags with env and config file into Settings."""
     flags: dict[str, Any] = {name: getattr(arguments, name, None) for name in FIELD_NAMES}
-    settings = load_settings(flags, os.environ, getattr(arguments, "config", None))
-    validate_upstream_url(settings.upstream)
-    return settings
+    return load_settings(flags, os.environ, getattr(arguments, "config", None))

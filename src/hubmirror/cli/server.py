@@ -78,7 +78,7 @@ def _run_server(settings: Settings, reload_settings: Callable[[], Settings]) -> 
         settings.host,
         settings.port,
         settings.cache_dir.resolve(),
-        settings.upstream,
+        ", ".join(upstream.url for upstream in settings.upstream_list()),
         mode,
     )
     web.run_app(
@@ -88,4 +88,5 @@ def _run_server(settings: Settings, reload_settings: Callable[[], Settings]) -> 
         print=None,
         access_log=ACCESS_LOGGER if settings.access_log else None,
         access_log_class=TokenSafeAccessLogger,
+        shutdown_timeout=settings.shutdown_grace,
     )

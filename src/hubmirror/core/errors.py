@@ -16,6 +16,7 @@ HTTP status, an `X-Error-Code` and a message.
     ├── UpstreamRefusedError       any other error status the upstream answered
     │                              (401/403 GatedRepo, 429, ...), passed through as is
     ├── UpstreamUnavailableError   upstream unreachable, timed out, 5xx or 429
+    │   ├── UpstreamTimeoutError   no upstream answered within the client's patience
     │   └── OfflineMissError       offline mode: the upstream is never asked
     ├── IntegrityError             upstream bytes did not match the advertised hash/size
     └── RangeNotSatisfiableError   a Range that lies past the end of the file
@@ -86,6 +87,10 @@ class UpstreamUnavailableError(MirrorError):
     def __init__(self, message: str, retry_after: str | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class UpstreamTimeoutError(UpstreamUnavailableError):
+    """No upstream answered before the request's deadline (clients give up at 10 s)."""
 
 
 class OfflineMissError(UpstreamUnavailableError):

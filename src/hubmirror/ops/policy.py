@@ -13,8 +13,8 @@ from hubmirror.config import Settings
 from hubmirror.core.names import quote_revision
 from hubmirror.core.policy import PROFILES, Policy
 from hubmirror.core.types import RepoRef
+from hubmirror.mirror import build_upstreams
 from hubmirror.services import hubjson
-from hubmirror.upstream.client import UpstreamClient
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +67,7 @@ async def check_repo(
     repo_verdict = policy.repo_verdict(repo)
     revision_verdict = policy.revision_verdict(revision)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    client = UpstreamClient(settings.upstream)
+    client = build_upstreams(settings)
     try:
         answer = await client.get_json(
             f"{repo.api_path}/revision/{quote_revision(revision)}", headers, {"blobs": "true"}

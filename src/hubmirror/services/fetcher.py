@@ -22,6 +22,7 @@ failure resumes where it stopped; only a hash mismatch throws the bytes away.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 from collections import deque
@@ -92,6 +93,8 @@ class Download:
         self.size = partial.size
         self.ranges = RangeSet(partial.recovered)
         self.upstream_bytes = 0
+        # The upstream the bytes came from lately (for X-Mirror-Upstream).
+        self.served_by: str | None = None
         self._partial = partial
         self._source = source
         self._tuning = tuning
@@ -254,6 +257,7 @@ class Download:
         async with self._source.open_range(
             None if whole else position, None if whole else end
         ) as body:
+            self.served_by = body.upstream
             if body.status == 200:
                 if not whole:
                     logger.info("upstream ignores Range for %s: one stream", self.key)
@@ -409,7 +413,11 @@ class Fetcher:
             return None
         download = Download(partial, source, self._tuning, self._store)
         self._inflight[key] = download
-        task = asyncio.create_task(self._run(download), name=f"download {key}")
+        # A fresh context: the download outlives the request that started it, and must
+        # not inherit that request's deadline.
+        task = asyncio.create_task(
+            self._run(download), name=f"download {key}", context=contextvars.Context()
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return download

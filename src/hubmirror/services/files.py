@@ -17,8 +17,6 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from yarl import URL
-
 from hubmirror.core.errors import EntryNotFoundError, UpstreamUnavailableError
 from hubmirror.core.types import BlobKey, FileEntry, PinnedRevision, RepoRef
 from hubmirror.services.fetcher import Download, Fetcher
@@ -27,7 +25,7 @@ from hubmirror.services.revisions import RevisionResolver
 from hubmirror.storage.blobs import BlobStore
 from hubmirror.storage.index import Index
 from hubmirror.storage.partial import BlobBusyError
-from hubmirror.upstream.client import BodyStream, RemoteFileMetadata
+from hubmirror.upstream.client import BodyStream, FileLocation, RemoteFileMetadata
 from hubmirror.upstream.source import Upstream
 
 TOUCH_INTERVAL_SECONDS = 60.0
@@ -170,10 +168,10 @@ class UpstreamFileSource:
         self._commit = commit
         self._path = path
         self._headers = dict(headers)
-        self._location: URL | None = None
+        self._location: FileLocation | None = None
         self._locating = asyncio.Lock()
 
-    async def _locate(self) -> URL:
+    async def _locate(self) -> FileLocation:
         async with self._locating:
             if self._location is None:
                 self._location = await self._upstream.locate_file(

@@ -3,7 +3,7 @@
 The branch/tag → commit mapping is the only mutable thing the mirror caches. An answer
 younger than the TTL is used as is; an older one is refreshed from the upstream, and when
 the upstream cannot answer (unreachable, 5xx, 429, offline) the last known commit is used
-and marked stale. Refreshing fetches the repo info with `?blobs=true`, which also tells
+and marked stale, unless it is older than `max_stale` (0: no limit). Refreshing fetches the repo info with `?blobs=true`, which also tells
 the repo's visibility and every file's blob, so it is stored as the commit's info
 document and file listing at no extra cost.
 
@@ -45,8 +45,10 @@ class RevisionResolver:
         guard: PolicyGuard,
         gate: AccessGate,
         clock: Callable[[], float] = time.time,
+        max_stale: float = 0.0,
     ) -> None:
         self._upstream = upstream
+        self._max_stale = max_stale
         self._index = index
         self._ttl = ttl_seconds
         self._guard = guard
@@ -88,9 +90,12 @@ class RevisionResolver:
         try:
             return await self._ask_upstream(repo, revision, headers)
         except UpstreamUnavailableError:
-            if stored is None or visibility is None:
+            if stored is None or visibility is None or self._too_stale(stored.checked_at):
                 raise
             return PinnedRevision(repo, revision, stored.commit, stale=True, public=public)
+
+    def _too_stale(self, checked_at: float) -> bool:
+        return self._max_stale > 0 and self._clock() - checked_at > self._max_stale
 
     async def _ask_upstream(
         self, repo: RepoRef, revision: str, headers: Mapping[str, str]

@@ -9,7 +9,7 @@ CDN), and translates every failure into the error tree of `core.errors`.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -30,7 +30,6 @@ from hubmirror.core.errors import (
 from hubmirror.core.hubheaders import HUB_ERROR_HEADERS, normalize_etag, pick_headers
 from hubmirror.core.names import quote_path, quote_revision
 from hubmirror.core.types import RepoRef
-from hubmirror.upstream.health import UpstreamStatus
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 10
@@ -55,6 +54,15 @@ class RemoteFileMetadata:
 
 
 @dataclass(frozen=True, slots=True)
+class FileLocation:
+    """Where a file's bytes are served, and which upstream said so (signed CDN URLs are
+    only good with the upstream that handed them out)."""
+
+    url: URL
+    upstream: str
+
+
+@dataclass(frozen=True, slots=True)
 class JsonAnswer:
     """A parsed JSON body with the headers it came with."""
 
@@ -65,8 +73,11 @@ class JsonAnswer:
 class BodyStream:
     """An open upstream response body, read in chunks as it arrives."""
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, upstream: str) -> None:
         self._response = response
+        self.upstream = upstream
+        # Told the size of each chunk as it arrives (byte counts per upstream).
+        self.on_chunk: Callable[[int], None] | None = None
 
     @property
     def status(self) -> int:
@@ -82,6 +93,8 @@ class BodyStream:
         """Yield the body as it arrives, translating transport errors."""
         try:
             async for chunk in self._response.content.iter_chunked(size):
+                if self.on_chunk is not None:
+                    self.on_chunk(len(chunk))
                 yield chunk
         except (aiohttp.ClientError, TimeoutError) as error:
             raise UpstreamUnavailableError(f"upstream body interrupted: {error!r}") from error
@@ -90,8 +103,11 @@ class BodyStream:
 class UpstreamClient:
     """A pooled HTTP client for one upstream Hub origin."""
 
-    def __init__(self, base_url: str, timeouts: UpstreamTimeouts | None = None) -> None:
+    def __init__(
+        self, base_url: str, timeouts: UpstreamTimeouts | None = None, name: str | None = None
+    ) -> None:
         self.base_url = URL(base_url.rstrip("/") or base_url)
+        self.name = name or _short_name(self.base_url)
         self._timeouts = timeouts or UpstreamTimeouts()
         self._session: aiohttp.ClientSession | None = None
 
@@ -105,13 +121,6 @@ class UpstreamClient:
                 headers={"User-Agent": f"hubmirror/{__version__}"},
             )
         return self._session
-
-    def statuses(self) -> list[UpstreamStatus]:
-        """This one upstream, always in use."""
-        url = str(self.base_url)
-        return [
-            UpstreamStatus(name=self.base_url.host or url, url=url, state="closed", active=True)
-        ]
 
     async def close(self) -> None:
         """Close the connection pool."""
@@ -241,7 +250,7 @@ class UpstreamClient:
 
     async def locate_file(
         self, repo: RepoRef, commit: str, path: str, headers: Mapping[str, str]
-    ) -> URL:
+    ) -> FileLocation:
         """Where a file's bytes are served: the CDN URL the Hub redirects to, or the
         resolve URL itself when the upstream answers it directly."""
         request_headers = {**headers, "Accept-Encoding": "identity"}
@@ -250,13 +259,13 @@ class UpstreamClient:
             raise_for_upstream_status(response.status, response.headers, b"")
             location = response.headers.get("Location")
             if response.status in REDIRECT_STATUSES and location is not None:
-                return response.url.join(URL(location, encoded=True))
-            return response.url
+                return FileLocation(response.url.join(URL(location, encoded=True)), self.name)
+            return FileLocation(response.url, self.name)
 
     @asynccontextmanager
     async def open_location(
         self,
-        url: URL,
+        location: FileLocation,
         headers: Mapping[str, str],
         start: int | None = None,
         end: int | None = None,
@@ -266,6 +275,7 @@ class UpstreamClient:
         The caller's credentials go only to the upstream's own origin. A 200 answer to
         a ranged request means the upstream ignored `Range`: the caller checks `status`.
         """
+        url = location.url
         request_headers = {"Accept-Encoding": "identity"}
         if self._same_origin(url):
             request_headers.update(headers)
@@ -277,7 +287,7 @@ class UpstreamClient:
                 raise_for_upstream_status(response.status, response.headers, payload)
             if response.headers.get("Content-Encoding", "identity") != "identity":
                 raise UpstreamUnavailableError("upstream sent an encoded body for a file")
-            yield BodyStream(response)
+            yield BodyStream(response, self.name)
 
     @asynccontextmanager
     async def forward(
@@ -286,7 +296,13 @@ class UpstreamClient:
         """Send a request as is and hand back the raw (still encoded) answer to stream."""
         url = self.base_url.join(URL(path_and_query, encoded=True))
         async with self._request(method, url, headers, data=body, decompress=False) as response:
-            yield BodyStream(response)
+            yield BodyStream(response, self.name)
+
+
+def _short_name(url: URL) -> str:
+    """`host`, or `host:port` when the port is not the scheme's default."""
+    host = url.host or str(url)
+    return host if url.is_default_port() else f"{host}:{url.port}"
 
 
 def raise_for_upstream_status(status: int, headers: Mapping[str, str], payload: bytes) -> None:

@@ -12,11 +12,9 @@ from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
-from yarl import URL
-
 from hubmirror.core.errors import OfflineMissError
 from hubmirror.core.types import RepoRef
-from hubmirror.upstream.client import BodyStream, JsonAnswer, RemoteFileMetadata
+from hubmirror.upstream.client import BodyStream, FileLocation, JsonAnswer, RemoteFileMetadata
 from hubmirror.upstream.health import UpstreamStatus
 
 
@@ -41,13 +39,13 @@ class Upstream(Protocol):
 
     async def locate_file(
         self, repo: RepoRef, commit: str, path: str, headers: Mapping[str, str]
-    ) -> URL:
+    ) -> FileLocation:
         """Where the bytes of a file at a commit are served (often a signed CDN URL)."""
         ...
 
     def open_location(
         self,
-        url: URL,
+        location: FileLocation,
         headers: Mapping[str, str],
         start: int | None = None,
         end: int | None = None,
@@ -94,13 +92,13 @@ class OfflineUpstream:
 
     async def locate_file(
         self, repo: RepoRef, commit: str, path: str, headers: Mapping[str, str]
-    ) -> URL:
+    ) -> FileLocation:
         """Always refuses."""
         raise OfflineMissError(f"{OFFLINE_MESSAGE}: {repo}/{path}@{commit}")
 
     def open_location(
         self,
-        url: URL,
+        location: FileLocation,
         headers: Mapping[str, str],
         start: int | None = None,
         end: int | None = None,

@@ -27,6 +27,7 @@ from hubmirror.core.errors import (
     RouteNotFoundError,
     UnauthorizedError,
     UpstreamRefusedError,
+    UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
 
@@ -43,6 +44,7 @@ _STATUS_AND_CODE: list[tuple[type[MirrorError], int, str]] = [
     (EntryNotFoundError, 404, "EntryNotFound"),
     (RangeNotSatisfiableError, 416, "RangeNotSatisfiable"),
     (OfflineMissError, 504, "MirrorOffline"),
+    (UpstreamTimeoutError, 504, "UpstreamTimeout"),
     (IntegrityError, 502, "UpstreamIntegrityError"),
     (UpstreamUnavailableError, 502, "UpstreamUnavailable"),
 ]

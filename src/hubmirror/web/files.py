@@ -25,6 +25,7 @@ from hubmirror.services.fetcher import Download
 from hubmirror.services.files import FileService, ResolvedFile
 from hubmirror.services.metadata import CacheStatus
 from hubmirror.web.api import client_headers
+from hubmirror.web.deadlines import note_upstream, within_deadline
 from hubmirror.web.errors import error_response
 from hubmirror.web.ranges import ByteRange, parse_range
 from hubmirror.web.routes import Route
@@ -95,7 +96,8 @@ async def send_while_downloading(
     Returns False when the download failed after the headers went out (the connection
     is then cut, so the client sees a short body).
     """
-    await download.wait_started()
+    await within_deadline(download.wait_started(), request.rel_url.raw_path)
+    note_upstream(download.served_by)
     with download.open_file() as file:
         await response.prepare(request)
         try:

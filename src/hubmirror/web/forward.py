@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Sequence
 
 from aiohttp import web
 
@@ -44,24 +45,25 @@ HOP_BY_HOP = frozenset(
 MAX_JSON_REWRITE = 32 * 1024 * 1024
 
 
-def rewrite_links(value: str, upstream_origin: str, base: str) -> str:
+def rewrite_links(value: str, upstream_origins: Sequence[str], base: str) -> str:
     """Drop Xet rels and point upstream URLs of a Link header at the mirror."""
     entries = [
-        LinkEntry(
-            base + entry.url[len(upstream_origin) :]
-            if entry.url.startswith(upstream_origin)
-            else entry.url,
-            entry.rel,
-            entry.params,
-        )
+        LinkEntry(_on_mirror(entry.url, upstream_origins, base), entry.rel, entry.params)
         for entry in parse_link_header(value)
         if entry.rel not in XET_LINK_RELS
     ]
     return format_link_header(entries)
 
 
+def _on_mirror(url: str, upstream_origins: Sequence[str], base: str) -> str:
+    for origin in upstream_origins:
+        if url.startswith(origin):
+            return base + url[len(origin) :]
+    return url
+
+
 async def handle_forward(
-    request: web.Request, upstream: Upstream, upstream_origin: str
+    request: web.Request, upstream: Upstream, upstream_origins: Sequence[str]
 ) -> web.StreamResponse:
     """Send the request upstream as is and stream the answer back (BYPASS)."""
     headers = {**client_headers(request), "Accept-Encoding": "identity"}
@@ -75,7 +77,7 @@ async def handle_forward(
             if name.lower() in HOP_BY_HOP or is_xet_header(name):
                 continue
             if name.lower() == "link":
-                links = rewrite_links(value, upstream_origin, mirror_base(request))
+                links = rewrite_links(value, upstream_origins, mirror_base(request))
                 if links:
                     response.headers.add(name, links)
                 continue
