@@ -8,7 +8,9 @@ override, renamed-repo redirects and hiding private repos.
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
 from aiohttp import web
@@ -71,12 +73,29 @@ def gatekeep(
     return visibility_error(request, repo, address.repo_id)
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def misbehave(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count concurrent requests and apply the stall every request waits through."""
+    state = request.app[STATE_KEY]
+    state.enter()
+    try:
+        if state.stall_seconds:
+            await asyncio.sleep(state.stall_seconds)
+        return await handler(request)
+    finally:
+        state.leave()
+
+
 async def dispatch_hub(request: web.Request) -> web.StreamResponse:
     """Entry point of the Hub origin."""
     state = request.app[STATE_KEY]
     log_request(request, state, "hub")
-    if state.status_override is not None:
-        status, headers = state.status_override
+    override = state.take_override()
+    if override is not None:
+        status, headers = override
         return error_response(
             status, f"Simulated upstream failure ({status})", headers=dict(headers)
         )
@@ -150,7 +169,7 @@ async def dispatch_cdn(request: web.Request) -> web.StreamResponse:
 
 def build_hub_app(state: HubState) -> web.Application:
     """The Hub origin application."""
-    app = web.Application()
+    app = web.Application(middlewares=[misbehave])
     app[STATE_KEY] = state
     app.router.add_route("*", "/{tail:.*}", dispatch_hub)
     return app
@@ -158,7 +177,7 @@ def build_hub_app(state: HubState) -> web.Application:
 
 def build_cdn_app(state: HubState) -> web.Application:
     """The CDN origin application."""
-    app = web.Application()
+    app = web.Application(middlewares=[misbehave])
     app[STATE_KEY] = state
     app.router.add_route("*", "/{tail:.*}", dispatch_cdn)
     return app

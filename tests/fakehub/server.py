@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 
@@ -220,6 +221,34 @@ class FakeHub:
     def ignore_range(self, value: bool) -> None:
         self.state.ignore_range = value
 
+    def fail_next(
+        self, status: int, headers: Mapping[str, str] | None = None, times: int = 1
+    ) -> None:
+        """Answer the next `times` Hub-origin requests with `status` (a burst of 503s)."""
+        self.state.set_override((status, dict(headers or {})), times)
+
+    @property
+    def stall_seconds(self) -> float:
+        """Seconds every request (both origins) waits before it is answered."""
+        return self.state.stall_seconds
+
+    @stall_seconds.setter
+    def stall_seconds(self, value: float) -> None:
+        self.state.stall_seconds = value
+
+    @property
+    def peak_in_flight(self) -> int:
+        """The most requests the upstream was answering at once since the last reset."""
+        return self.state.peak_in_flight
+
+    def reset_peak(self, settle_seconds: float = 10.0) -> None:
+        """Wait for running requests to end (a stalled one outlives a client that gave
+        up), then start measuring the peak concurrency again."""
+        deadline = time.monotonic() + settle_seconds
+        while self.state.in_flight and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.state.peak_in_flight = self.state.in_flight
+
     @property
     def status_override(self) -> tuple[int, dict[str, str]] | None:
         """When set, every Hub-origin request gets this status and these headers."""
@@ -227,4 +256,4 @@ class FakeHub:
 
     @status_override.setter
     def status_override(self, value: tuple[int, dict[str, str]] | None) -> None:
-        self.state.status_override = value
+        self.state.set_override(value)

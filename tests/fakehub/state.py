@@ -27,10 +27,45 @@ class HubState:
         self.cdn_url = ""
         self.throttle_bytes_per_second: int | None = None
         self.status_override: tuple[int, dict[str, str]] | None = None
+        # How many more Hub-origin requests get the override (None: all of them).
+        self.override_remaining: int | None = None
+        # Seconds every request waits before it is answered (both origins).
+        self.stall_seconds = 0.0
+        self.in_flight = 0
+        self.peak_in_flight = 0
         # When set, body routes answer every ranged GET with the whole body (200).
         self.ignore_range = False
         for repo in repos:
             self.add_repo(repo)
+
+    def set_override(
+        self, override: tuple[int, dict[str, str]] | None, times: int | None = None
+    ) -> None:
+        """Answer Hub-origin requests with a status: the next `times`, or all (None)."""
+        with self._lock:
+            self.status_override, self.override_remaining = override, times
+
+    def take_override(self) -> tuple[int, dict[str, str]] | None:
+        """The status override for this request, spending one of a limited burst."""
+        with self._lock:
+            override = self.status_override
+            if override is None or self.override_remaining is None:
+                return override
+            self.override_remaining -= 1
+            if self.override_remaining <= 0:
+                self.status_override, self.override_remaining = None, None
+            return override
+
+    def enter(self) -> None:
+        """A request started (for the peak concurrency the upstream saw)."""
+        with self._lock:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+
+    def leave(self) -> None:
+        """A request ended."""
+        with self._lock:
+            self.in_flight -= 1
 
     def add_repo(self, repo: FakeRepo) -> None:
         """Register (or replace) a repo and index its blobs."""

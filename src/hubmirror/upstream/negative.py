@@ -9,7 +9,6 @@ without access), and only the hash of the token is kept.
 
 from __future__ import annotations
 
-import copy
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Mapping
@@ -17,16 +16,32 @@ from contextlib import AbstractAsyncContextManager
 from typing import TypeVar
 
 from hubmirror.core.access import token_hash
-from hubmirror.core.errors import EntryNotFoundError, RepoNotFoundError, RevisionNotFoundError
+from hubmirror.core.errors import (
+    EntryNotFoundError,
+    MirrorError,
+    RepoNotFoundError,
+    RevisionNotFoundError,
+    UpstreamRefusedError,
+)
 from hubmirror.core.types import RepoRef
 from hubmirror.upstream.client import BodyStream, FileLocation, JsonAnswer, RemoteFileMetadata
 from hubmirror.upstream.health import UpstreamStatus
 from hubmirror.upstream.source import Upstream
 
-NEGATIVE_ERRORS = (RepoNotFoundError, RevisionNotFoundError, EntryNotFoundError)
+NOT_FOUND_CODES = frozenset({"RepoNotFound", "RevisionNotFound", "EntryNotFound"})
 MAX_ENTRIES = 10_000
 
 T = TypeVar("T")
+
+
+def _is_not_found(error: MirrorError) -> bool:
+    """A "does not exist" answer: also the Hub's 401 RepoNotFound to anonymous callers."""
+    if isinstance(error, RepoNotFoundError | RevisionNotFoundError | EntryNotFoundError):
+        return True
+    return (
+        isinstance(error, UpstreamRefusedError)
+        and error.headers.get("X-Error-Code") in NOT_FOUND_CODES
+    )
 
 
 class NegativeCache:
@@ -38,7 +53,7 @@ class NegativeCache:
         self._inner = inner
         self._ttl = ttl
         self._clock = clock
-        self._answers: OrderedDict[Hashable, tuple[float, Exception]] = OrderedDict()
+        self._answers: OrderedDict[Hashable, tuple[float, MirrorError]] = OrderedDict()
         self.hits = 0
 
     async def _remembering(self, key: Hashable, call: Callable[[], Awaitable[T]]) -> T:
@@ -48,12 +63,13 @@ class NegativeCache:
             expires, error = remembered
             if now < expires:
                 self.hits += 1
-                raise copy.copy(error)
+                # The same error again; its old traceback is of no use to anyone.
+                raise error.with_traceback(None)
             del self._answers[key]
         try:
             return await call()
-        except NEGATIVE_ERRORS as error:
-            if self._ttl > 0:
+        except MirrorError as error:
+            if _is_not_found(error) and self._ttl > 0:
                 self._answers[key] = (now + self._ttl, error)
                 if len(self._answers) > MAX_ENTRIES:
                     self._answers.popitem(last=False)
