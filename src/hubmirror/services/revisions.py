@@ -3,7 +3,8 @@
 The branch/tag → commit mapping is the only mutable thing the mirror caches. An answer
 younger than the TTL is used as is; an older one is refreshed from the upstream, and when
 the upstream cannot answer (unreachable, 5xx, 429, offline) the last known commit is used
-and marked stale, unless it is older than `max_stale` (0: no limit). Refreshing fetches the repo info with `?blobs=true`, which also tells
+and marked stale, unless it is older than `max_stale` (0: no limit). Refreshing fetches
+the repo info with `?blobs=true`, which also tells
 the repo's visibility and every file's blob, so it is stored as the commit's info
 document and file listing at no extra cost.
 
