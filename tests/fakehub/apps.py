@@ -73,16 +73,17 @@ def gatekeep(
     return visibility_error(request, repo, address.repo_id)
 
 
+ORIGIN_KEY = web.AppKey("origin", str)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @web.middleware
 async def misbehave(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Count concurrent requests and apply the stall every request waits through."""
+    """Count concurrent requests; on the Hub origin, stall first when told to."""
     state = request.app[STATE_KEY]
     state.enter()
     try:
-        if state.stall_seconds:
+        if state.stall_seconds and request.app[ORIGIN_KEY] == "hub":
             await asyncio.sleep(state.stall_seconds)
         return await handler(request)
     finally:
@@ -171,6 +172,7 @@ def build_hub_app(state: HubState) -> web.Application:
     """The Hub origin application."""
     app = web.Application(middlewares=[misbehave])
     app[STATE_KEY] = state
+    app[ORIGIN_KEY] = "hub"
     app.router.add_route("*", "/{tail:.*}", dispatch_hub)
     return app
 
@@ -179,5 +181,6 @@ def build_cdn_app(state: HubState) -> web.Application:
     """The CDN origin application."""
     app = web.Application(middlewares=[misbehave])
     app[STATE_KEY] = state
+    app[ORIGIN_KEY] = "cdn"
     app.router.add_route("*", "/{tail:.*}", dispatch_cdn)
     return app

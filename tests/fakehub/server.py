@@ -229,7 +229,7 @@ class FakeHub:
 
     @property
     def stall_seconds(self) -> float:
-        """Seconds every request (both origins) waits before it is answered."""
+        """Seconds every Hub-origin request waits before it is answered."""
         return self.state.stall_seconds
 
     @stall_seconds.setter

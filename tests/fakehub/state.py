@@ -29,7 +29,7 @@ class HubState:
         self.status_override: tuple[int, dict[str, str]] | None = None
         # How many more Hub-origin requests get the override (None: all of them).
         self.override_remaining: int | None = None
-        # Seconds every request waits before it is answered (both origins).
+        # Seconds every Hub-origin request waits before it is answered.
         self.stall_seconds = 0.0
         self.in_flight = 0
         self.peak_in_flight = 0

@@ -194,3 +194,16 @@ async def test_negative_cache_forgets_after_its_ttl(fake_hub: FakeHub) -> None:
         assert fake_hub.count(path_contains="gone-repo") == 2
     finally:
         await upstream.close()
+
+
+async def test_identical_questions_at_the_same_moment_share_one_upstream_request(
+    flaky_hub: FakeHub,
+) -> None:
+    flaky_hub.stall_seconds = 0.3
+    upstream = NegativeCache(pool_of(flaky_hub.url), ttl=60)
+    try:
+        answers = await asyncio.gather(*(upstream.get_json(INFO, {}) for _ in range(10)))
+        assert {id(answer) for answer in answers} == {id(answers[0])}
+        assert flaky_hub.count(path_contains=INFO) == 1
+    finally:
+        await upstream.close()

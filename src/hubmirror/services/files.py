@@ -181,8 +181,15 @@ class UpstreamFileSource:
 
     @asynccontextmanager
     async def open_range(self, start: int | None, end: int | None) -> AsyncIterator[BodyStream]:
-        """Bytes `[start, end)` of the file (all of it when `start` is None)."""
-        location = await self._locate()
+        """Bytes `[start, end)` of the file (all of it when `start` is None).
+
+        A file read whole in one request is asked for at its resolve URL, following the
+        Hub's redirect there and then; ranged requests share one located URL.
+        """
+        if start is None and self._location is None:
+            location = self._upstream.direct_location(self._repo, self._commit, self._path)
+        else:
+            location = await self._locate()
         async with self._upstream.open_location(location, self._headers, start, end) as body:
             yield body
 

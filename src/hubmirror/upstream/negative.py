@@ -1,19 +1,21 @@
-"""Negative caching: the upstream's "not found" answers, remembered for a short while.
+"""Negative caching and single flight for the upstream's metadata answers.
 
 `datasets` probes several files that do not exist on every load, and a crowd of clients
 asking for a missing repo would each cost an upstream request; a `RepoNotFound`,
 `RevisionNotFound` or `EntryNotFound` is therefore answered again from memory for `ttl`
-seconds. Answers are kept per caller token (a private repo is "not found" only to those
-without access), and only the hash of the token is kept.
+seconds. Identical questions asked at the same moment share one upstream request. Both
+are keyed per caller token (a private repo is "not found" only to those without
+access), and only the hash of the token is kept.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from hubmirror.core.access import token_hash
 from hubmirror.core.errors import (
@@ -22,6 +24,7 @@ from hubmirror.core.errors import (
     RepoNotFoundError,
     RevisionNotFoundError,
     UpstreamRefusedError,
+    UpstreamUnavailableError,
 )
 from hubmirror.core.types import RepoRef
 from hubmirror.upstream.client import BodyStream, FileLocation, JsonAnswer, RemoteFileMetadata
@@ -54,26 +57,42 @@ class NegativeCache:
         self._ttl = ttl
         self._clock = clock
         self._answers: OrderedDict[Hashable, tuple[float, MirrorError]] = OrderedDict()
+        self._pending: dict[Hashable, asyncio.Future[object]] = {}
         self.hits = 0
 
     async def _remembering(self, key: Hashable, call: Callable[[], Awaitable[T]]) -> T:
-        now = self._clock()
         remembered = self._answers.get(key)
         if remembered is not None:
             expires, error = remembered
-            if now < expires:
+            if self._clock() < expires:
                 self.hits += 1
                 # The same error again; its old traceback is of no use to anyone.
                 raise error.with_traceback(None)
             del self._answers[key]
+        pending = self._pending.get(key)
+        if pending is not None:
+            # The same question is on its way upstream: share its answer.
+            return cast(T, await asyncio.shield(pending))
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._pending[key] = future
         try:
-            return await call()
-        except MirrorError as error:
-            if _is_not_found(error) and self._ttl > 0:
-                self._answers[key] = (now + self._ttl, error)
+            result = await call()
+        except BaseException as error:
+            if isinstance(error, MirrorError) and _is_not_found(error) and self._ttl > 0:
+                self._answers[key] = (self._clock() + self._ttl, error)
                 if len(self._answers) > MAX_ENTRIES:
                     self._answers.popitem(last=False)
+            shared = error
+            if isinstance(error, asyncio.CancelledError):
+                shared = UpstreamUnavailableError("the request asking upstream was cancelled")
+            future.set_exception(shared)
+            future.exception()  # retrieved: nobody else may be waiting
             raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            del self._pending[key]
 
     async def get_json(
         self,
@@ -108,6 +127,10 @@ class NegativeCache:
     ) -> FileLocation:
         """Passed through (a file is located only once it is known to exist)."""
         return await self._inner.locate_file(repo, commit, path, headers)
+
+    def direct_location(self, repo: RepoRef, commit: str, path: str) -> FileLocation:
+        """Passed through."""
+        return self._inner.direct_location(repo, commit, path)
 
     def open_location(
         self,

@@ -225,6 +225,12 @@ class UpstreamPool:
             self._by_weight(),
         )
 
+    def direct_location(self, repo: RepoRef, commit: str, path: str) -> FileLocation:
+        """The file's resolve URL on the upstream a download would be located on."""
+        usable = [m for m in self._by_weight() if m.breaker.state != OPEN] or self._members
+        member = usable[0]
+        return FileLocation(member.client.resolve_url(repo, commit, path), member.name)
+
     @asynccontextmanager
     async def open_location(
         self,

@@ -43,6 +43,11 @@ class Upstream(Protocol):
         """Where the bytes of a file at a commit are served (often a signed CDN URL)."""
         ...
 
+    def direct_location(self, repo: RepoRef, commit: str, path: str) -> FileLocation:
+        """A file's own resolve URL on an upstream, without asking it anything; reading
+        it follows the Hub's redirects (one round trip fewer for a file read whole)."""
+        ...
+
     def open_location(
         self,
         location: FileLocation,
@@ -93,6 +98,10 @@ class OfflineUpstream:
     async def locate_file(
         self, repo: RepoRef, commit: str, path: str, headers: Mapping[str, str]
     ) -> FileLocation:
+        """Always refuses."""
+        raise OfflineMissError(f"{OFFLINE_MESSAGE}: {repo}/{path}@{commit}")
+
+    def direct_location(self, repo: RepoRef, commit: str, path: str) -> FileLocation:
         """Always refuses."""
         raise OfflineMissError(f"{OFFLINE_MESSAGE}: {repo}/{path}@{commit}")
 
