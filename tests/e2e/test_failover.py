@@ -128,7 +128,7 @@ def test_one_upstream_answering_429_serves_stale_metadata_or_a_clean_retry_later
         status, headers, body = fetch(cached)
         assert (status, headers["X-Cache-Status"]) == (200, "STALE")
         assert body == hub_file(primary, TINY, "config.json").data
-        status, headers, _ = fetch(f"{mirror.url}/hm-test/tiny-legacy/resolve/main/config.json")
+        status, headers, _ = fetch(f"{mirror.url}/tiny-legacy/resolve/main/config.json")
         assert status == 503
         assert headers["X-Error-Code"] == "UpstreamUnavailable"
         assert int(headers["Retry-After"]) >= 1
@@ -156,7 +156,7 @@ def test_a_longer_stall_answers_from_cache_or_504_before_clients_give_up(
         status, headers, _ = fetch(cached, "HEAD", timeout=10)
         assert (status, headers["X-Cache-Status"]) == (200, "STALE")
         status, headers, _ = fetch(
-            f"{mirror.url}/hm-test/tiny-legacy/resolve/main/config.json", "HEAD", timeout=10
+            f"{mirror.url}/tiny-legacy/resolve/main/config.json", "HEAD", timeout=10
         )
         assert (status, headers["X-Error-Code"]) == (504, "UpstreamTimeout")
 

@@ -10,6 +10,7 @@ import pytest
 
 from hubmirror import __version__
 from hubmirror.config import ConfigError, Settings, load_settings, parse_duration
+from hubmirror.core.errors import BadRequestError
 
 
 def test_defaults() -> None:
@@ -86,3 +87,65 @@ def test_hash_token_command_prints_the_configurable_hash() -> None:
     assert completed.stdout.strip() == (
         "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     )
+
+
+def test_repeated_upstream_flags_are_failover_upstreams_in_order() -> None:
+    settings = load_settings({"upstream": ["http://a/", "http://b"]}, {})
+    assert settings.upstream == "http://a"
+    assert [(u.url, u.weight) for u in settings.upstream_list()] == [
+        ("http://a", 1.0),
+        ("http://b", 0.0),
+    ]
+
+
+def test_upstreams_from_a_comma_separated_env_var() -> None:
+    settings = load_settings({}, {"HUBMIRROR_UPSTREAM": "http://a, http://b"})
+    assert [u.url for u in settings.upstream_list()] == ["http://a", "http://b"]
+
+
+def test_upstream_tables_with_token_from_env_and_weights(tmp_path: Path) -> None:
+    config = tmp_path / "mirror.toml"
+    config.write_text(
+        '[[upstream]]\nurl = "https://huggingface.co"\ntoken_env = "HUB_TOKEN"\nweight = 3\n'
+        '[[upstream]]\nurl = "http://regional:8090"\nweight = 1\n'
+    )
+    settings = load_settings({}, {"HUB_TOKEN": "hf_secret"}, config)
+    first, second = settings.upstream_list()
+    assert (first.url, first.token, first.weight) == ("https://huggingface.co", "hf_secret", 3.0)
+    assert (second.url, second.token, second.weight) == ("http://regional:8090", None, 1.0)
+    assert "hf_secret" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        "[[upstream]]\nweight = 1\n",
+        '[[upstream]]\nurl = "ftp://x"\n',
+        '[[upstream]]\nurl = "http://x"\nweight = -1\n',
+        '[[upstream]]\nurl = "http://x"\ncolour = "red"\n',
+    ],
+)
+def test_bad_upstream_tables_are_refused(tmp_path: Path, table: str) -> None:
+    config = tmp_path / "mirror.toml"
+    config.write_text(table)
+    with pytest.raises((ConfigError, BadRequestError)):
+        load_settings({}, {}, config)
+
+
+def test_resilience_settings_parse_durations_and_numbers() -> None:
+    settings = load_settings(
+        {
+            "answer_timeout": "9s",
+            "upstream_rate": "20",
+            "negative_ttl": "2m",
+            "max_stale": "1d",
+            "upstream_concurrency": 4,
+        },
+        {},
+    )
+    assert (settings.answer_timeout, settings.upstream_rate, settings.negative_ttl) == (
+        9.0,
+        20.0,
+        120.0,
+    )
+    assert (settings.max_stale, settings.upstream_concurrency) == (86400.0, 4)
