@@ -38,6 +38,7 @@ class Settings:
     offline: bool = False
     revision_ttl: float = 300.0
     log_level: str = "info"
+    log_format: str = "text"
     upstream_connections: int = 8
     upstream_retries: int = 5
     segment_threshold: int = 32 * 1024 * 1024
@@ -49,6 +50,7 @@ class Settings:
     sync_every: float = 6 * 3600.0
     access_log: bool = False
     require_token: bool = False
+    metrics_token: str = ""
     policy_profile: str = DEFAULT_PROFILE
     policy: PolicySettings = dataclasses.field(default_factory=PolicySettings)
     access: AccessSettings = dataclasses.field(default_factory=AccessSettings)
@@ -233,7 +235,13 @@ def load_settings(
         if env_value is not None:
             merged[name] = env_value
     merged.update({name: value for name, value in flags.items() if value is not None})
-    return Settings(**{name: _coerce(name, value) for name, value in merged.items()})
+    settings = Settings(**{name: _coerce(name, value) for name, value in merged.items()})
+    if settings.log_format not in LOG_FORMATS:
+        raise ConfigError(f"log_format must be one of {', '.join(LOG_FORMATS)}")
+    return settings
+
+
+LOG_FORMATS = ("text", "json")
 
 
 def validate_upstream_url(url: str) -> str:

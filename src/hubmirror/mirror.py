@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hubmirror.config import Settings
+from hubmirror.core.metrics import MirrorMetrics
 from hubmirror.core.policy import Policy
 from hubmirror.services.access import AccessGate
 from hubmirror.services.audit import AuditLog
@@ -18,6 +19,7 @@ from hubmirror.services.files import FileService
 from hubmirror.services.metadata import MetadataService
 from hubmirror.services.policy import PolicyGuard
 from hubmirror.services.revisions import RevisionResolver
+from hubmirror.services.status import MirrorStatus, StatusCollector
 from hubmirror.storage.blobs import BlobStore
 from hubmirror.storage.index import Index
 from hubmirror.storage.layout import CacheLayout
@@ -41,6 +43,9 @@ class Mirror:
     audit: AuditLog
     evictor: Evictor
     eviction: EvictionScheduler
+    gate: AccessGate
+    metrics: MirrorMetrics
+    status: MirrorStatus
 
     async def close(self) -> None:
         """Stop downloads, close connections and the index."""
@@ -66,9 +71,12 @@ def build_mirror(settings: Settings) -> Mirror:
         segment_size=max(64 * 1024, settings.segment_size),
         max_attempts=max(1, settings.upstream_retries),
     )
-    fetcher = Fetcher(store, index, tuning)
-    guard = PolicyGuard(Policy(settings.effective_policy()))
-    gate = AccessGate(upstream, index, settings.access, settings.auth_ttl, settings.offline)
+    metrics = MirrorMetrics()
+    fetcher = Fetcher(store, index, tuning, metrics)
+    guard = PolicyGuard(Policy(settings.effective_policy()), metrics)
+    gate = AccessGate(
+        upstream, index, settings.access, settings.auth_ttl, settings.offline, metrics=metrics
+    )
     revisions = RevisionResolver(upstream, index, settings.revision_ttl, guard, gate)
     files = FileService(upstream, index, store, fetcher, revisions, guard)
     evictor = Evictor(
@@ -77,9 +85,20 @@ def build_mirror(settings: Settings) -> Mirror:
         settings.max_size,
         settings.max_age,
         lambda key: files.is_sending(key) or fetcher.inflight(key) is not None,
+        metrics=metrics,
     )
     eviction = EvictionScheduler(evictor)
     fetcher.on_committed = lambda _key, _size: eviction.nudge()
+    status = MirrorStatus(
+        index,
+        layout,
+        fetcher,
+        upstream,
+        metrics,
+        settings.offline,
+        settings.max_size or None,
+    )
+    metrics.add_collector(StatusCollector(status, settings.policy_profile))
     return Mirror(
         settings=settings,
         index=index,
@@ -93,4 +112,7 @@ def build_mirror(settings: Settings) -> Mirror:
         audit=AuditLog(layout.audit_dir),
         evictor=evictor,
         eviction=eviction,
+        gate=gate,
+        metrics=metrics,
+        status=status,
     )
