@@ -162,7 +162,8 @@ function renderHistory(samples) {
     }
   }
   context.fillStyle = "#66707a";
-  context.fillText(formatBytes(maxSaved), 6, 12);
+  const saved = samples[samples.length - 1].saved_bytes;
+  context.fillText(saved > 0 ? "saved " + formatBytes(saved) : "no bytes served from cache yet", 6, 12);
 }
 
 // downloads --------------------------------------------------------------------------
