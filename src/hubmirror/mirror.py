@@ -58,6 +58,8 @@ class Mirror:
 
 def build_mirror(settings: Settings) -> Mirror:
     """Create the cache folder and wire the services together."""
+    # Created first: every service (and, with several upstreams, the pool) counts into it.
+    metrics = MirrorMetrics()
     layout = CacheLayout(settings.cache_dir)
     layout.create_dirs()
     index = Index(layout.index_path)
@@ -71,7 +73,6 @@ def build_mirror(settings: Settings) -> Mirror:
         segment_size=max(64 * 1024, settings.segment_size),
         max_attempts=max(1, settings.upstream_retries),
     )
-    metrics = MirrorMetrics()
     fetcher = Fetcher(store, index, tuning, metrics)
     guard = PolicyGuard(Policy(settings.effective_policy()), metrics)
     gate = AccessGate(

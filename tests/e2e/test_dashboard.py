@@ -58,11 +58,6 @@ def slow_hub(fake_hub: FakeHub) -> Iterator[FakeHub]:
         fake_hub.throttle_bytes_per_second = None
 
 
-def progress_of(page: Page) -> int:
-    value = page.locator("#downloads tbody tr progress").first.get_attribute("value")
-    return int(float(value or "0"))
-
-
 def test_a_live_download_shows_moving_progress_then_the_cache_grows(
     slow_hub: FakeHub, tmp_path: Path, page: Page
 ) -> None:
@@ -85,15 +80,18 @@ def test_a_live_download_shows_moving_progress_then_the_cache_grows(
             expect(row).to_be_visible(timeout=WAIT_MS)
             expect(row).to_contain_text(BIG)
             expect(row.locator(".clients")).to_have_text("1", timeout=WAIT_MS)
-            first = progress_of(page)
-            page.wait_for_function(
-                "seen => Number(document.querySelector('#downloads tbody tr progress').value)"
-                " > seen",
+            progress = row.locator("progress")
+            assert progress.get_attribute("max") == str(blob.size)
+            first = int(float(progress.get_attribute("value") or "0"))
+            moved = page.wait_for_function(
+                """seen => {
+                    const bar = document.querySelector('#downloads tbody tr progress');
+                    return bar && Number(bar.value) > seen ? Number(bar.value) : null;
+                }""",
                 arg=first,
                 timeout=WAIT_MS,
-            )
-            assert progress_of(page) > first
-            assert progress_of(page) < blob.size
+            ).json_value()
+            assert first < moved <= blob.size
             page.screenshot(path=str(ARTIFACTS / "dashboard-live-download.png"), full_page=True)
         finally:
             client.join()
