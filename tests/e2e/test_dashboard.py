@@ -133,6 +133,7 @@ def test_the_repo_page_lists_cached_files_and_what_the_policy_hides(
         page.goto(f"{mirror.url}/#/repo/model/{TRAINED}")
         files = page.locator("#repo-files tbody tr")
         expect(files).to_have_count(14, timeout=WAIT_MS)
+        expect(page.locator("#overview")).to_be_hidden()
         config = page.locator('#repo-files tr[data-path="config.json"]')
         expect(config.locator(".cached")).to_have_text("cached")
         expect(config.locator(".policy")).to_have_text("served")
@@ -141,8 +142,13 @@ def test_the_repo_page_lists_cached_files_and_what_the_policy_hides(
         optimizer = page.locator('#repo-files tr[data-path="checkpoint-500/optimizer.pt"]')
         expect(optimizer.locator(".policy")).to_contain_text("hidden")
         expect(page.locator("#repo-summary")).to_contain_text("1 cached")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-repo-page.png"), full_page=True)
         page.goto(f"{mirror.url}/#/repo/model/hm-test/not-cached-here")
         expect(page.locator("#repo-summary")).to_contain_text("not in this mirror's cache")
+        page.click("text=overview")
+        expect(page.locator("#overview")).to_be_visible()
+        expect(page.locator("#repo-page")).to_be_hidden()
 
 
 def _names(answer: bytes) -> set[str]:
