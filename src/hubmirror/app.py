@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
 
-from hubmirror import __version__
 from hubmirror.config import Settings
 from hubmirror.core.errors import BadRequestError
 from hubmirror.core.policy import Policy
@@ -18,13 +16,23 @@ from hubmirror.mirror import Mirror, build_mirror
 from hubmirror.ops.sync import sync_forever
 from hubmirror.web.api import handle_metadata
 from hubmirror.web.auth import auth_middleware
+from hubmirror.web.dashboard import handle_dashboard_api, handle_home, handle_static
 from hubmirror.web.deadlines import add_upstream_header, deadline_middleware
 from hubmirror.web.errors import error_middleware
 from hubmirror.web.files import handle_resolve
 from hubmirror.web.forward import handle_forward
-from hubmirror.web.routes import Endpoint, match_route
+from hubmirror.web.metrics import (
+    handle_health,
+    handle_metrics,
+    handle_ready,
+    request_metrics_middleware,
+)
+from hubmirror.web.routes import Endpoint, Route, match_route
 
 logger = logging.getLogger(__name__)
+
+# How often the dashboard's traffic chart gets a point.
+HISTORY_INTERVAL = 10.0
 
 
 MIRROR_KEY = web.AppKey("mirror", Mirror)
@@ -36,7 +44,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     mirror = request.app[MIRROR_KEY]
     route = match_route(request.method, request.rel_url.raw_path)
     if route.endpoint is Endpoint.RESOLVE:
-        return await handle_resolve(request, route, mirror.files, mirror.audit)
+        return await handle_resolve(request, route, mirror.files, mirror.audit, mirror.metrics)
     if route.endpoint is Endpoint.FORWARD or (
         route.endpoint is Endpoint.REPO_INFO and set(request.query) - {"blobs"}
     ):
@@ -51,17 +59,36 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         mirror.guard.replace(policy)
         logger.info("policy reloaded: profile %s", policy.settings.profile)
         return web.json_response({"reloaded": True, "profile": policy.settings.profile})
-    if route.endpoint is Endpoint.HOME:
-        return web.json_response(
-            {
-                "name": "hubmirror",
-                "version": __version__,
-                "mode": "offline" if mirror.settings.offline else "online",
-                "usage": f"export HF_ENDPOINT={request.url.origin()}",
-            },
-            dumps=json.dumps,
-        )
+    if route.endpoint in _MIRROR_PAGES:
+        return await _mirror_page(request, route, mirror)
     return await handle_metadata(request, route, mirror.metadata)
+
+
+_MIRROR_PAGES = frozenset(
+    {
+        Endpoint.HOME,
+        Endpoint.STATIC,
+        Endpoint.DASHBOARD_API,
+        Endpoint.METRICS,
+        Endpoint.HEALTH,
+        Endpoint.READY,
+    }
+)
+
+
+async def _mirror_page(request: web.Request, route: Route, mirror: Mirror) -> web.Response:
+    """The mirror's own pages: dashboard, metrics, health."""
+    if route.endpoint is Endpoint.HOME:
+        return await handle_home(request, mirror)
+    if route.endpoint is Endpoint.STATIC:
+        return await handle_static(route)
+    if route.endpoint is Endpoint.DASHBOARD_API:
+        return await handle_dashboard_api(request, route, mirror)
+    if route.endpoint is Endpoint.METRICS:
+        return await handle_metrics(mirror.metrics)
+    if route.endpoint is Endpoint.HEALTH:
+        return await handle_health()
+    return await handle_ready(mirror.status)
 
 
 def create_app(
@@ -72,15 +99,18 @@ def create_app(
     `reload_settings` re-reads the configuration the way the entry point did; the admin
     route `POST /-/admin/policy/reload` uses it to put a changed `[policy]` in force.
     """
+    mirror = build_mirror(settings)
     app = web.Application(
         middlewares=[
+            request_metrics_middleware(mirror.metrics),
             error_middleware,
-            auth_middleware(settings.require_token, settings.access),
+            auth_middleware(
+                settings.require_token, settings.access, mirror.metrics, settings.metrics_token
+            ),
             deadline_middleware(settings.answer_timeout),
         ],
         client_max_size=1024 * 1024,
     )
-    mirror = build_mirror(settings)
     app[MIRROR_KEY] = mirror
     app[RELOAD_KEY] = reload_settings
 
@@ -88,6 +118,7 @@ def create_app(
 
     async def start_mirror(_: web.Application) -> None:
         mirror.eviction.start()
+        background.append(asyncio.create_task(mirror.status.sample_forever(HISTORY_INTERVAL)))
         if settings.sync_list:
             background.append(
                 asyncio.create_task(

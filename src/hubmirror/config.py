@@ -49,6 +49,7 @@ class Settings:
     offline: bool = False
     revision_ttl: float = 300.0
     log_level: str = "info"
+    log_format: str = "text"
     upstream_connections: int = 8
     upstream_retries: int = 5
     upstream_timeout: float = 5.0
@@ -67,6 +68,7 @@ class Settings:
     sync_every: float = 6 * 3600.0
     access_log: bool = False
     require_token: bool = False
+    metrics_token: str = ""
     policy_profile: str = DEFAULT_PROFILE
     policy: PolicySettings = dataclasses.field(default_factory=PolicySettings)
     access: AccessSettings = dataclasses.field(default_factory=AccessSettings)
@@ -304,7 +306,13 @@ def load_settings(
         merged["upstream"] = upstreams[0].url
         if len(upstreams) > 1 or upstreams[0].token or upstreams[0].weight is not None:
             merged["upstreams"] = upstreams
-    return Settings(**{name: _coerce(name, value) for name, value in merged.items()})
+    settings = Settings(**{name: _coerce(name, value) for name, value in merged.items()})
+    if settings.log_format not in LOG_FORMATS:
+        raise ConfigError(f"log_format must be one of {', '.join(LOG_FORMATS)}")
+    return settings
+
+
+LOG_FORMATS = ("text", "json")
 
 
 def validate_upstream_url(url: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hubmirror.config import Settings
+from hubmirror.core.metrics import MirrorMetrics
 from hubmirror.core.policy import Policy
 from hubmirror.services.access import AccessGate
 from hubmirror.services.audit import AuditLog
@@ -18,12 +19,13 @@ from hubmirror.services.files import FileService
 from hubmirror.services.metadata import MetadataService
 from hubmirror.services.policy import PolicyGuard
 from hubmirror.services.revisions import RevisionResolver
+from hubmirror.services.status import MirrorStatus, StatusCollector
 from hubmirror.storage.blobs import BlobStore
 from hubmirror.storage.index import Index
 from hubmirror.storage.layout import CacheLayout
 from hubmirror.upstream.client import UpstreamClient
 from hubmirror.upstream.negative import NegativeCache
-from hubmirror.upstream.pool import PoolLimits, UpstreamPool
+from hubmirror.upstream.pool import PoolLimits, PoolObserver, UpstreamPool
 from hubmirror.upstream.source import OfflineUpstream, Upstream
 
 
@@ -43,6 +45,9 @@ class Mirror:
     audit: AuditLog
     evictor: Evictor
     eviction: EvictionScheduler
+    gate: AccessGate
+    metrics: MirrorMetrics
+    status: MirrorStatus
 
     async def close(self) -> None:
         """Stop downloads, close connections and the index."""
@@ -53,7 +58,7 @@ class Mirror:
         self.index.close()
 
 
-def build_upstreams(settings: Settings) -> Upstream:
+def build_upstreams(settings: Settings, observer: PoolObserver | None = None) -> Upstream:
     """The configured upstreams as one failover pool, behind the negative cache."""
     limits = PoolLimits(
         attempt_timeout=settings.upstream_timeout,
@@ -69,25 +74,32 @@ def build_upstreams(settings: Settings) -> Upstream:
             client.name = upstream.url
         names.add(client.name)
         clients.append((client, upstream.weight or 0.0, upstream.token))
-    return NegativeCache(UpstreamPool.of_clients(clients, limits), settings.negative_ttl)
+    pool = UpstreamPool.of_clients(clients, limits)
+    if observer is not None:
+        pool.observer = observer
+    return NegativeCache(pool, settings.negative_ttl)
 
 
 def build_mirror(settings: Settings) -> Mirror:
     """Create the cache folder and wire the services together."""
+    # Created first: every service (and, with several upstreams, the pool) counts into it.
+    metrics = MirrorMetrics()
     layout = CacheLayout(settings.cache_dir)
     layout.create_dirs()
     index = Index(layout.index_path)
     store = BlobStore(layout)
-    upstream = OfflineUpstream() if settings.offline else build_upstreams(settings)
+    upstream = OfflineUpstream() if settings.offline else build_upstreams(settings, metrics)
     tuning = FetchTuning(
         connections=max(1, settings.upstream_connections),
         segment_threshold=settings.segment_threshold,
         segment_size=max(64 * 1024, settings.segment_size),
         max_attempts=max(1, settings.upstream_retries),
     )
-    fetcher = Fetcher(store, index, tuning)
-    guard = PolicyGuard(Policy(settings.effective_policy()))
-    gate = AccessGate(upstream, index, settings.access, settings.auth_ttl, settings.offline)
+    fetcher = Fetcher(store, index, tuning, metrics)
+    guard = PolicyGuard(Policy(settings.effective_policy()), metrics)
+    gate = AccessGate(
+        upstream, index, settings.access, settings.auth_ttl, settings.offline, metrics=metrics
+    )
     revisions = RevisionResolver(
         upstream, index, settings.revision_ttl, guard, gate, max_stale=settings.max_stale
     )
@@ -98,9 +110,20 @@ def build_mirror(settings: Settings) -> Mirror:
         settings.max_size,
         settings.max_age,
         lambda key: files.is_sending(key) or fetcher.inflight(key) is not None,
+        metrics=metrics,
     )
     eviction = EvictionScheduler(evictor)
     fetcher.on_committed = lambda _key, _size: eviction.nudge()
+    status = MirrorStatus(
+        index,
+        layout,
+        fetcher,
+        upstream,
+        metrics,
+        settings.offline,
+        settings.max_size or None,
+    )
+    metrics.add_collector(StatusCollector(status, settings.policy_profile))
     return Mirror(
         settings=settings,
         index=index,
@@ -114,4 +137,7 @@ def build_mirror(settings: Settings) -> Mirror:
         audit=AuditLog(layout.audit_dir),
         evictor=evictor,
         eviction=eviction,
+        gate=gate,
+        metrics=metrics,
+        status=status,
     )

@@ -24,6 +24,7 @@ from huggingface_hub import hf_hub_download, snapshot_download
 from tests.e2e.http import fetch
 from tests.e2e.hubfiles import commit_at, hub_file
 from tests.e2e.mirror_process import MirrorProcess, running_mirror
+from tests.e2e.scrape import scrape
 from tests.fakehub import FakeHub, FaultKind
 from tests.fakehub.fixtures import running_hub
 
@@ -89,6 +90,33 @@ def test_primary_down_fails_over_to_the_secondary_within_one_request(
         assert secondary.count(origin="cdn") > 0
         assert "failing over from upstream" in mirror.log()
         assert_every_blob_verifies(mirror.cache_dir)
+        metrics = scrape(mirror.url)
+        assert (
+            metrics.value("hubmirror_upstream_failovers_total", upstream=upstream_name(primary))
+            >= 1
+        )
+        served = metrics.value("hubmirror_upstream_bytes_total", upstream=upstream_name(secondary))
+        assert served >= sum(len(f.data) for f in commit_at(secondary, TINY, "main").files.values())
+        assert (
+            metrics.value("hubmirror_upstream_requests_total", upstream=upstream_name(primary)) >= 1
+        )
+
+
+def test_ready_turns_503_once_every_upstream_circuit_is_open(
+    hubs: tuple[FakeHub, FakeHub], tmp_path: Path
+) -> None:
+    primary, secondary = hubs
+    with running_mirror(tmp_path / "cache", primary.url, "--upstream", secondary.url) as mirror:
+        assert fetch(f"{mirror.url}/-/ready")[0] == 200
+        primary.stop()
+        secondary.stop()
+        for _ in range(3):  # three failures in a row open each circuit
+            fetch(f"{mirror.url}/{TINY}/resolve/main/config.json", "HEAD")
+        status, _, body = fetch(f"{mirror.url}/-/ready")
+        assert status == 503, body
+        secondary.start()
+        # The secondary's circuit stays open for its cool-down; the next probe closes it.
+        assert fetch(f"{mirror.url}/-/health")[0] == 200
 
 
 def test_an_unresolvable_upstream_fails_over(hubs: tuple[FakeHub, FakeHub], tmp_path: Path) -> None:

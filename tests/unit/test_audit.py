@@ -45,3 +45,14 @@ def test_a_torn_last_line_is_skipped(tmp_path: Path) -> None:
     with log.path.open("a") as file:
         file.write('{"time": "2026-')
     assert [r.path for r in log.read(since=3600)] == ["f1"]
+
+
+def test_recent_gives_the_newest_records_first_across_rotated_files(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path, max_bytes=1000, backups=3)
+    for index in range(12):
+        log.record(record(index))
+    assert len(log.files()) >= 2
+    assert [r.path for r in log.recent(6)] == ["f11", "f10", "f9", "f8", "f7", "f6"]
+    assert log.recent(50, tail_bytes=600)[0].path == "f11"
+    assert len(log.recent(50, tail_bytes=600)) < 12  # only the tails were read
+    log.close()

@@ -149,3 +149,30 @@ def test_resilience_settings_parse_durations_and_numbers() -> None:
         120.0,
     )
     assert (settings.max_stale, settings.upstream_concurrency) == (86400.0, 4)
+
+
+def test_log_format_and_metrics_token_from_every_source(tmp_path: Path) -> None:
+    config = tmp_path / "mirror.toml"
+    config.write_text('log_format = "json"\nmetrics-token = "sha256:abc"\n')
+    from_file = load_settings({}, {}, config)
+    assert (from_file.log_format, from_file.metrics_token) == ("json", "sha256:abc")
+    from_env = load_settings({}, {"HUBMIRROR_LOG_FORMAT": "json", "HUBMIRROR_METRICS_TOKEN": "t"})
+    assert (from_env.log_format, from_env.metrics_token) == ("json", "t")
+    from_flags = load_settings({"log_format": "text", "metrics_token": "u"}, {}, config)
+    assert (from_flags.log_format, from_flags.metrics_token) == ("text", "u")
+    assert (Settings().log_format, Settings().metrics_token) == ("text", "")
+
+
+def test_an_unknown_log_format_is_refused() -> None:
+    with pytest.raises(ConfigError, match="log_format"):
+        load_settings({}, {"HUBMIRROR_LOG_FORMAT": "xml"})
+
+
+def test_serve_accepts_the_new_flags() -> None:
+    from hubmirror.cli.parser import build_parser, settings_from_arguments
+
+    arguments = build_parser().parse_args(
+        ["serve", "--log-format", "json", "--metrics-token", "sha256:ff"]
+    )
+    settings = settings_from_arguments(arguments)
+    assert (settings.log_format, settings.metrics_token) == ("json", "sha256:ff")

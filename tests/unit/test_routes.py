@@ -175,3 +175,40 @@ def test_traversal_and_malformed_input_is_refused(raw_path: str) -> None:
 def test_unknown_or_unsupported_routes_are_not_found(method: str, raw_path: str) -> None:
     with pytest.raises(RouteNotFoundError):
         match_route(method, raw_path)
+
+
+@pytest.mark.parametrize(
+    ("method", "raw_path", "endpoint", "path"),
+    [
+        ("GET", "/", Endpoint.HOME, ""),
+        ("GET", "/metrics", Endpoint.METRICS, ""),
+        ("HEAD", "/-/health", Endpoint.HEALTH, ""),
+        ("GET", "/-/ready", Endpoint.READY, ""),
+        ("GET", "/-/static/dashboard.js", Endpoint.STATIC, "dashboard.js"),
+        ("GET", "/-/api/status", Endpoint.DASHBOARD_API, "status"),
+        ("GET", "/-/api/repo", Endpoint.DASHBOARD_API, "repo"),
+    ],
+)
+def test_mirror_pages_parse_into_their_endpoints(
+    method: str, raw_path: str, endpoint: Endpoint, path: str
+) -> None:
+    route = match_route(method, raw_path)
+    assert (route.endpoint, route.path, route.repo) == (endpoint, path, None)
+
+
+@pytest.mark.parametrize(
+    ("method", "raw_path"),
+    [
+        ("POST", "/metrics"),
+        ("DELETE", "/-/ready"),
+        ("POST", "/-/api/status"),
+        ("GET", "/-/static/../index.html"),
+        ("GET", "/-/static/%2e%2e%2fconfig.py"),
+        ("GET", "/-/static/sub/dashboard.js"),
+        ("GET", "/-/api/status/extra"),
+        ("GET", "/-/nothing-here"),
+    ],
+)
+def test_mirror_pages_refuse_other_methods_and_paths(method: str, raw_path: str) -> None:
+    with pytest.raises(RouteNotFoundError):
+        match_route(method, raw_path)

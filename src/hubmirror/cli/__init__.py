@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable, Sequence
 
@@ -18,6 +17,7 @@ from hubmirror.cli.commands import (
     sync_command,
     verify_command,
 )
+from hubmirror.cli.logs import configure_logging
 from hubmirror.cli.parser import build_parser, settings_from_arguments
 from hubmirror.cli.server import serve, stop
 from hubmirror.config import ConfigError, Settings
@@ -61,9 +61,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = settings_from_arguments(arguments)
     except (ConfigError, BadRequestError) as error:
         parser.error(str(error))
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(settings.log_level, settings.log_format)
     return COMMANDS[arguments.command](arguments, settings)

@@ -40,6 +40,9 @@ def _add_common_settings(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     parser.add_argument(
+        "--log-format", choices=["text", "json"], help="text (default) or one JSON object a line"
+    )
+    parser.add_argument(
         "--upstream-connections",
         type=int,
         help="parallel ranged upstream connections per large blob (default 8)",
@@ -125,6 +128,10 @@ def _add_server_commands(commands: Subparsers[argparse.ArgumentParser]) -> None:
     serve.add_argument("--port", type=int, help="port to listen on (default 8090)")
     serve.add_argument("--sync-list", help="repos.toml to keep synced in the background")
     serve.add_argument("--sync-every", help="how often to sync the list (default 6h)")
+    serve.add_argument(
+        "--metrics-token",
+        help="token /metrics requires as Bearer (best given as sha256:<hex>, see hash-token)",
+    )
     _add_common_settings(serve)
     _add_common_settings(commands.add_parser("stop", help="stop the server of a cache folder"))
     commands.add_parser(

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from hubmirror import __version__
-from hubmirror.app import create_app
+from hubmirror.app import MIRROR_KEY, create_app
 from hubmirror.config import (
     Settings,
 )
@@ -71,15 +71,17 @@ def stop(settings: Settings, timeout: float = 30.0) -> int:
 def _run_server(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
     _use_uvloop()
     app = create_app(settings, reload_settings)
-    mode = "offline" if settings.offline else "online"
+    mirror = app[MIRROR_KEY]
+    upstreams = ", ".join(status.url for status in mirror.upstream.statuses()) or "none"
     logger.info(
-        "hubmirror %s listening on http://%s:%d, cache %s, upstream %s, mode %s",
+        "hubmirror %s listening on http://%s:%d, cache %s, upstream %s, mode %s, policy %s",
         __version__,
         settings.host,
         settings.port,
         settings.cache_dir.resolve(),
-        ", ".join(upstream.url for upstream in settings.upstream_list()),
-        mode,
+        upstreams,
+        mirror.status.mode,
+        mirror.guard.policy.settings.profile,
     )
     web.run_app(
         app,

@@ -47,6 +47,22 @@ def _normalized(configured: str) -> str:
     return configured.strip().lower().removeprefix("sha256:")
 
 
+def matches_configured_token(configured: str, digest: str) -> bool:
+    """Whether a token hash matches a configured token: `sha256:<hex>` or the token itself.
+
+    The hashed form keeps the secret out of configuration files; the plain form is
+    accepted for convenience and compared by hash all the same.
+    """
+    if not configured:
+        return False
+    expected = (
+        _normalized(configured)
+        if configured.strip().lower().startswith("sha256:")
+        else hash_token(configured.strip())
+    )
+    return hmac.compare_digest(expected, digest)
+
+
 @dataclass(frozen=True, slots=True)
 class OfflineGrant:
     """A token (by hash) allowed to read cached gated/private repos in offline mode."""

@@ -15,13 +15,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from hubmirror.core.access import AccessSettings, log_label, token_hash
+from hubmirror.core.access import ANONYMOUS, AccessSettings, log_label, token_hash
 from hubmirror.core.errors import (
     EntryNotFoundError,
     MirrorError,
     RepoNotFoundError,
     UpstreamRefusedError,
 )
+from hubmirror.core.metrics import MirrorMetrics
 from hubmirror.core.types import RepoRef, Visibility
 from hubmirror.storage.index import Index
 from hubmirror.upstream.source import Upstream
@@ -50,8 +51,10 @@ class AccessGate:
         ttl_seconds: float,
         offline: bool,
         clock: Callable[[], float] = time.monotonic,
+        metrics: MirrorMetrics | None = None,
     ) -> None:
         self._upstream = upstream
+        self._metrics = metrics or MirrorMetrics()
         self._index = index
         self._settings = settings
         self._ttl = ttl_seconds
@@ -61,22 +64,45 @@ class AccessGate:
 
     async def ensure(self, repo: RepoRef, commit: str, headers: Mapping[str, str]) -> None:
         """Return when the caller may read `repo`; raise the upstream's refusal otherwise."""
+        refusal = await self._decide(repo, commit, headers)
+        if refusal is not None:
+            self._metrics.auth_refusals.labels("repo_access").inc()
+            raise refusal.with_traceback(None)
+
+    async def allows(self, repo: RepoRef, revision: str, headers: Mapping[str, str]) -> bool:
+        """Whether the caller may read `repo` (for status pages: nothing is counted).
+
+        An anonymous caller never sees a gated or private repo, without asking the
+        upstream; an upstream that cannot answer counts as a refusal.
+        """
         visibility = self._index.visibility(repo)
         if visibility is Visibility.PUBLIC:
-            return
+            return True
+        if token_hash(headers.get("Authorization")) == ANONYMOUS:
+            return False
+        try:
+            return await self._decide(repo, revision, headers) is None
+        except MirrorError:
+            return False
+
+    async def _decide(
+        self, repo: RepoRef, commit: str, headers: Mapping[str, str]
+    ) -> MirrorError | None:
+        """None when the caller may read `repo`, else the refusal to raise."""
+        visibility = self._index.visibility(repo)
+        if visibility is Visibility.PUBLIC:
+            return None
         authorization = headers.get("Authorization")
         digest = token_hash(authorization)
         if self._offline:
             if self._settings.offline_allows(digest, repo):
-                return
-            raise _offline_refusal(repo, visibility)
+                return None
+            return _offline_refusal(repo, visibility)
         key = (digest, repo)
         now = self._clock()
         decision = self._decisions.get(key)
         if decision is not None and decision.expires > now:
-            if decision.refusal is not None:
-                raise decision.refusal.with_traceback(None)
-            return
+            return decision.refusal
         try:
             await self._upstream.file_metadata(repo, commit, PROBE_PATH, headers)
         except EntryNotFoundError:
@@ -84,8 +110,9 @@ class AccessGate:
         except (UpstreamRefusedError, RepoNotFoundError) as refusal:
             logger.info("access to %s refused for token %s", repo, log_label(authorization))
             self._decisions[key] = _Decision(now + min(self._ttl, DENIAL_TTL_SECONDS), refusal)
-            raise
+            return refusal
         self._decisions[key] = _Decision(now + self._ttl, None)
+        return None
 
 
 def _offline_refusal(repo: RepoRef, visibility: Visibility | None) -> MirrorError:

@@ -93,6 +93,32 @@ class AuditLog:
         )
         return [*rotated, self.path] if self.path.exists() else rotated
 
+    def recent(self, limit: int, tail_bytes: int = 256 * 1024) -> list[AuditRecord]:
+        """Up to `limit` of the newest records, newest first, reading only the files' tails.
+
+        Records whose lines start before the last `tail_bytes` of each file are not seen:
+        enough for a status page, without reading a large log.
+        """
+        newest: list[AuditRecord] = []
+        for path in reversed(self.files()):
+            try:
+                with path.open("rb") as file:
+                    size = file.seek(0, os.SEEK_END)
+                    file.seek(max(0, size - tail_bytes))
+                    lines = file.read().splitlines()
+                    if size > tail_bytes:
+                        lines = lines[1:]  # the first line is cut
+            except OSError:
+                continue
+            for line in reversed(lines):
+                try:
+                    newest.append(AuditRecord(**json.loads(line)))
+                except (ValueError, TypeError):
+                    continue  # a torn last line after a crash
+                if len(newest) >= limit:
+                    return newest
+        return newest
+
     def read(
         self, since: float | None = None, repo: str | None = None, user: str | None = None
     ) -> Iterator[AuditRecord]:

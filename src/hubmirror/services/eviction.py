@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from hubmirror.core.metrics import MirrorMetrics
 from hubmirror.core.types import BlobKey
 from hubmirror.storage.blobs import BlobStore
 from hubmirror.storage.index import Index
@@ -54,8 +55,10 @@ class Evictor:
         max_age: float | None,
         in_use: Callable[[BlobKey], bool] = lambda _: False,
         clock: Callable[[], float] = time.time,
+        metrics: MirrorMetrics | None = None,
     ) -> None:
         self._index = index
+        self._metrics = metrics or MirrorMetrics()
         self._store = store
         self.max_size = max_size or None
         self.max_age = max_age or None
@@ -110,6 +113,8 @@ class Evictor:
             if not dry_run:
                 self._store.delete(key)
                 self._index.remove_blob(key)
+                self._metrics.evicted_blobs.inc()
+                self._metrics.evicted_bytes.inc(size)
             report.evicted.append(str(key))
             report.freed_bytes += size
         report.after_bytes = total - report.freed_bytes

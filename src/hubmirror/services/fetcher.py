@@ -25,6 +25,7 @@ import asyncio
 import contextvars
 import logging
 import os
+import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable
 from contextlib import AbstractAsyncContextManager, aclosing
@@ -38,7 +39,8 @@ from hubmirror.core.errors import (
     UpstreamRefusedError,
     UpstreamUnavailableError,
 )
-from hubmirror.core.types import BlobKey
+from hubmirror.core.metrics import MirrorMetrics
+from hubmirror.core.types import BlobKey, RepoRef
 from hubmirror.storage.blobs import BlobStore, ContentHasher, new_hasher
 from hubmirror.storage.index import Index
 from hubmirror.storage.partial import PartialFile
@@ -65,6 +67,18 @@ class FetchTuning:
     checkpoint_seconds: float = 1.0
 
 
+@dataclass(frozen=True, slots=True)
+class FileOrigin:
+    """Which file of which repo a download was started for (for status pages and logs)."""
+
+    repo: RepoRef
+    commit: str
+    path: str
+
+    def __str__(self) -> str:
+        return f"{self.repo}@{self.commit[:12]}:{self.path}"
+
+
 class BlobSource(Protocol):
     """Where one blob's bytes come from."""
 
@@ -87,14 +101,22 @@ class Download:
     """One blob being fetched from upstream into its partial file."""
 
     def __init__(
-        self, partial: PartialFile, source: BlobSource, tuning: FetchTuning, store: BlobStore
+        self,
+        partial: PartialFile,
+        source: BlobSource,
+        tuning: FetchTuning,
+        store: BlobStore,
+        origin: FileOrigin | None = None,
     ) -> None:
         self.key: BlobKey = partial.key
         self.size = partial.size
+        self.origin = origin
         self.ranges = RangeSet(partial.recovered)
         self.upstream_bytes = 0
         # The upstream the bytes came from lately (for X-Mirror-Upstream).
         self.served_by: str | None = None
+        self.started_at = time.time()
+        self.started_monotonic = time.monotonic()
         self._partial = partial
         self._source = source
         self._tuning = tuning
@@ -120,6 +142,21 @@ class Download:
         ]
 
     # progress and outcome -----------------------------------------------------------
+    @property
+    def received(self) -> int:
+        """Bytes of the blob on disk so far (resumed ranges included)."""
+        return self.ranges.total
+
+    @property
+    def readers(self) -> int:
+        """Clients reading from this download right now."""
+        return self._readers
+
+    def bytes_per_second(self) -> float:
+        """Average upstream speed since this download started."""
+        elapsed = time.monotonic() - self.started_monotonic
+        return self.upstream_bytes / elapsed if elapsed > 0 else 0.0
+
     def _notify(self) -> None:
         progress, self._progress = self._progress, asyncio.Event()
         progress.set()
@@ -382,10 +419,17 @@ def _content_range_start(body: BodyStream) -> int | None:
 class Fetcher:
     """Starts at most one upstream download per blob and hands out its readers."""
 
-    def __init__(self, store: BlobStore, index: Index, tuning: FetchTuning | None = None) -> None:
+    def __init__(
+        self,
+        store: BlobStore,
+        index: Index,
+        tuning: FetchTuning | None = None,
+        metrics: MirrorMetrics | None = None,
+    ) -> None:
         self._store = store
         self._index = index
         self._tuning = tuning or FetchTuning()
+        self._metrics = metrics or MirrorMetrics()
         self._inflight: dict[BlobKey, Download] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.on_committed: Callable[[BlobKey, int], None] | None = None
@@ -394,15 +438,23 @@ class Fetcher:
         """The running download of `key`, if any."""
         return self._inflight.get(key)
 
-    def download(self, key: BlobKey, size: int, source: BlobSource) -> Download | None:
+    def downloads(self) -> list[Download]:
+        """Every download of this process in flight now, oldest first."""
+        return sorted(self._inflight.values(), key=lambda download: download.started_monotonic)
+
+    def download(
+        self, key: BlobKey, size: int, source: BlobSource, origin: FileOrigin | None = None
+    ) -> Download | None:
         """Join the running download of `key`, or start one from `source`.
 
         Returns None when the blob is (by now) in the store. Raises BlobBusyError when
         another process is downloading it. Nothing here awaits, so two callers of this
-        process can never both start a download of the same blob.
+        process can never both start a download of the same blob. `origin` names the
+        file the download is for.
         """
         running = self._inflight.get(key)
         if running is not None:
+            self._metrics.coalesced.inc()
             return running
         if self._store.size_of(key) == size:
             return None
@@ -411,7 +463,7 @@ class Fetcher:
             partial.close()
             partial.discard()
             return None
-        download = Download(partial, source, self._tuning, self._store)
+        download = Download(partial, source, self._tuning, self._store, origin)
         self._inflight[key] = download
         # A fresh context: the download outlives the request that started it, and must
         # not inherit that request's deadline.
@@ -426,18 +478,30 @@ class Fetcher:
         try:
             await download.run()
         except IntegrityError as error:
-            self._index.add_to_counter(UPSTREAM_BYTES_COUNTER, download.upstream_bytes)
-            logger.warning("verification failed, blob discarded: %s", error.message)
+            self._count_fetched(download, "corrupt")
+            self._metrics.verification_failures.inc()
+            logger.warning(
+                "verification failed, blob discarded: %s (%s, %d bytes): %s",
+                download.key,
+                download.origin or "no file recorded",
+                download.size,
+                error.message,
+            )
         except MirrorError as error:
-            self._index.add_to_counter(UPSTREAM_BYTES_COUNTER, download.upstream_bytes)
+            self._count_fetched(download, "failed")
             logger.info("download of %s failed: %s", download.key, error.message)
         else:
-            self._index.add_to_counter(UPSTREAM_BYTES_COUNTER, download.upstream_bytes)
+            self._count_fetched(download, "stored")
             self._index.add_blob(download.key, download.size)
             if self.on_committed is not None:
                 self.on_committed(download.key, download.size)
         finally:
             self._inflight.pop(download.key, None)
+
+    def _count_fetched(self, download: Download, outcome: str) -> None:
+        self._index.add_to_counter(UPSTREAM_BYTES_COUNTER, download.upstream_bytes)
+        self._metrics.fetched_bytes.inc(download.upstream_bytes)
+        self._metrics.downloads.labels(outcome).inc()
 
     async def close(self) -> None:
         """Stop every running download; their complete ranges stay on disk to resume."""

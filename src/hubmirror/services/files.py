@@ -19,7 +19,7 @@ from pathlib import Path
 
 from hubmirror.core.errors import EntryNotFoundError, UpstreamUnavailableError
 from hubmirror.core.types import BlobKey, FileEntry, PinnedRevision, RepoRef
-from hubmirror.services.fetcher import Download, Fetcher
+from hubmirror.services.fetcher import Download, Fetcher, FileOrigin
 from hubmirror.services.policy import PolicyGuard
 from hubmirror.services.revisions import RevisionResolver
 from hubmirror.storage.blobs import BlobStore
@@ -135,10 +135,11 @@ class FileService:
         source = UpstreamFileSource(
             self._upstream, file.pinned.repo, file.pinned.commit, file.entry.path, headers
         )
+        origin = FileOrigin(file.pinned.repo, file.pinned.commit, file.entry.path)
         deadline = time.monotonic() + patience
         while True:
             try:
-                return self._fetcher.download(file.entry.blob, file.entry.size, source)
+                return self._fetcher.download(file.entry.blob, file.entry.size, source, origin)
             except BlobBusyError:
                 if time.monotonic() > deadline:
                     raise UpstreamUnavailableError(

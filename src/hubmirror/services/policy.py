@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hubmirror.core.errors import EntryNotFoundError, PolicyDeniedError, RevisionNotFoundError
+from hubmirror.core.metrics import MirrorMetrics
 from hubmirror.core.policy import Policy, Verdict
 from hubmirror.core.types import RepoRef, RepoType
 
@@ -23,8 +24,9 @@ VERDICT_MEMO_SIZE = 100_000
 class PolicyGuard:
     """Applies a `Policy` to requests and to Hub JSON bodies."""
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, metrics: MirrorMetrics | None = None) -> None:
         self._policy = policy
+        self._metrics = metrics or MirrorMetrics()
         self._memo: OrderedDict[tuple[object, ...], str] = OrderedDict()
         self._verdicts: dict[tuple[RepoType, str, int | None], Verdict] = {}
         self._shapers: dict[str, Callable[[RepoType, Any], Any]] = {
@@ -50,6 +52,7 @@ class PolicyGuard:
         """Raise PolicyDeniedError when the repo is not mirrored."""
         verdict = self._policy.repo_verdict(repo)
         if not verdict.allowed:
+            self._metrics.policy_denials.labels("repo").inc()
             raise PolicyDeniedError(
                 f"{repo.repo_id} is not mirrored (mirror policy: {verdict.rule})"
             )
@@ -58,6 +61,7 @@ class PolicyGuard:
         """Raise RevisionNotFoundError when the revision is not mirrored."""
         verdict = self._policy.revision_verdict(revision)
         if not verdict.allowed:
+            self._metrics.policy_denials.labels("revision").inc()
             raise RevisionNotFoundError(
                 f"revision {revision} is not mirrored (mirror policy: {verdict.rule})"
             )
@@ -76,6 +80,7 @@ class PolicyGuard:
         """Raise EntryNotFoundError (with the commit) when the file is excluded."""
         verdict = self.file_verdict(repo_type, path, size)
         if not verdict.allowed:
+            self._metrics.policy_denials.labels("file").inc()
             raise EntryNotFoundError(
                 f"{path} is not mirrored (mirror policy: {verdict.rule})", commit
             )
@@ -83,6 +88,7 @@ class PolicyGuard:
     def check_folder(self, repo_type: RepoType, path: str, commit: str) -> None:
         """Raise EntryNotFoundError when the policy hides a whole folder."""
         if path and self._policy.folder_hidden(repo_type, path):
+            self._metrics.policy_denials.labels("folder").inc()
             raise EntryNotFoundError(f"{path} is not mirrored (mirror policy)", commit)
 
     # shaping --------------------------------------------------------------------------

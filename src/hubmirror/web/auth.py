@@ -4,6 +4,11 @@ With `require_token`, every request must carry a token the configuration lists b
 sha256; such a mirror token is the caller's key to this mirror and is never forwarded
 upstream. Admin routes need an admin token in any mode. Logs name callers by a short
 prefix of their token's hash, never by the token.
+
+Health probes (`/-/health`, `/-/ready`) and the dashboard's page shell (`/` and its
+static files) are open in every mode: probes carry no tokens, and the shell holds no data
+(it asks the viewer for a token and sends it with its data requests under `/-/api/`).
+`/metrics` needs the `--metrics-token` when one is set, else follows the mirror's rule.
 """
 
 from __future__ import annotations
@@ -15,29 +20,57 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Middleware
 
-from hubmirror.core.access import AccessSettings, log_label, token_hash
+from hubmirror.core.access import (
+    AccessSettings,
+    log_label,
+    matches_configured_token,
+    token_hash,
+)
 from hubmirror.core.errors import UnauthorizedError
+from hubmirror.core.metrics import MirrorMetrics
 
 ADMIN_PREFIX = "/-/admin/"
+OPEN_PATHS = frozenset({"/", "/-/health", "/-/ready"})
+OPEN_PREFIX = "/-/static/"
+METRICS_PATH = "/metrics"
 UPSTREAM_HEADERS_KEY = "hubmirror.upstream_headers"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def auth_middleware(require_token: bool, access: AccessSettings) -> Middleware:
+def auth_middleware(
+    require_token: bool,
+    access: AccessSettings,
+    metrics: MirrorMetrics | None = None,
+    metrics_token: str = "",
+) -> Middleware:
     """Check mirror tokens and decide which caller headers the upstream may see."""
+    counters = metrics or MirrorMetrics()
+
+    def refuse(reason: str, message: str) -> UnauthorizedError:
+        counters.auth_refusals.labels(reason).inc()
+        return UnauthorizedError(message)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         authorization = request.headers.get("Authorization")
         digest = token_hash(authorization)
-        if request.path.startswith(ADMIN_PREFIX):
+        path = request.rel_url.raw_path
+        if path in OPEN_PATHS or path.startswith(OPEN_PREFIX):
+            request[UPSTREAM_HEADERS_KEY] = {}
+        elif path == METRICS_PATH and metrics_token:
+            if not (matches_configured_token(metrics_token, digest) or access.is_admin(digest)):
+                raise refuse("metrics_token", "/metrics needs the metrics token")
+            request[UPSTREAM_HEADERS_KEY] = {}
+        elif path.startswith(ADMIN_PREFIX) or request.path.startswith(ADMIN_PREFIX):
             if not access.is_admin(digest):
-                raise UnauthorizedError("this operation needs an admin token")
+                raise refuse("admin_token", "this operation needs an admin token")
             request[UPSTREAM_HEADERS_KEY] = {}
         elif require_token:
             if not access.is_member(digest):
-                raise UnauthorizedError("this mirror requires a token (Authorization: Bearer …)")
+                raise refuse(
+                    "mirror_token", "this mirror requires a token (Authorization: Bearer …)"
+                )
             request[UPSTREAM_HEADERS_KEY] = {}
         else:
             request[UPSTREAM_HEADERS_KEY] = (

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from hubmirror.core.access import log_label
 from hubmirror.core.errors import MirrorError, UpstreamUnavailableError
+from hubmirror.core.metrics import MirrorMetrics
 from hubmirror.services.audit import AuditLog, AuditRecord
 from hubmirror.services.fetcher import Download
 from hubmirror.services.files import FileService, ResolvedFile
@@ -115,12 +116,17 @@ async def send_while_downloading(
 
 
 async def handle_resolve(
-    request: web.Request, route: Route, files: FileService, audit: AuditLog
+    request: web.Request,
+    route: Route,
+    files: FileService,
+    audit: AuditLog,
+    metrics: MirrorMetrics,
 ) -> web.StreamResponse:
     """HEAD or GET a file at a revision.
 
     Every GET goes to the audit log, and so does a refused HEAD (clients give up after
-    the HEAD, so that is where a refused download shows).
+    the HEAD, so that is where a refused download shows). Bytes sent count in
+    `metrics.served_bytes` under the answer's cache status.
     """
     assert route.repo is not None and route.revision is not None
     started = time.monotonic()
@@ -135,6 +141,8 @@ async def handle_resolve(
         served.result = "aborted by client"
         raise
     finally:
+        if served.bytes:
+            metrics.served_bytes.labels(served.cache).inc(served.bytes)
         if request.method == "GET" or served.result != "ok":
             audit.record(
                 AuditRecord(

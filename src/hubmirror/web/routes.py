@@ -39,6 +39,11 @@ class Endpoint(enum.Enum):
     FORWARD = "forward"
     HOME = "home"
     POLICY_RELOAD = "policy-reload"
+    METRICS = "metrics"
+    HEALTH = "health"
+    READY = "ready"
+    STATIC = "static"
+    DASHBOARD_API = "dashboard-api"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +80,13 @@ _RESOLVE_CACHE = re.compile(rf"/api/resolve-cache/(?P<type>{_REPO_TYPES})/(?P<re
 _FILE_TYPE_PREFIX = re.compile(r"/(?P<type>datasets|spaces|kernels)/(?P<rest>.+)")
 _BLOCKED_API = re.compile(r".*/xet-[a-z-]*token(?:/.*)?")
 _READ_METHODS = frozenset({"GET", "HEAD"})
+_MIRROR_ROUTES = {
+    "/metrics": Endpoint.METRICS,
+    "/-/health": Endpoint.HEALTH,
+    "/-/ready": Endpoint.READY,
+}
+_STATIC_NAME = re.compile(r"/-/static/(?P<name>[a-z0-9][a-z0-9.-]*)")
+_DASHBOARD_API = re.compile(r"/-/api/(?P<name>[a-z-]+)")
 
 
 def _repo(repo_type: RepoType, raw_segments: list[str]) -> RepoRef:
@@ -158,6 +170,17 @@ def _resolve_cache_route(repo_type: RepoType, rest: str) -> Route:
     raise RouteNotFoundError("malformed resolve-cache URL")
 
 
+def _mirror_page_route(method: str, raw_path: str) -> Route:
+    """The dashboard's static files and JSON API (`/-/static/NAME`, `/-/api/NAME`)."""
+    if method not in _READ_METHODS:
+        raise RouteNotFoundError(f"{method} is not supported on this route")
+    if match := _STATIC_NAME.fullmatch(raw_path):
+        return Route(Endpoint.STATIC, path=match["name"])
+    if match := _DASHBOARD_API.fullmatch(raw_path):
+        return Route(Endpoint.DASHBOARD_API, path=match["name"])
+    raise RouteNotFoundError("no such route on this mirror")
+
+
 def match_route(method: str, raw_path: str) -> Route:
     """Parse a request line's method and raw path into a Route.
 
@@ -168,8 +191,12 @@ def match_route(method: str, raw_path: str) -> Route:
         raise BadRequestError("URL too long")
     if "\x00" in raw_path or "%00" in raw_path:
         raise BadRequestError("NUL bytes are not allowed in URLs")
-    if raw_path == "/":
-        return Route(Endpoint.HOME)
+    if raw_path == "/" or raw_path in _MIRROR_ROUTES:
+        if method not in _READ_METHODS:
+            raise RouteNotFoundError(f"{method} is not supported on this route")
+        return Route(_MIRROR_ROUTES.get(raw_path, Endpoint.HOME))
+    if raw_path.startswith("/-/") and not raw_path.startswith("/-/admin/"):
+        return _mirror_page_route(method, raw_path)
     if raw_path == "/-/admin/policy/reload":
         if method != "POST":
             raise RouteNotFoundError("policy reload is a POST")

@@ -1,0 +1,92 @@
+"""`/metrics` (Prometheus text), `/-/health` and `/-/ready`, and the request counter.
+
+The request middleware sits outside every other one, so it counts the final answer of
+each request: its status after errors became HTTP answers, and its `X-Cache-Status`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from hubmirror import __version__
+from hubmirror.core.errors import MirrorError
+from hubmirror.core.metrics import MirrorMetrics
+from hubmirror.services.status import MirrorStatus
+from hubmirror.web.routes import match_route
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+INVALID_ROUTE = "invalid"
+ABORTED = "aborted"
+
+
+def route_label(method: str, raw_path: str) -> str:
+    """The route a request counts under: its endpoint, or `invalid` for no route."""
+    try:
+        return match_route(method, raw_path).endpoint.value
+    except MirrorError:
+        return INVALID_ROUTE
+
+
+def request_metrics_middleware(metrics: MirrorMetrics) -> Middleware:
+    """Count every answer by route and status, and by cache status where it has one."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        route = route_label(request.method, request.rel_url.raw_path)
+        try:
+            response = await handler(request)
+        except web.HTTPException as error:
+            metrics.requests.labels(route, str(error.status)).inc()
+            raise
+        except (ConnectionError, asyncio.CancelledError):
+            metrics.requests.labels(route, ABORTED).inc()
+            raise
+        metrics.requests.labels(route, str(response.status)).inc()
+        cache_status = response.headers.get("X-Cache-Status")
+        if cache_status:
+            metrics.cache_results.labels(route, cache_status.lower()).inc()
+        return response
+
+    return middleware
+
+
+async def handle_metrics(metrics: MirrorMetrics) -> web.Response:
+    """Every metric in the Prometheus text format."""
+    body, content_type = metrics.render()
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = content_type
+    return response
+
+
+async def handle_health() -> web.Response:
+    """The process is alive and answering (nothing else is checked)."""
+    return web.json_response({"status": "ok", "version": __version__})
+
+
+async def handle_ready(status: MirrorStatus) -> web.Response:
+    """200 when the mirror can serve: index open, cache writable, an upstream healthy.
+
+    Offline mode needs no upstream. The body lists every check either way.
+    """
+    readiness = await status.readiness()
+    body = {
+        "status": "ready" if readiness.ready else "not ready",
+        "mode": status.mode,
+        "checks": {
+            check.name: {"ok": check.ok, "detail": check.detail} for check in readiness.checks
+        },
+        "upstreams": [
+            {"name": upstream.name, "healthy": upstream.healthy, "active": upstream.active}
+            for upstream in status.upstreams()
+        ],
+    }
+    if readiness.ready:
+        return web.json_response(body)
+    failed = "; ".join(check.detail for check in readiness.checks if not check.ok)
+    return web.json_response(
+        body, status=503, headers={"X-Error-Code": "NotReady", "X-Error-Message": failed}
+    )
