@@ -15,10 +15,13 @@ from hubmirror.services.audit import AuditLog
 from hubmirror.services.eviction import EvictionScheduler, Evictor
 from hubmirror.services.fetcher import Fetcher, FetchTuning
 from hubmirror.services.files import FileService
+from hubmirror.services.gitproxy import GitProxy
+from hubmirror.services.lfs import LfsService
 from hubmirror.services.metadata import MetadataService
 from hubmirror.services.policy import PolicyGuard
 from hubmirror.services.revisions import RevisionResolver
 from hubmirror.storage.blobs import BlobStore
+from hubmirror.storage.gitanswers import GitAnswerStore
 from hubmirror.storage.index import Index
 from hubmirror.storage.layout import CacheLayout
 from hubmirror.upstream.client import UpstreamClient
@@ -41,6 +44,8 @@ class Mirror:
     audit: AuditLog
     evictor: Evictor
     eviction: EvictionScheduler
+    git: GitProxy
+    lfs: LfsService
 
     async def close(self) -> None:
         """Stop downloads, close connections and the index."""
@@ -93,4 +98,6 @@ def build_mirror(settings: Settings) -> Mirror:
         audit=AuditLog(layout.audit_dir),
         evictor=evictor,
         eviction=eviction,
+        git=GitProxy(upstream, revisions, guard, GitAnswerStore(layout)),
+        lfs=LfsService(index, revisions, guard),
     )
