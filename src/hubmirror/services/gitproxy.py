@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from hubmirror.core.errors import UpstreamUnavailableError
+from hubmirror.core.errors import MirrorError, UpstreamUnavailableError
 from hubmirror.core.gitproto import (
     PackAnswerChecker,
     PktStreamChecker,
@@ -42,6 +43,8 @@ from hubmirror.services.revisions import DEFAULT_BRANCH, RevisionResolver
 from hubmirror.storage.gitanswers import AnswerWriter, GitAnswerStore
 from hubmirror.upstream.client import BodyStream
 from hubmirror.upstream.source import Upstream
+
+logger = logging.getLogger(__name__)
 
 ADVERTISEMENT_TYPE = "application/x-git-upload-pack-advertisement"
 RESULT_TYPE = "application/x-git-upload-pack-result"
@@ -154,6 +157,8 @@ class GitProxy:
                 storable = stream.status == 200 and stream.headers.get(
                     "Content-Type", ""
                 ).startswith(ADVERTISEMENT_TYPE)
+                if storable:
+                    await self._remember_repo(request)
                 yield GitAnswer(
                     stream.status,
                     _passed_headers(stream),
@@ -207,6 +212,15 @@ class GitProxy:
                 "the upstream is unreachable; without it the mirror serves only fresh "
                 "clones of commits it has cloned before (fetches with `have`s need it)"
             )
+
+    async def _remember_repo(self, request: GitRequest) -> None:
+        """Pin the default branch once the upstream served a clone, so the repo's
+        visibility and default branch are known when it is later away (the stored
+        answers are then served after the same policy and access checks)."""
+        try:
+            await self._revisions.pin(request.repo, DEFAULT_BRANCH, request.credentials)
+        except MirrorError as error:
+            logger.info("git clone of %s: could not pin it: %s", request.repo, error.message)
 
     async def _open(
         self,
