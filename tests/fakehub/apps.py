@@ -93,7 +93,7 @@ async def dispatch_hub(request: web.Request) -> web.StreamResponse:
         if git_repo is not None and git_repo.renamed_to is not None:
             return rename_redirect(request, git_address.with_repo_id(git_repo.renamed_to))
         if git_repo is None:
-            return not_found()
+            return visibility_error(request, None, git_address.repo_id) or not_found()
         return await handle_git(request, state, git_repo, action)
     address = parse_resolve_path(raw_path, state.repo_exists)
     if address is None:

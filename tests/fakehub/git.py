@@ -108,6 +108,7 @@ async def run_http_backend(
     )
     assert process.stdin is not None and process.stdout is not None
     feeder = asyncio.create_task(_feed(request, process.stdin))
+    finished = False
     try:
         status, headers, rest = await _read_cgi_headers(process.stdout)
         response = web.StreamResponse(status=status, headers=headers)
@@ -117,12 +118,15 @@ async def run_http_backend(
         while chunk := await process.stdout.read(CGI_CHUNK):
             await response.write(chunk)
         await response.write_eof()
+        finished = True
         return response
     finally:
         feeder.cancel()
         with contextlib.suppress(asyncio.CancelledError, ConnectionError):
             await feeder
-        if process.returncode is None:
+        if not finished:
+            # Only on failure: killing polls (and reaps) the child behind the back of
+            # asyncio's child watcher, which then logs a warning.
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
         await process.wait()
