@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import urllib.error
 import urllib.request
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 from huggingface_hub import hf_hub_download
 
+from hubmirror.core.gitproto import PackAnswerChecker
 from tests.e2e.clients import aria2c_download
 from tests.e2e.gitclient import GitClient, checkout_files, expected_files
 from tests.e2e.http import fetch
@@ -331,3 +333,59 @@ def test_bad_git_and_lfs_requests_get_clean_errors(
         f"{mirror.url}/{path}", method, body or None, {"Content-Type": LFS_JSON}
     )
     assert (answer_status, headers["X-Error-Code"]) == (status, code)
+
+
+def pkt(payload: str) -> bytes:
+    return b"%04x" % (len(payload) + 4) + payload.encode()
+
+
+def test_gzip_request_bodies_are_understood_and_their_clones_cached(
+    own_hub_and_mirror: tuple[FakeHub, MirrorProcess], git: GitClient, tmp_path: Path
+) -> None:
+    hub, mirror = own_hub_and_mirror
+    repo = hub.repo("model", "tiny-legacy")
+    # Many tags make git's fetch request longer than 1 KiB, which git sends gzipped.
+    hub.add_repo(
+        dataclasses.replace(repo.copy(), tags={f"v{n}": repo.branches["main"] for n in range(60)})
+    )
+    traced = git.clone(
+        f"{mirror.url}/tiny-legacy",
+        tmp_path / "first",
+        GIT_TRACE_CURL="1",
+        GIT_TRACE_CURL_NO_DATA="1",
+    )
+    assert "Content-Encoding: gzip" in traced.stderr  # what git sent the mirror
+    hub.stop()
+    git.clone(f"{mirror.url}/tiny-legacy", tmp_path / "offline")
+    assert checkout_files(tmp_path / "offline") == checkout_files(tmp_path / "first")
+    tags = git.run("tag", cwd=tmp_path / "offline").stdout.split()
+    assert len(tags) == 60
+
+
+def test_large_negotiations_stream_to_the_upstream_and_are_not_cached(
+    mirror: MirrorProcess,
+) -> None:
+    status, _, advertisement = fetch(f"{mirror.url}/tiny-legacy/info/refs?service=git-upload-pack")
+    assert status == 200
+    head = next(
+        line for line in advertisement.split(b"\n") if b"HEAD" in line and b"# service" not in line
+    )
+    want = head.split(b" ")[0][-40:].decode()
+    haves = "".join(f"have {index:040x}\n" for index in range(30_000))  # > 1 MiB of pkt-lines
+    body = (
+        pkt(f"want {want} side-band-64k ofs-delta\n")
+        + b"0000"
+        + b"".join(pkt(line + "\n") for line in haves.splitlines())
+        + pkt("done\n")
+    )
+    assert len(body) > 1024 * 1024
+    status, headers, answer = send(
+        f"{mirror.url}/tiny-legacy/git-upload-pack",
+        "POST",
+        body,
+        {"Content-Type": "application/x-git-upload-pack-request"},
+    )
+    assert (status, headers["X-Cache-Status"]) == (200, "BYPASS")
+    checker = PackAnswerChecker(0)
+    checker.feed(answer)
+    assert checker.complete

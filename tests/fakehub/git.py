@@ -92,12 +92,11 @@ async def run_http_backend(
         "CONTENT_TYPE": request.headers.get("Content-Type", ""),
         "REMOTE_ADDR": request.remote or "127.0.0.1",
     }
-    if "Content-Length" in request.headers:
+    if "Content-Length" in request.headers and "Content-Encoding" not in request.headers:
         environment["CONTENT_LENGTH"] = request.headers["Content-Length"]
     if "Git-Protocol" in request.headers:
         environment["GIT_PROTOCOL"] = request.headers["Git-Protocol"]
-    if "Content-Encoding" in request.headers:
-        environment["HTTP_CONTENT_ENCODING"] = request.headers["Content-Encoding"]
+    # aiohttp already decoded a gzip request body, so http-backend must not.
     process = await asyncio.create_subprocess_exec(
         "git",
         "http-backend",

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hubmirror.core.errors import BadRequestError
 from hubmirror.core.gitproto import (
     PackAnswerChecker,
     PktKind,
@@ -19,7 +17,6 @@ from hubmirror.core.gitproto import (
     PktStreamChecker,
     UploadPackKind,
     classify_upload_pack,
-    decode_request_body,
     parse_pkt_lines,
 )
 
@@ -127,21 +124,6 @@ def test_cache_key_ignores_the_client_agent_but_not_the_wants_or_options() -> No
     v0_a = classify_upload_pack(v0_fetch("side-band-64k agent=git/2.39.5", "done"))
     v0_b = classify_upload_pack(v0_fetch("side-band-64k agent=git/2.40.0", "done"))
     assert v0_a.normalized == v0_b.normalized
-
-
-def test_gzip_request_bodies_are_decoded() -> None:
-    body = v2_fetch(f"want {SHA_A}", "done")
-    assert decode_request_body(gzip.compress(body), "gzip") == body
-    assert decode_request_body(body, None) == body
-
-
-@pytest.mark.parametrize(
-    ("body", "encoding"),
-    [(b"not gzip", "gzip"), (b"x", "br"), (gzip.compress(b"0" * (9 * 1024 * 1024)), "gzip")],
-)
-def test_undecodable_request_bodies_are_refused(body: bytes, encoding: str) -> None:
-    with pytest.raises(BadRequestError):
-        decode_request_body(body, encoding)
 
 
 @pytest.mark.parametrize(("version", "answer"), [(2, v2_answer), (0, v0_answer)])

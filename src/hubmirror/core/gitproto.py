@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import zlib
 from dataclasses import dataclass
 
 from hubmirror.core.errors import BadRequestError
@@ -21,7 +20,6 @@ from hubmirror.core.errors import BadRequestError
 FLUSH = b"0000"
 DELIM = b"0001"
 RESPONSE_END = b"0002"
-MAX_DECODED_REQUEST = 8 * 1024 * 1024
 PACK_SIGNATURE = b"PACK"
 PACK_CHECKSUM_SIZE = 20
 PACK_HEADER_SIZE = 12
@@ -93,27 +91,6 @@ def parse_pkt_lines(data: bytes) -> list[PktLine]:
     if reader.pending:
         raise PktLineError("pkt-line stream ends in the middle of a line")
     return lines
-
-
-def decode_request_body(body: bytes, content_encoding: str | None) -> bytes:
-    """The request body as git wrote it, undoing `Content-Encoding: gzip`.
-
-    Raises BadRequestError for another encoding, a corrupt gzip stream or a decoded size
-    over MAX_DECODED_REQUEST (the mirror only reads requests to classify them).
-    """
-    encoding = (content_encoding or "identity").strip().lower()
-    if encoding == "identity":
-        return body
-    if encoding not in ("gzip", "x-gzip"):
-        raise BadRequestError(f"unsupported Content-Encoding {encoding!r}")
-    decompressor = zlib.decompressobj(wbits=31)
-    try:
-        decoded = decompressor.decompress(body, MAX_DECODED_REQUEST + 1)
-    except zlib.error as error:
-        raise BadRequestError(f"corrupt gzip request body: {error}") from None
-    if len(decoded) > MAX_DECODED_REQUEST or decompressor.unconsumed_tail:
-        raise BadRequestError("decoded request body too large to inspect")
-    return decoded
 
 
 class UploadPackKind(enum.Enum):

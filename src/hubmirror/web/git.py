@@ -1,8 +1,10 @@
 """Git smart HTTP routes: `info/refs` and `git-upload-pack` through the mirror; pushes
 are refused.
 
-Errors are answered in plain text, which git prints to its user (`remote: ...`), with
-the usual status and `X-Error-Code`. Request bodies up to INSPECT_LIMIT are read whole
+aiohttp decodes `Content-Encoding: gzip` request bodies (git gzips those over 1 KiB)
+before a handler reads them, so the proxy reads and forwards plain bodies and never
+passes that header on. Errors are answered in plain text, which git prints to its user
+(`remote: ...`), with the usual status and `X-Error-Code`. Request bodies up to INSPECT_LIMIT are read whole
 so the proxy can tell a fresh clone (and cache its answer); larger ones (long `have`
 negotiations) stream to the upstream as they arrive and are never cached.
 """
@@ -20,7 +22,7 @@ from hubmirror.core.errors import (
     ReadOnlyMirrorError,
     UpstreamUnavailableError,
 )
-from hubmirror.core.gitproto import UploadPackRequest, classify_upload_pack, decode_request_body
+from hubmirror.core.gitproto import PktLineError, UploadPackRequest, classify_upload_pack
 from hubmirror.services.gitproxy import GitAnswer, GitProxy, GitRequest
 from hubmirror.web.auth import upstream_headers
 from hubmirror.web.errors import ErrorBody, error_response
@@ -29,7 +31,7 @@ from hubmirror.web.routes import Endpoint, Route
 logger = logging.getLogger(__name__)
 
 INSPECT_LIMIT = 1024 * 1024
-PROTOCOL_HEADERS = ("Git-Protocol", "Content-Type", "Content-Encoding", "Accept", "User-Agent")
+PROTOCOL_HEADERS = ("Git-Protocol", "Content-Type", "Accept", "User-Agent")
 READ_ONLY_MESSAGE = (
     "hubmirror is a read-only mirror: push to the upstream Hub itself "
     "(git remote set-url --push origin https://huggingface.co/...)"
@@ -59,7 +61,7 @@ async def handle_git(request: web.Request, route: Route, git: GitProxy) -> web.S
             async with git.info_refs(git_request) as answer:
                 return await _send(request, answer)
         body, whole = await _read_head(request)
-        classified = _classify(body, request.headers.get("Content-Encoding")) if whole else None
+        classified = _classify(body) if whole else None
         streamed = body if whole else _rest_of_body(body, request)
         async with git.upload_pack(git_request, streamed, classified) as answer:
             return await _send(request, answer)
@@ -67,12 +69,12 @@ async def handle_git(request: web.Request, route: Route, git: GitProxy) -> web.S
         return error_response(error, ErrorBody.PLAIN_TEXT)
 
 
-def _classify(body: bytes, content_encoding: str | None) -> UploadPackRequest | None:
+def _classify(body: bytes) -> UploadPackRequest | None:
     """What the request asks for; None when the mirror cannot read it (the upstream
     judges it then, and its answer is not cached)."""
     try:
-        return classify_upload_pack(decode_request_body(body, content_encoding))
-    except BadRequestError:
+        return classify_upload_pack(body)
+    except PktLineError:
         return None
 
 
