@@ -389,3 +389,20 @@ def test_large_negotiations_stream_to_the_upstream_and_are_not_cached(
     checker = PackAnswerChecker(0)
     checker.feed(answer)
     assert checker.complete
+
+
+def test_denied_repos_are_refused_on_git_and_lfs_routes_naming_the_rule(
+    fake_hub: FakeHub, git: GitClient, tmp_path: Path
+) -> None:
+    config = tmp_path / "hubmirror.toml"
+    config.write_text('[policy]\ndeny = ["hm-test/big-*"]\n')
+    with running_mirror(tmp_path / "cache", fake_hub.url, "--config", str(config)) as mirror:
+        refused = git.clone(f"{mirror.url}/hm-test/big-lfs", tmp_path / "big", check=False)
+        assert refused.returncode != 0
+        assert "remote: hm-test/big-lfs is not mirrored (mirror policy: " in refused.stderr
+        assert "hm-test/big-*" in refused.stderr
+        status, headers, answer = lfs_batch(mirror, "hm-test/big-lfs", [])
+        assert (status, headers["X-Error-Code"]) == (403, "RepoNotFound")
+        assert "mirror policy" in answer["message"]
+        git.clone(f"{mirror.url}/tiny-legacy", tmp_path / "allowed")
+    assert fake_hub.count(path_contains="/hm-test/big-lfs/info/refs") == 0
