@@ -4,9 +4,10 @@ are refused.
 aiohttp decodes `Content-Encoding: gzip` request bodies (git gzips those over 1 KiB)
 before a handler reads them, so the proxy reads and forwards plain bodies and never
 passes that header on. Errors are answered in plain text, which git prints to its user
-(`remote: ...`), with the usual status and `X-Error-Code`. Request bodies up to INSPECT_LIMIT are read whole
-so the proxy can tell a fresh clone (and cache its answer); larger ones (long `have`
-negotiations) stream to the upstream as they arrive and are never cached.
+(`remote: ...`), with the usual status and `X-Error-Code`. Request bodies up to
+INSPECT_LIMIT are read whole so the proxy can tell a fresh clone (and cache its answer);
+larger ones (long `have` negotiations) stream to the upstream as they arrive and are
+never cached.
 """
 
 from __future__ import annotations
