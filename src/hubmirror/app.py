@@ -21,6 +21,8 @@ from hubmirror.web.deadlines import add_upstream_header, deadline_middleware
 from hubmirror.web.errors import error_middleware
 from hubmirror.web.files import handle_resolve
 from hubmirror.web.forward import handle_forward
+from hubmirror.web.git import handle_git
+from hubmirror.web.lfs import handle_lfs
 from hubmirror.web.metrics import (
     handle_health,
     handle_metrics,
@@ -36,6 +38,10 @@ HISTORY_INTERVAL = 10.0
 
 
 MIRROR_KEY = web.AppKey("mirror", Mirror)
+GIT_ENDPOINTS = frozenset(
+    {Endpoint.GIT_INFO_REFS, Endpoint.GIT_UPLOAD_PACK, Endpoint.GIT_RECEIVE_PACK}
+)
+LFS_ENDPOINTS = frozenset({Endpoint.LFS_BATCH, Endpoint.LFS_OBJECT})
 RELOAD_KEY: web.AppKey[Callable[[], Settings] | None] = web.AppKey("reload_settings")
 
 
@@ -45,6 +51,10 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     route = match_route(request.method, request.rel_url.raw_path)
     if route.endpoint is Endpoint.RESOLVE:
         return await handle_resolve(request, route, mirror.files, mirror.audit, mirror.metrics)
+    if route.endpoint in GIT_ENDPOINTS:
+        return await handle_git(request, route, mirror.git)
+    if route.endpoint in LFS_ENDPOINTS:
+        return await handle_lfs(request, route, mirror)
     if route.endpoint is Endpoint.FORWARD or (
         route.endpoint is Endpoint.REPO_INFO and set(request.query) - {"blobs"}
     ):

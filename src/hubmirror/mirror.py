@@ -16,11 +16,14 @@ from hubmirror.services.audit import AuditLog
 from hubmirror.services.eviction import EvictionScheduler, Evictor
 from hubmirror.services.fetcher import Fetcher, FetchTuning
 from hubmirror.services.files import FileService
+from hubmirror.services.gitproxy import GitProxy
+from hubmirror.services.lfs import LfsService
 from hubmirror.services.metadata import MetadataService
 from hubmirror.services.policy import PolicyGuard
 from hubmirror.services.revisions import RevisionResolver
 from hubmirror.services.status import MirrorStatus, StatusCollector
 from hubmirror.storage.blobs import BlobStore
+from hubmirror.storage.gitanswers import GitAnswerStore
 from hubmirror.storage.index import Index
 from hubmirror.storage.layout import CacheLayout
 from hubmirror.upstream.client import UpstreamClient
@@ -48,6 +51,8 @@ class Mirror:
     gate: AccessGate
     metrics: MirrorMetrics
     status: MirrorStatus
+    git: GitProxy
+    lfs: LfsService
 
     async def close(self) -> None:
         """Stop downloads, close connections and the index."""
@@ -140,4 +145,6 @@ def build_mirror(settings: Settings) -> Mirror:
         gate=gate,
         metrics=metrics,
         status=status,
+        git=GitProxy(upstream, revisions, guard, GitAnswerStore(layout)),
+        lfs=LfsService(index, revisions, guard),
     )

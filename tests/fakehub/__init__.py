@@ -2,8 +2,10 @@
 
 It reproduces the read side of the real Hub's protocol, including the parts a mirror
 has to absorb: relative and cross-origin redirects, signed CDN URLs, Xet signals,
-cursor pagination, gated/private/renamed repos. Tests can observe every request and
-inject faults into file bodies.
+cursor pagination, gated/private/renamed repos, and git smart HTTP (the real `git
+http-backend` over bare repos generated from the fake repos) with an LFS batch API whose
+hrefs point at the CDN. Tests can observe every request and inject faults into file
+bodies.
 """
 
 from tests.fakehub.access import NO_ACCESS_TOKEN, VALID_TOKEN

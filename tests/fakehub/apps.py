@@ -19,6 +19,7 @@ from tests.fakehub.access import error_response, json_response, visibility_error
 from tests.fakehub.api import handle_repo_api, not_found
 from tests.fakehub.bodies import serve_blob
 from tests.fakehub.content import FakeRepo
+from tests.fakehub.git import handle_git, parse_git_path
 from tests.fakehub.ledger import Origin, RequestRecord
 from tests.fakehub.resolve import handle_resolve, handle_resolve_cache
 from tests.fakehub.routing import (
@@ -105,6 +106,15 @@ async def dispatch_hub(request: web.Request) -> web.StreamResponse:
         return whoami_response(request)
     if raw_path.startswith("/api/"):
         return await dispatch_api(request, state, raw_path)
+    git = parse_git_path(raw_path, state.repo_exists)
+    if git is not None:
+        git_address, action = git
+        git_repo = state.find_repo(git_address.repo_type, git_address.repo_id)
+        if git_repo is not None and git_repo.renamed_to is not None:
+            return rename_redirect(request, git_address.with_repo_id(git_repo.renamed_to))
+        if git_repo is None:
+            return visibility_error(request, None, git_address.repo_id) or not_found()
+        return await handle_git(request, state, git_repo, action)
     address = parse_resolve_path(raw_path, state.repo_exists)
     if address is None:
         return not_found()

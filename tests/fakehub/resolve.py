@@ -80,10 +80,8 @@ def resolve_cache_redirect(
     )
 
 
-def cdn_redirect(
-    state: HubState, repo: FakeRepo, commit: FakeCommit, item: FakeFile
-) -> web.Response:
-    """The Hub's absolute 302 for an LFS file: freshly signed CDN URL plus Xet signals."""
+def signed_cdn_url(state: HubState, item: FakeFile) -> str:
+    """A freshly signed CDN URL of an LFS file, different on every call."""
     now = datetime.now(UTC)
     query = urlencode(
         {
@@ -96,7 +94,14 @@ def cdn_redirect(
             "X-Amz-Credential": f"FAKE/{now:%Y%m%d}/us-east-1/s3/aws4_request",
         }
     )
-    location = f"{state.cdn_url}/repos/{item.sha256}?{query}"
+    return f"{state.cdn_url}/repos/{item.sha256}?{query}"
+
+
+def cdn_redirect(
+    state: HubState, repo: FakeRepo, commit: FakeCommit, item: FakeFile
+) -> web.Response:
+    """The Hub's absolute 302 for an LFS file: freshly signed CDN URL plus Xet signals."""
+    location = signed_cdn_url(state, item)
     token_route = f"/api/{repo.collection}/{repo.repo_id}/xet-read-token/{commit.sha}"
     return web.Response(
         status=302,

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterable, Mapping
 
 from tests.fakehub.content import FakeCommit, FakeFile, FakeRepo, RepoType
+from tests.fakehub.gitrepos import GitRepos
 from tests.fakehub.ledger import Ledger
 
 
@@ -35,6 +36,7 @@ class HubState:
         self.peak_in_flight = 0
         # When set, body routes answer every ranged GET with the whole body (200).
         self.ignore_range = False
+        self._git_repos: GitRepos | None = None
         for repo in repos:
             self.add_repo(repo)
 
@@ -102,6 +104,19 @@ class HubState:
         """The history of `head`, newest first, as a stable list."""
         with self._lock:
             return list(repo.history(head))
+
+    @property
+    def git_repos(self) -> GitRepos:
+        """The bare git repositories behind the git routes (created on first use)."""
+        with self._lock:
+            if self._git_repos is None:
+                self._git_repos = GitRepos()
+            return self._git_repos
+
+    def snapshot(self, repo: FakeRepo) -> FakeRepo:
+        """A copy of the repo whose refs no concurrent branch move can change."""
+        with self._lock:
+            return repo.copy()
 
     def blob(self, blob_id: str) -> FakeFile | None:
         """A file's content by sha256 (LFS) or git oid (regular)."""

@@ -196,6 +196,62 @@ def test_mirror_pages_parse_into_their_endpoints(
     assert (route.endpoint, route.path, route.repo) == (endpoint, path, None)
 
 
+OID = "ab" * 32
+
+
+@pytest.mark.parametrize(
+    ("method", "raw_path", "endpoint", "repo"),
+    [
+        ("GET", "/gpt2/info/refs", Endpoint.GIT_INFO_REFS, RepoRef(MODEL, "gpt2")),
+        ("GET", "/gpt2.git/info/refs", Endpoint.GIT_INFO_REFS, RepoRef(MODEL, "gpt2")),
+        ("GET", "/ns/name/info/refs", Endpoint.GIT_INFO_REFS, RepoRef(MODEL, "ns/name")),
+        (
+            "POST",
+            "/ns/name.git/git-upload-pack",
+            Endpoint.GIT_UPLOAD_PACK,
+            RepoRef(MODEL, "ns/name"),
+        ),
+        (
+            "POST",
+            "/datasets/ns/name/git-upload-pack",
+            Endpoint.GIT_UPLOAD_PACK,
+            RepoRef(DATASET, "ns/name"),
+        ),
+        (
+            "GET",
+            "/spaces/ns/name.git/info/refs",
+            Endpoint.GIT_INFO_REFS,
+            RepoRef(RepoType.SPACE, "ns/name"),
+        ),
+        ("POST", "/ns/name/git-receive-pack", Endpoint.GIT_RECEIVE_PACK, RepoRef(MODEL, "ns/name")),
+        ("PUT", "/ns/name/git-receive-pack", Endpoint.GIT_RECEIVE_PACK, RepoRef(MODEL, "ns/name")),
+        (
+            "POST",
+            "/ns/name.git/info/lfs/objects/batch",
+            Endpoint.LFS_BATCH,
+            RepoRef(MODEL, "ns/name"),
+        ),
+        ("POST", "/gpt2.git/info/lfs/objects/batch", Endpoint.LFS_BATCH, RepoRef(MODEL, "gpt2")),
+        (
+            "GET",
+            f"/datasets/ns/name.git/info/lfs/objects/{OID}",
+            Endpoint.LFS_OBJECT,
+            RepoRef(DATASET, "ns/name"),
+        ),
+        # A legacy id named like a git word still parses: `ns` + `/info/refs`.
+        ("GET", "/ns/info/refs", Endpoint.GIT_INFO_REFS, RepoRef(MODEL, "ns")),
+        ("GET", "/ns/info/info/refs", Endpoint.GIT_INFO_REFS, RepoRef(MODEL, "ns/info")),
+    ],
+)
+def test_git_and_lfs_urls_parse_with_or_without_dot_git(
+    method: str, raw_path: str, endpoint: Endpoint, repo: RepoRef
+) -> None:
+    route = match_route(method, raw_path)
+    assert (route.endpoint, route.repo) == (endpoint, repo)
+    if endpoint is Endpoint.LFS_OBJECT:
+        assert route.extras == {"oid": OID}
+
+
 @pytest.mark.parametrize(
     ("method", "raw_path"),
     [
@@ -212,3 +268,31 @@ def test_mirror_pages_parse_into_their_endpoints(
 def test_mirror_pages_refuse_other_methods_and_paths(method: str, raw_path: str) -> None:
     with pytest.raises(RouteNotFoundError):
         match_route(method, raw_path)
+
+
+@pytest.mark.parametrize(
+    ("method", "raw_path"),
+    [
+        ("POST", "/ns/name/info/refs"),
+        ("GET", "/ns/name/git-upload-pack"),
+        ("GET", "/ns/name.git/info/lfs/objects/batch"),
+        ("PUT", f"/ns/name.git/info/lfs/objects/{OID}"),
+        ("GET", "/ns/name.git/info/lfs/objects/not-an-oid"),
+        ("GET", "/a/b/c/d/info/refs"),
+    ],
+)
+def test_git_routes_refuse_other_methods_and_shapes(method: str, raw_path: str) -> None:
+    with pytest.raises(RouteNotFoundError):
+        match_route(method, raw_path)
+
+
+def test_a_file_named_like_a_git_route_still_resolves() -> None:
+    route = match_route("GET", "/ns/name/resolve/main/info/refs")
+    assert (route.endpoint, route.path) == (Endpoint.RESOLVE, "info/refs")
+
+
+def test_git_repo_ids_are_validated() -> None:
+    with pytest.raises(BadRequestError):
+        match_route("GET", "/.git/info/refs")
+    with pytest.raises((BadRequestError, RouteNotFoundError)):
+        match_route("GET", "/..%2F..%2Fetc/info/refs")

@@ -12,6 +12,7 @@ HTTP status, an `X-Error-Code` and a message.
     │   ├── RevisionNotFoundError  the Hub says RevisionNotFound
     │   └── EntryNotFoundError     the Hub says EntryNotFound (carries the commit)
     ├── PolicyDeniedError          the mirror's policy hides this repo (403 RepoNotFound)
+    ├── ReadOnlyMirrorError        a write (git push, LFS upload) to the read-only mirror
     ├── UnauthorizedError          --require-token: no valid mirror token
     ├── UpstreamRefusedError       any other error status the upstream answered
     │                              (401/403 GatedRepo, 429, ...), passed through as is
@@ -63,6 +64,10 @@ class EntryNotFoundError(NotFoundError):
 
 class PolicyDeniedError(MirrorError):
     """The mirror's policy does not mirror this repo."""
+
+
+class ReadOnlyMirrorError(MirrorError):
+    """The caller tried to write (git push, LFS upload): the mirror is read-only."""
 
 
 class UnauthorizedError(MirrorError):

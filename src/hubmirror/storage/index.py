@@ -342,6 +342,22 @@ class Index:
         )
         return repo, str(row[2]), entry
 
+    def uses_of_blob_in(
+        self, repo: RepoRef, key: BlobKey, limit: int = 100
+    ) -> list[tuple[str, FileEntry]]:
+        """Known (commit, file) pairs of `repo` whose content is this blob."""
+        with self._lock:
+            rows = self._connection.execute(
+                "SELECT commit_sha, path, size, git_oid FROM files "
+                "WHERE algorithm = ? AND hexdigest = ? AND repo_type = ? AND repo_id = ? "
+                "LIMIT ?",
+                (key.algorithm.value, key.hexdigest, repo.repo_type.value, repo.repo_id, limit),
+            ).fetchall()
+        return [
+            (str(commit), FileEntry(str(path), int(size), key, None if oid is None else str(oid)))
+            for commit, path, size, oid in rows
+        ]
+
     def stored_bytes(self) -> tuple[int, int]:
         """How many blobs are stored, and their total size."""
         row = self._query_one("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM blobs", ())

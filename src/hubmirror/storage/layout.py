@@ -9,18 +9,22 @@
       partial/
         sha256-<64 hex>.partial      a download in progress, never served as complete
         sha256-<64 hex>.ranges       which byte ranges of it are durably written
+      git/ab/<64 hex>                a complete git answer (ref advertisement, ls-refs, or
+                                     the pack of a fresh clone), named by the sha256 of
+                                     the repo and the normalised request it answers
       tmp/                           scratch space on the same filesystem
       audit/audit.jsonl              the audit log (rotated: audit.1.jsonl, ...)
 
-Paths are derived only from validated `BlobKey`s (lowercase hex), never from anything a
-client typed, so no request can name a file outside the cache folder.
+Paths are derived only from validated `BlobKey`s and request digests (lowercase hex),
+never from anything a client typed, so no request can name a file outside the cache
+folder.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from hubmirror.core.types import BlobKey
+from hubmirror.core.types import SHA256_PATTERN, BlobKey
 
 
 class CacheLayout:
@@ -58,6 +62,17 @@ class CacheLayout:
     def audit_dir(self) -> Path:
         """Where the audit log and its rotated files live."""
         return self.root / "audit"
+
+    @property
+    def git_dir(self) -> Path:
+        """Where complete git answers are kept for clones while the upstream is away."""
+        return self.root / "git"
+
+    def git_answer_path(self, digest: str) -> Path:
+        """The stored git answer to the request whose sha256 digest is `digest`."""
+        if SHA256_PATTERN.fullmatch(digest) is None:
+            raise ValueError(f"not a sha256 hex digest: {digest!r}")
+        return self.git_dir / digest[:2] / digest
 
     def blob_path(self, key: BlobKey) -> Path:
         """The final, verified location of a blob."""

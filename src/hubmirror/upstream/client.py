@@ -9,7 +9,7 @@ CDN), and translates every failure into the error tree of `core.errors`.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -297,6 +297,38 @@ class UpstreamClient:
         url = self.base_url.join(URL(path_and_query, encoded=True))
         async with self._request(method, url, headers, data=body, decompress=False) as response:
             yield BodyStream(response, self.name)
+
+    @asynccontextmanager
+    async def forward_stream(
+        self,
+        method: str,
+        path_and_query: str,
+        headers: Mapping[str, str],
+        body: AsyncIterable[bytes],
+    ) -> AsyncIterator[BodyStream]:
+        """Send a request whose body streams from `body`; hand back the raw answer.
+
+        A streamed body cannot be sent twice, so redirects are not followed: a 3xx
+        answer comes back as it is (callers must not pass its `Location` on).
+        """
+        url = self.base_url.join(URL(path_and_query, encoded=True))
+        try:
+            response = await self._client().request(
+                method,
+                url,
+                headers=dict(headers),
+                data=body,
+                allow_redirects=False,
+                auto_decompress=False,
+            )
+        except (aiohttp.ClientError, TimeoutError, OSError) as error:
+            raise UpstreamUnavailableError(
+                f"upstream {url.origin()} unreachable: {error.__class__.__name__}"
+            ) from error
+        try:
+            yield BodyStream(response, self.name)
+        finally:
+            response.release()
 
 
 def _short_name(url: URL) -> str:

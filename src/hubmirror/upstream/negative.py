@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Hashable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import TypeVar, cast
 
@@ -147,6 +147,16 @@ class NegativeCache:
     ) -> AbstractAsyncContextManager[BodyStream]:
         """Passed through (answers of unknown routes are not interpreted)."""
         return self._inner.forward(method, path_and_query, headers, body)
+
+    def forward_stream(
+        self,
+        method: str,
+        path_and_query: str,
+        headers: Mapping[str, str],
+        body: AsyncIterable[bytes],
+    ) -> AbstractAsyncContextManager[BodyStream]:
+        """Passed through."""
+        return self._inner.forward_stream(method, path_and_query, headers, body)
 
     def statuses(self) -> list[UpstreamStatus]:
         """The wrapped upstream's health."""

@@ -24,7 +24,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -285,6 +285,34 @@ class UpstreamPool:
                 return stream
 
             yield await self._call(f"{method} {path_and_query}", attempt)
+
+    @asynccontextmanager
+    async def forward_stream(
+        self,
+        method: str,
+        path_and_query: str,
+        headers: Mapping[str, str],
+        body: AsyncIterable[bytes],
+    ) -> AsyncIterator[BodyStream]:
+        """Pass a request with a streamed body to the first usable upstream.
+
+        A streamed body cannot be sent twice, so there is no failover here: the caller's
+        retry (git retries a failed fetch) goes wherever the circuits then say.
+        """
+        usable = [m for m in self._members if m.breaker.state != OPEN]
+        member = next((m for m in usable if m.breaker.try_acquire()), None)
+        if member is None:
+            raise self._all_open()
+        async with AsyncExitStack() as stack:
+            yield await self._attempt(
+                member,
+                f"{method} {path_and_query}",
+                lambda: stack.enter_async_context(
+                    member.client.forward_stream(method, path_and_query, headers, body)
+                ),
+                last=True,
+                stack=stack,
+            )
 
     async def close(self) -> None:
         """Close every upstream's connections."""

@@ -8,7 +8,7 @@ cached, else fail with a clear 504).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Protocol
 
@@ -64,6 +64,17 @@ class Upstream(Protocol):
         """A request passed through unchanged, answered as a raw stream."""
         ...
 
+    def forward_stream(
+        self,
+        method: str,
+        path_and_query: str,
+        headers: Mapping[str, str],
+        body: AsyncIterable[bytes],
+    ) -> AbstractAsyncContextManager[BodyStream]:
+        """A request whose body is streamed (git upload-pack), answered as a raw stream;
+        redirects are not followed."""
+        ...
+
     def statuses(self) -> list[UpstreamStatus]:
         """Health of each upstream, in priority order (empty when offline)."""
         ...
@@ -117,6 +128,16 @@ class OfflineUpstream:
 
     def forward(
         self, method: str, path_and_query: str, headers: Mapping[str, str], body: bytes | None
+    ) -> AbstractAsyncContextManager[BodyStream]:
+        """Always refuses."""
+        raise OfflineMissError(OFFLINE_MESSAGE)
+
+    def forward_stream(
+        self,
+        method: str,
+        path_and_query: str,
+        headers: Mapping[str, str],
+        body: AsyncIterable[bytes],
     ) -> AbstractAsyncContextManager[BodyStream]:
         """Always refuses."""
         raise OfflineMissError(OFFLINE_MESSAGE)

@@ -3,11 +3,14 @@
 The codes are the Hub's own where a client acts on them (`RepoNotFound`,
 `RevisionNotFound`, `EntryNotFound` with `X-Repo-Commit`, `GatedRepo` passed through from
 the upstream); the mirror's own conditions get codes of their own. The body is always
-`{"error": message}`, as the Hub sends.
+`{"error": message}`, as the Hub sends, except where the client is git: git prints the body
+of a `text/plain` error to its user, and git-lfs the `message` of an LFS JSON body, so
+git and LFS routes ask for those formats (same status and `X-Error-Code`).
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -22,6 +25,7 @@ from hubmirror.core.errors import (
     OfflineMissError,
     PolicyDeniedError,
     RangeNotSatisfiableError,
+    ReadOnlyMirrorError,
     RepoNotFoundError,
     RevisionNotFoundError,
     RouteNotFoundError,
@@ -38,6 +42,7 @@ _STATUS_AND_CODE: list[tuple[type[MirrorError], int, str]] = [
     (BadRequestError, 400, "BadRequest"),
     (UnauthorizedError, 401, "Unauthorized"),
     (PolicyDeniedError, 403, "RepoNotFound"),
+    (ReadOnlyMirrorError, 403, "ReadOnlyMirror"),
     (RouteNotFoundError, 404, "RouteNotFound"),
     (RepoNotFoundError, 404, "RepoNotFound"),
     (RevisionNotFoundError, 404, "RevisionNotFound"),
@@ -50,18 +55,40 @@ _STATUS_AND_CODE: list[tuple[type[MirrorError], int, str]] = [
 ]
 
 
-def json_error(status: int, code: str, message: str, **headers: str) -> web.Response:
-    """A Hub-shaped error answer."""
+class ErrorBody(enum.Enum):
+    """How the body of an error answer is written, for the client that reads it."""
+
+    HUB_JSON = "hub-json"  # {"error": message}: huggingface_hub and the Hub's API
+    PLAIN_TEXT = "plain-text"  # git shows it to its user as `remote: message`
+    GIT_LFS_JSON = "git-lfs-json"  # {"message": message}: git-lfs shows it
+
+
+def json_error(
+    status: int, code: str, message: str, body: ErrorBody = ErrorBody.HUB_JSON, **headers: str
+) -> web.Response:
+    """A Hub-shaped error answer (status, `X-Error-Code`, `X-Error-Message`, body)."""
     safe_message = message.replace("\r", " ").replace("\n", " ")[:1000]
+    all_headers = {"X-Error-Code": code, "X-Error-Message": safe_message, **headers}
+    if body is ErrorBody.PLAIN_TEXT:
+        return web.Response(
+            status=status, text=safe_message + "\n", content_type="text/plain", headers=all_headers
+        )
+    if body is ErrorBody.GIT_LFS_JSON:
+        return web.Response(
+            status=status,
+            text=json.dumps({"message": safe_message}),
+            content_type="application/vnd.git-lfs+json",
+            headers=all_headers,
+        )
     return web.Response(
         status=status,
         text=json.dumps({"error": safe_message}),
         content_type="application/json",
-        headers={"X-Error-Code": code, "X-Error-Message": safe_message, **headers},
+        headers=all_headers,
     )
 
 
-def error_response(error: MirrorError) -> web.Response:
+def error_response(error: MirrorError, body: ErrorBody = ErrorBody.HUB_JSON) -> web.Response:
     """Translate a mirror error into its HTTP answer."""
     if isinstance(error, UpstreamRefusedError):
         passed = {
@@ -70,7 +97,7 @@ def error_response(error: MirrorError) -> web.Response:
             if name not in ("X-Error-Message", "X-Error-Code")
         }
         code = error.headers.get("X-Error-Code", "UpstreamRefused")
-        return json_error(error.status, code, error.message, **passed)
+        return json_error(error.status, code, error.message, body, **passed)
     for error_class, mapped_status, code in _STATUS_AND_CODE:
         if isinstance(error, error_class):
             status = mapped_status
@@ -82,8 +109,8 @@ def error_response(error: MirrorError) -> web.Response:
             if isinstance(error, UpstreamUnavailableError) and error.retry_after:
                 status = 503
                 extra["Retry-After"] = error.retry_after
-            return json_error(status, code, error.message, **extra)
-    return json_error(500, "InternalError", error.message)
+            return json_error(status, code, error.message, body, **extra)
+    return json_error(500, "InternalError", error.message, body)
 
 
 @web.middleware

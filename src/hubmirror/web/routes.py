@@ -45,6 +45,12 @@ class Endpoint(enum.Enum):
     STATIC = "static"
     DASHBOARD_API = "dashboard-api"
 
+    GIT_INFO_REFS = "git-info-refs"
+    GIT_UPLOAD_PACK = "git-upload-pack"
+    GIT_RECEIVE_PACK = "git-receive-pack"
+    LFS_BATCH = "lfs-batch"
+    LFS_OBJECT = "lfs-object"
+
 
 @dataclass(frozen=True, slots=True)
 class Route:
@@ -87,6 +93,16 @@ _MIRROR_ROUTES = {
 }
 _STATIC_NAME = re.compile(r"/-/static/(?P<name>[a-z0-9][a-z0-9.-]*)")
 _DASHBOARD_API = re.compile(r"/-/api/(?P<name>[a-z-]+)")
+
+# (endpoint, regex over what follows `{repo}[.git]`, methods; empty: any method)
+_GIT_SUFFIXES: list[tuple[Endpoint, re.Pattern[str], frozenset[str]]] = [
+    (Endpoint.GIT_INFO_REFS, re.compile(r"/info/refs"), frozenset({"GET"})),
+    (Endpoint.GIT_UPLOAD_PACK, re.compile(r"/git-upload-pack"), frozenset({"POST"})),
+    (Endpoint.GIT_RECEIVE_PACK, re.compile(r"/git-receive-pack"), frozenset()),
+    (Endpoint.LFS_BATCH, re.compile(r"/info/lfs/objects/batch"), frozenset({"POST"})),
+    (Endpoint.LFS_OBJECT, re.compile(r"/info/lfs/objects/(?P<oid>[0-9a-f]{64})"), _READ_METHODS),
+]
+_GIT_TAIL = re.compile(r".*/(?:info/refs|git-upload-pack|git-receive-pack|info/lfs/objects/.+)")
 
 
 def _repo(repo_type: RepoType, raw_segments: list[str]) -> RepoRef:
@@ -181,6 +197,26 @@ def _mirror_page_route(method: str, raw_path: str) -> Route:
     raise RouteNotFoundError("no such route on this mirror")
 
 
+def _git_route(method: str, raw_path: str) -> Route | None:
+    """Git smart HTTP and LFS URLs: `/{prefix}{repo}[.git]/info/refs`, ..."""
+    if _GIT_TAIL.fullmatch(raw_path) is None:
+        return None
+    if match := _FILE_TYPE_PREFIX.fullmatch(raw_path):
+        repo_type, rest = RepoType.from_plural(match["type"]), match["rest"]
+    else:
+        repo_type, rest = RepoType.MODEL, raw_path[1:]
+    for repo_segments, remainder in _split_repo(rest):
+        for endpoint, pattern, methods in _GIT_SUFFIXES:
+            found = pattern.fullmatch(remainder)
+            if found is None:
+                continue
+            if methods and method not in methods:
+                raise RouteNotFoundError(f"{method} is not supported on this git route")
+            segments = [*repo_segments[:-1], repo_segments[-1].removesuffix(".git")]
+            return Route(endpoint, _repo(repo_type, segments), extras=found.groupdict())
+    return None
+
+
 def match_route(method: str, raw_path: str) -> Route:
     """Parse a request line's method and raw path into a Route.
 
@@ -211,6 +247,8 @@ def match_route(method: str, raw_path: str) -> Route:
         if match := _API_REPO.fullmatch(raw_path):
             return _api_route(method, RepoType.from_plural(match["type"]), match["rest"])
         return _forward_route(method)
+    if (git_route := _git_route(method, raw_path)) is not None:
+        return git_route
     if method not in _READ_METHODS:
         raise RouteNotFoundError(f"{method} is not supported: this mirror is read-only")
     if match := _FILE_TYPE_PREFIX.fullmatch(raw_path):
