@@ -210,14 +210,15 @@ def test_metrics_token_and_require_token_guard_everything_but_the_probes(
     assert "scrape-secret" not in log and "member-secret" not in log
 
 
-def test_health_and_ready_with_the_upstream_up(mirror: MirrorProcess) -> None:
+def test_health_and_ready_with_the_upstream_up(mirror: MirrorProcess, fake_hub: FakeHub) -> None:
     status, _, body = fetch(f"{mirror.url}/-/health")
     assert status == 200 and json.loads(body)["status"] == "ok"
     status, _, body = fetch(f"{mirror.url}/-/ready")
     ready = json.loads(body)
     assert status == 200 and ready["status"] == "ready" and ready["mode"] == "online"
     assert all(check["ok"] for check in ready["checks"].values())
-    assert ready["upstreams"] == [{"name": "127.0.0.1", "healthy": True, "active": True}]
+    name = fake_hub.url.removeprefix("http://")
+    assert ready["upstreams"] == [{"name": name, "healthy": True, "active": True}]
 
 
 def test_ready_in_offline_mode_needs_no_upstream(fake_hub: FakeHub, tmp_path: Path) -> None:
