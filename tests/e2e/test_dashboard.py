@@ -15,6 +15,7 @@ from tests.e2e.http import fetch
 from tests.e2e.hubfiles import hub_file
 from tests.e2e.mirror_process import running_mirror
 from tests.fakehub import NO_ACCESS_TOKEN, VALID_TOKEN, FakeHub
+from tests.fakehub.fixtures import throttled
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -51,11 +52,8 @@ def page(browser: Browser) -> Iterator[Page]:
 @pytest.fixture
 def slow_hub(fake_hub: FakeHub) -> Iterator[FakeHub]:
     """The session hub with CDN connections throttled to 3 MB/s (reset afterwards)."""
-    fake_hub.throttle_bytes_per_second = 3_000_000
-    try:
-        yield fake_hub
-    finally:
-        fake_hub.throttle_bytes_per_second = None
+    with throttled(fake_hub, 3_000_000) as hub:
+        yield hub
 
 
 def test_a_live_download_shows_moving_progress_then_the_cache_grows(

@@ -19,6 +19,7 @@ from tests.e2e.http import fetch
 from tests.e2e.hubfiles import hub_file
 from tests.e2e.mirror_process import MirrorProcess, running_mirror
 from tests.fakehub import FakeHub
+from tests.fakehub.fixtures import throttled
 
 BIG = "hm-test/big-lfs"
 SEGMENTED = ("--segment-threshold", "1M", "--segment-size", "1M", "--upstream-connections", "4")
@@ -27,11 +28,10 @@ SEGMENTED = ("--segment-threshold", "1M", "--segment-size", "1M", "--upstream-co
 @pytest.fixture
 def throttled_hub(fake_hub: FakeHub) -> Iterator[FakeHub]:
     """The session hub with every CDN connection limited to 2 MB/s."""
-    fake_hub.throttle_bytes_per_second = 2_000_000
     try:
-        yield fake_hub
+        with throttled(fake_hub, 2_000_000) as hub:
+            yield hub
     finally:
-        fake_hub.throttle_bytes_per_second = None
         fake_hub.ignore_range = False
 
 

@@ -19,6 +19,7 @@ from tests.e2e.hubfiles import hub_file
 from tests.e2e.mirror_process import MirrorProcess, running_mirror
 from tests.e2e.scrape import Scrape, scrape
 from tests.fakehub import NO_ACCESS_TOKEN, FakeHub
+from tests.fakehub.fixtures import throttled
 
 TINY = "hm-test/tiny-model"
 TRAINED = "hm-test/trained-model"
@@ -100,11 +101,8 @@ def test_counters_move_by_exactly_the_scripted_hits_misses_and_refusals(
 @pytest.fixture
 def slow_hub(fake_hub: FakeHub) -> Iterator[FakeHub]:
     """The session hub with CDN connections throttled to 4 MB/s (reset afterwards)."""
-    fake_hub.throttle_bytes_per_second = 4_000_000
-    try:
-        yield fake_hub
-    finally:
-        fake_hub.throttle_bytes_per_second = None
+    with throttled(fake_hub, 4_000_000) as hub:
+        yield hub
 
 
 def test_a_second_client_of_a_cold_blob_is_a_coalesced_waiter(

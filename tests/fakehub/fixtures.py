@@ -26,6 +26,16 @@ def running_hub() -> Iterator[FakeHub]:
         hub.stop()
 
 
+@contextmanager
+def throttled(hub: FakeHub, bytes_per_second: int) -> Iterator[FakeHub]:
+    """The hub with every CDN connection limited to `bytes_per_second` for the block."""
+    hub.throttle_bytes_per_second = bytes_per_second
+    try:
+        yield hub
+    finally:
+        hub.throttle_bytes_per_second = None
+
+
 @pytest.fixture(scope="session", name="fake_hub")
 def fake_hub_fixture() -> Iterator[FakeHub]:
     """The session's shared FakeHub."""
