@@ -41,7 +41,9 @@ def main() -> int:
         for path, _ in files[::2]:
             fetch(f"{mirror.url}/{path}")
         started = time.monotonic()
-        report = run_soak(mirror.url, primary, files, arguments.clients, arguments.seconds)
+        report = run_soak(
+            mirror.url, (primary, secondary), files, arguments.clients, arguments.seconds
+        )
         summary = {
             "date": datetime.date.today().isoformat(),
             "clients": arguments.clients,

@@ -1,7 +1,9 @@
 """A soak under faults: many clients loop over cached and uncached files while the
 upstreams misbehave. Used briefly by the test suite and at length by `bench/soak.py`.
 
-The mirror has two upstreams with the same content. A toggler keeps breaking the
+The mirror has two upstreams with the same content. New commits keep landing on both
+(each with a new LFS file and a new small file, asked for by commit sha), so there is
+always something uncached to fetch while the faults are on. A toggler keeps breaking the
 primary (bodies reset, truncated or corrupted; 503 and 429 bursts with Retry-After;
 stalls; the primary down for a while). Clients compare every body with the truth and
 count what they saw; the caller asserts zero wrong bytes and no 5xx but the ones that
@@ -24,6 +26,7 @@ from tests.fakehub.content import FakeFile
 
 # 5xx codes an upstream fault may explain; anything else is the mirror's own failure.
 UPSTREAM_CODES = frozenset({"UpstreamUnavailable", "UpstreamTimeout", "UpstreamIntegrityError"})
+FRESH_REPO = "hm-test/tiny-model"
 SOAK_REPOS = ("hm-test/tiny-model", "tiny-legacy", "hm-test/many-files")
 
 
@@ -35,6 +38,7 @@ class SoakReport:
     ok: int = 0
     wrong_bytes: int = 0
     cut_bodies: int = 0
+    new_commits: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -58,6 +62,7 @@ class SoakReport:
             "unexplained_server_errors": self.unexplained_server_errors,
             "statuses": dict(self.statuses),
             "faults_injected": dict(self.faults),
+            "new_commits": self.new_commits,
         }
 
 
@@ -81,7 +86,8 @@ def _client(
 ) -> None:
     rng = random.Random(seed)
     while not stop.is_set():
-        path, item = rng.choice(files)
+        # Favour the newest files: they are the ones still to be fetched upstream.
+        path, item = rng.choice(files[-4:] if rng.random() < 0.3 else files)
         ranged = len(item.data) > 1024 and rng.random() < 0.3
         headers = {}
         start, end = 0, len(item.data)
@@ -113,20 +119,39 @@ def _client(
                 report.ok += 1
 
 
+def _publish_commit(hubs: tuple[FakeHub, ...], files: list[tuple[str, FakeFile]], n: int) -> None:
+    """Land the same new commit on every hub and add its new files to the clients' list."""
+    changes: dict[str, FakeFile | bytes | None] = {
+        f"fresh/{n}.bin": FakeFile(f"fresh/{n}.bin", random.Random(n).randbytes(200_000), True),
+        f"fresh/{n}.txt": f"fresh file {n}\n".encode(),
+    }
+    commits = [hub.move_branch("model", FRESH_REPO, "soak", changes, f"soak {n}") for hub in hubs]
+    assert len({commit.sha for commit in commits}) == 1, "the hubs drifted apart"
+    commit = commits[0]
+    for path in changes:
+        files.append((f"{FRESH_REPO}/resolve/{commit.sha}/{path}", commit.files[path]))
+
+
 def _toggle_faults(
-    primary: FakeHub,
+    hubs: tuple[FakeHub, ...],
     files: list[tuple[str, FakeFile]],
     report: SoakReport,
     stop: threading.Event,
     seed: int,
 ) -> None:
+    primary = hubs[0]
     rng = random.Random(seed)
-    lfs = [item for _, item in files if item.lfs]
+    generation = 0
     while not stop.wait(rng.uniform(0.5, 1.5)):
+        generation += 1
+        _publish_commit(hubs, files, seed * 100_000 + generation)
+        report.new_commits += 1
         fault = rng.choice(["reset", "truncate", "corrupt", "503", "429", "stall", "down"])
         report.faults[fault] += 1
+        # Break the newest LFS blob: the one clients are about to fetch upstream.
+        lfs = [item for _, item in files if item.lfs]
         if fault in ("reset", "truncate", "corrupt") and lfs:
-            primary.inject_fault(rng.choice(lfs).sha256, fault, times=2)  # type: ignore[arg-type]
+            primary.inject_fault(lfs[-1].sha256, fault, times=2)  # type: ignore[arg-type]
         elif fault == "503":
             primary.fail_next(503, {"Retry-After": "1"}, times=3)
         elif fault == "429":
@@ -147,22 +172,21 @@ def _toggle_faults(
 
 def run_soak(
     mirror_url: str,
-    primary: FakeHub,
+    hubs: tuple[FakeHub, ...],
     files: list[tuple[str, FakeFile]],
     clients: int,
     seconds: float,
     seed: int = 1,
 ) -> SoakReport:
-    """Loop `clients` clients over `files` for `seconds` while faults toggle."""
+    """Loop `clients` clients over `files` for `seconds` while faults toggle on the first
+    hub and new commits land on all of them."""
     report = SoakReport()
     stop = threading.Event()
     threads = [
         threading.Thread(target=_client, args=(mirror_url, files, report, stop, seed + index))
         for index in range(clients)
     ]
-    threads.append(
-        threading.Thread(target=_toggle_faults, args=(primary, files, report, stop, seed))
-    )
+    threads.append(threading.Thread(target=_toggle_faults, args=(hubs, files, report, stop, seed)))
     for thread in threads:
         thread.start()
     time.sleep(seconds)

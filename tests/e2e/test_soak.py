@@ -29,12 +29,13 @@ def test_clients_under_toggling_faults_get_no_wrong_bytes_and_no_unexplained_err
     with running_mirror(tmp_path / "cache", primary.url, "--upstream", secondary.url) as mirror:
         for path, _ in files[::2]:  # half the files are cached before the faults start
             assert fetch(f"{mirror.url}/{path}")[0] == 200
-        report = run_soak(mirror.url, primary, files, clients=16, seconds=12)
+        report = run_soak(mirror.url, (primary, secondary), files, clients=16, seconds=12)
         summary = report.as_dict()
         assert report.requests > 100, summary
         assert report.wrong_bytes == 0, summary
         assert report.unexplained_server_errors == 0, summary
         assert sum(report.faults.values()) >= 5, summary
+        assert report.new_commits >= 5, summary
         assert report.ok >= report.requests * 0.9, summary
         assert "Traceback" not in mirror.log()
     assert_every_blob_verifies(mirror.cache_dir)
