@@ -69,7 +69,6 @@ def build_upstreams(settings: Settings, observer: PoolObserver | None = None) ->
         attempt_timeout=settings.upstream_timeout,
         concurrency=settings.upstream_concurrency,
         rate=settings.upstream_rate,
-        burst=max(1, int(settings.upstream_rate * 2)),
     )
     names: set[str] = set()
     clients = []

@@ -88,7 +88,7 @@ def test_primary_down_fails_over_to_the_secondary_within_one_request(
         for path, file in commit_at(secondary, TINY, "main").files.items():
             assert (folder / path).read_bytes() == file.data
         assert secondary.count(origin="cdn") > 0
-        assert "failing over from upstream" in mirror.log()
+        assert "failing over to the next upstream" in mirror.log()
         assert_every_blob_verifies(mirror.cache_dir)
         metrics = scrape(mirror.url)
         assert (
@@ -160,6 +160,27 @@ def test_one_upstream_answering_429_serves_stale_metadata_or_a_clean_retry_later
         assert status == 503
         assert headers["X-Error-Code"] == "UpstreamUnavailable"
         assert int(headers["Retry-After"]) >= 1
+
+
+def test_max_stale_bounds_how_old_a_branch_answer_may_be_when_upstreams_fail(
+    hubs: tuple[FakeHub, FakeHub], tmp_path: Path
+) -> None:
+    primary, _ = hubs
+    with running_mirror(
+        tmp_path / "cache", primary.url, "--revision-ttl", "0", "--max-stale", "2s"
+    ) as mirror:
+        cached = f"{mirror.url}/{TINY}/resolve/main/config.json"
+        assert fetch(cached)[0] == 200
+        primary.stop()
+        status, headers, _ = fetch(cached, "HEAD")
+        assert (status, headers["X-Cache-Status"]) == (200, "STALE")
+        time.sleep(2.5)
+        status, headers, _ = fetch(cached, "HEAD")
+        assert status in (502, 503)
+        assert headers["X-Error-Code"] == "UpstreamUnavailable"
+        # Addressed by commit, the same file never goes stale.
+        commit = commit_at(primary, TINY, "main").sha
+        assert fetch(f"{mirror.url}/{TINY}/resolve/{commit}/config.json", "HEAD")[0] == 200
 
 
 def test_a_five_second_stall_is_absorbed_by_real_clients(

@@ -13,6 +13,7 @@ from hubmirror.core.errors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
+from hubmirror.core.types import RepoRef, RepoType
 from hubmirror.upstream.client import UpstreamClient
 from hubmirror.upstream.health import OPEN, BreakerSettings
 from hubmirror.upstream.negative import NegativeCache
@@ -207,3 +208,41 @@ async def test_identical_questions_at_the_same_moment_share_one_upstream_request
         assert flaky_hub.count(path_contains=INFO) == 1
     finally:
         await upstream.close()
+
+
+async def test_file_downloads_are_spread_by_weight(flaky_hub: FakeHub, fake_hub: FakeHub) -> None:
+    repo = RepoRef(RepoType.MODEL, "hm-test/tiny-model")
+    commit = fake_hub.repo("model", "hm-test/tiny-model").resolve_revision("main")
+    assert commit is not None
+    draws = iter([0.2, 0.8])  # weights 1 and 3: [0, 0.25) is the first upstream
+    pool = UpstreamPool.of_clients(
+        [(UpstreamClient(flaky_hub.url), 1.0, None), (UpstreamClient(fake_hub.url), 3.0, None)]
+    )
+    pool._pick = lambda: next(draws)
+    try:
+        first = await pool.locate_file(repo, commit.sha, "model.safetensors", {})
+        second = await pool.locate_file(repo, commit.sha, "model.safetensors", {})
+        names = [status.name for status in pool.statuses()]
+        assert (first.upstream, second.upstream) == (names[0], names[1])
+    finally:
+        await pool.close()
+
+
+async def test_the_mirror_token_goes_only_with_file_requests_of_callers_without_one(
+    fake_hub: FakeHub,
+) -> None:
+    repo = RepoRef(RepoType.MODEL, "hm-test/tiny-model")
+    commit = fake_hub.repo("model", "hm-test/tiny-model").resolve_revision("main")
+    assert commit is not None
+    pool = UpstreamPool.of_clients([(UpstreamClient(fake_hub.url), 1.0, "mirror-secret")])
+    fake_hub.reset_counters()
+    try:
+        await pool.get_json(INFO, {})
+        await pool.locate_file(repo, commit.sha, "model.safetensors", {})
+        await pool.locate_file(
+            repo, commit.sha, "model.safetensors", {"Authorization": "Bearer caller"}
+        )
+        sent = [record.headers.get("Authorization") for record in fake_hub.requests]
+        assert sent == [None, "Bearer mirror-secret", "Bearer caller"]
+    finally:
+        await pool.close()

@@ -58,14 +58,12 @@ class NegativeCache:
         self._clock = clock
         self._answers: OrderedDict[Hashable, tuple[float, MirrorError]] = OrderedDict()
         self._pending: dict[Hashable, asyncio.Future[object]] = {}
-        self.hits = 0
 
     async def _remembering(self, key: Hashable, call: Callable[[], Awaitable[T]]) -> T:
         remembered = self._answers.get(key)
         if remembered is not None:
             expires, error = remembered
             if self._clock() < expires:
-                self.hits += 1
                 # The same error again; its old traceback is of no use to anyone.
                 raise error.with_traceback(None)
             del self._answers[key]

@@ -71,7 +71,7 @@ class PoolLimits:
     background_timeout: float = 30.0
     concurrency: int = 64
     rate: float = 100.0
-    burst: int = 200
+    burst: int | None = None  # None: twice the rate
 
 
 class PoolObserver(Protocol):
@@ -185,10 +185,6 @@ class UpstreamPool:
                 )
             )
         return statuses
-
-    def origins(self) -> list[str]:
-        """The upstreams' base URLs (for rewriting their links to the mirror)."""
-        return [str(member.client.base_url) for member in self._members]
 
     # -- the calls -------------------------------------------------------------------
 
@@ -366,11 +362,10 @@ class UpstreamPool:
             try:
                 return await self._attempt(member, what, partial(operation, member), last)
             except UpstreamUnavailableError as error:
+                # Past the deadline the next attempts fail at once with a timeout.
                 last_error = error
-                if last or self._deadline_passed():
-                    break
-                self.observer.failed_over(member.name)
-                logger.warning("failing over from upstream %s for %s", member.name, what)
+                if not last:
+                    self.observer.failed_over(member.name)
         if last_error is not None:
             raise last_error
         raise self._all_open()
@@ -417,10 +412,10 @@ class UpstreamPool:
             error = UpstreamTimeoutError(
                 f"upstream {member.name} did not answer {what} within {budget:.1f}s"
             )
-            self._record_failure(member, what, error, started)
+            self._record_failure(member, what, error, started, last)
             raise error from None
         except UpstreamUnavailableError as error:
-            self._record_failure(member, what, error, started)
+            self._record_failure(member, what, error, started, last)
             raise
         except MirrorError as error:
             # A definite answer (404, 401, ...): the upstream itself is fine.
@@ -438,12 +433,23 @@ class UpstreamPool:
         self.observer.attempted(member.name, self._clock() - started, outcome)
 
     def _record_failure(
-        self, member: PoolMember, what: str, error: UpstreamUnavailableError, started: float
+        self,
+        member: PoolMember,
+        what: str,
+        error: UpstreamUnavailableError,
+        started: float,
+        last: bool,
     ) -> None:
         was_open = member.breaker.state == OPEN
         member.breaker.failed(error.message, parse_retry_after(error.retry_after))
         self.observer.attempted(member.name, self._clock() - started, _outcome_of(error))
-        logger.warning("upstream %s failed %s: %s", member.name, what, error.message)
+        logger.warning(
+            "upstream %s failed %s: %s%s",
+            member.name,
+            what,
+            error.message,
+            "" if last else "; failing over to the next upstream",
+        )
         if not was_open and member.breaker.state == OPEN:
             logger.warning(
                 "upstream %s skipped for %.0fs after %d failures",
@@ -451,10 +457,6 @@ class UpstreamPool:
                 member.breaker.retry_in,
                 member.breaker.failures,
             )
-
-    def _deadline_passed(self) -> bool:
-        deadline = REQUEST_DEADLINE.get()
-        return deadline is not None and self._clock() >= deadline
 
     def _all_open(self) -> UpstreamUnavailableError:
         wait = min(member.breaker.retry_in for member in self._members)
