@@ -37,9 +37,9 @@ def client_environment(endpoint: str, home: Path, offline: bool = False) -> dict
     return environment
 
 
-def run_python(code: str, endpoint: str, home: Path) -> str:
-    """Run `code` in a fresh interpreter; return its stdout, fail with its stderr."""
-    completed = subprocess.run(
+def python_process(code: str, endpoint: str, home: Path) -> subprocess.CompletedProcess[str]:
+    """Run `code` in a fresh interpreter; its exit status, stdout and stderr."""
+    return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
         env=client_environment(endpoint, home),
         capture_output=True,
@@ -47,6 +47,11 @@ def run_python(code: str, endpoint: str, home: Path) -> str:
         timeout=CLIENT_TIMEOUT_SECONDS,
         check=False,
     )
+
+
+def run_python(code: str, endpoint: str, home: Path) -> str:
+    """Run `code` in a fresh interpreter; return its stdout, fail with its stderr."""
+    completed = python_process(code, endpoint, home)
     if completed.returncode != 0:
         raise AssertionError(f"client failed:\n{completed.stderr[-4000:]}")
     return completed.stdout

@@ -19,7 +19,11 @@ import json
 import time
 from collections.abc import Callable, Mapping
 
-from hubmirror.core.errors import RevisionNotFoundError, UpstreamUnavailableError
+from hubmirror.core.errors import (
+    OfflineMissError,
+    RevisionNotFoundError,
+    UpstreamUnavailableError,
+)
 from hubmirror.core.hubheaders import strip_xet_json
 from hubmirror.core.names import quote_revision
 from hubmirror.core.types import PinnedRevision, RepoRef, Visibility, is_commit
@@ -27,7 +31,7 @@ from hubmirror.services import hubjson
 from hubmirror.services.access import AccessGate
 from hubmirror.services.policy import PolicyGuard
 from hubmirror.storage.index import Index
-from hubmirror.upstream.source import Upstream
+from hubmirror.upstream.source import Upstream, offline_message
 
 INFO_DOCUMENT = "info"
 # Repo info asked without a revision describes the repo's default branch, whatever its
@@ -104,7 +108,11 @@ class RevisionResolver:
         path = repo.api_path
         if revision != DEFAULT_BRANCH:
             path = f"{path}/revision/{quote_revision(revision)}"
-        answer = await self._upstream.get_json(path, headers, params={"blobs": "true"})
+        try:
+            answer = await self._upstream.get_json(path, headers, params={"blobs": "true"})
+        except OfflineMissError:
+            what = f"{repo.repo_id} at revision {revision or 'main'}"
+            raise OfflineMissError(offline_message(what)) from None
         commit = hubjson.commit_of(answer.body)
         if commit is None or not is_commit(commit):
             raise RevisionNotFoundError(f"upstream gave no commit for revision {revision!r}")

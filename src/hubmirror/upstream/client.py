@@ -34,6 +34,8 @@ from hubmirror.core.types import RepoRef
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 10
 CHUNK_SIZE = 1024 * 1024
+# The X-Error-Code of a hubmirror upstream that runs offline and lacks what was asked.
+PARENT_OFFLINE_CODE = "MirrorOffline"
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,7 +345,8 @@ def raise_for_upstream_status(status: int, headers: Mapping[str, str], payload: 
         return
     code = headers.get("X-Error-Code", "")
     message = headers.get("X-Error-Message") or _error_text(payload) or f"upstream {status}"
-    if status == 429 or status >= 500:
+    if status == 429 or status >= 500 or code == PARENT_OFFLINE_CODE:
+        # A parent hubmirror that runs offline lacks this; another upstream may not.
         raise UpstreamUnavailableError(
             f"upstream answered {status}: {message}", retry_after=headers.get("Retry-After")
         )

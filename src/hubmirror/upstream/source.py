@@ -3,7 +3,7 @@
 Services depend on the `Upstream` protocol, never on the HTTP client, so offline mode is
 a different object rather than `if offline:` branches: every call raises
 `OfflineMissError`, which services treat like any unavailable upstream (serve what is
-cached, else fail with a clear 504).
+cached, else fail with a clear answer that clients do not retry).
 """
 
 from __future__ import annotations
@@ -84,7 +84,9 @@ class Upstream(Protocol):
         ...
 
 
-OFFLINE_MESSAGE = "The mirror is in offline mode and this is not in its cache"
+def offline_message(what: str) -> str:
+    """The refusal of an offline mirror asked for something it does not hold."""
+    return f"this mirror is offline (it never contacts the Hub) and does not hold {what}"
 
 
 class OfflineUpstream:
@@ -98,23 +100,23 @@ class OfflineUpstream:
         form: list[tuple[str, str]] | None = None,
     ) -> JsonAnswer:
         """Always refuses."""
-        raise OfflineMissError(OFFLINE_MESSAGE)
+        raise OfflineMissError(offline_message(path))
 
     async def file_metadata(
         self, repo: RepoRef, revision: str, path: str, headers: Mapping[str, str]
     ) -> RemoteFileMetadata:
         """Always refuses."""
-        raise OfflineMissError(f"{OFFLINE_MESSAGE}: {repo}/{path}@{revision}")
+        raise OfflineMissError(offline_message(f"{repo.repo_id}/{path} at {revision}"))
 
     async def locate_file(
         self, repo: RepoRef, commit: str, path: str, headers: Mapping[str, str]
     ) -> FileLocation:
         """Always refuses."""
-        raise OfflineMissError(f"{OFFLINE_MESSAGE}: {repo}/{path}@{commit}")
+        raise OfflineMissError(offline_message(f"{repo.repo_id}/{path} at {commit[:12]}"))
 
     def direct_location(self, repo: RepoRef, commit: str, path: str) -> FileLocation:
         """Always refuses."""
-        raise OfflineMissError(f"{OFFLINE_MESSAGE}: {repo}/{path}@{commit}")
+        raise OfflineMissError(offline_message(f"{repo.repo_id}/{path} at {commit[:12]}"))
 
     def open_location(
         self,
@@ -124,13 +126,13 @@ class OfflineUpstream:
         end: int | None = None,
     ) -> AbstractAsyncContextManager[BodyStream]:
         """Always refuses."""
-        raise OfflineMissError(OFFLINE_MESSAGE)
+        raise OfflineMissError(offline_message(location.url.path))
 
     def forward(
         self, method: str, path_and_query: str, headers: Mapping[str, str], body: bytes | None
     ) -> AbstractAsyncContextManager[BodyStream]:
         """Always refuses."""
-        raise OfflineMissError(OFFLINE_MESSAGE)
+        raise OfflineMissError(offline_message(path_and_query))
 
     def forward_stream(
         self,
@@ -140,7 +142,7 @@ class OfflineUpstream:
         body: AsyncIterable[bytes],
     ) -> AbstractAsyncContextManager[BodyStream]:
         """Always refuses."""
-        raise OfflineMissError(OFFLINE_MESSAGE)
+        raise OfflineMissError(offline_message(path_and_query))
 
     def statuses(self) -> list[UpstreamStatus]:
         """No upstream at all."""

@@ -37,6 +37,9 @@ from hubmirror.core.errors import (
 
 logger = logging.getLogger(__name__)
 
+# `topic; message`: huggingface_hub shows the message once per topic and process.
+CLIENT_WARNING_HEADER = "X-HF-Warning"
+
 # Most specific class first: the first isinstance match wins.
 _STATUS_AND_CODE: list[tuple[type[MirrorError], int, str]] = [
     (BadRequestError, 400, "BadRequest"),
@@ -48,7 +51,9 @@ _STATUS_AND_CODE: list[tuple[type[MirrorError], int, str]] = [
     (RevisionNotFoundError, 404, "RevisionNotFound"),
     (EntryNotFoundError, 404, "EntryNotFound"),
     (RangeNotSatisfiableError, 416, "RangeNotSatisfiable"),
-    (OfflineMissError, 504, "MirrorOffline"),
+    # Definite: a status huggingface_hub does not retry, so it falls back to its own
+    # cache (or gives up) at once instead of retrying a 504 for 23 s.
+    (OfflineMissError, 404, "MirrorOffline"),
     (UpstreamTimeoutError, 504, "UpstreamTimeout"),
     (IntegrityError, 502, "UpstreamIntegrityError"),
     (UpstreamUnavailableError, 502, "UpstreamUnavailable"),
@@ -109,6 +114,10 @@ def error_response(error: MirrorError, body: ErrorBody = ErrorBody.HUB_JSON) -> 
             if isinstance(error, UpstreamUnavailableError) and error.retry_after:
                 status = 503
                 extra["Retry-After"] = error.retry_after
+            if isinstance(error, OfflineMissError):
+                # huggingface_hub logs this header's message to its user, also where a
+                # library (datasets) replaces the error with one of its own.
+                extra[CLIENT_WARNING_HEADER] = f"{code}; {error.message}"
             return json_error(status, code, error.message, body, **extra)
     return json_error(500, "InternalError", error.message, body)
 
