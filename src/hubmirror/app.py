@@ -128,6 +128,8 @@ def create_app(
 
     async def start_mirror(_: web.Application) -> None:
         mirror.eviction.start()
+        if mirror.prober is not None:
+            background.append(asyncio.create_task(mirror.prober.run()))
         background.append(asyncio.create_task(mirror.status.sample_forever(HISTORY_INTERVAL)))
         if settings.sync_list:
             background.append(

@@ -57,6 +57,8 @@ class Settings:
     upstream_concurrency: int = 64
     upstream_rate: float = 100.0
     negative_ttl: float = 60.0
+    upstream_probe_interval: float = 2.0
+    ready_requires_upstream: bool = False
     max_stale: float = 0.0
     shutdown_grace: float = 30.0
     segment_threshold: int = 32 * 1024 * 1024

@@ -29,6 +29,7 @@ from hubmirror.storage.layout import CacheLayout
 from hubmirror.upstream.client import UpstreamClient
 from hubmirror.upstream.negative import NegativeCache
 from hubmirror.upstream.pool import PoolLimits, PoolObserver, UpstreamPool
+from hubmirror.upstream.prober import ProbeSettings, UpstreamProber
 from hubmirror.upstream.source import OfflineUpstream, Upstream
 
 
@@ -53,6 +54,8 @@ class Mirror:
     status: MirrorStatus
     git: GitProxy
     lfs: LfsService
+    # Active upstream health checks; run by the server only (None offline or disabled).
+    prober: UpstreamProber | None = None
 
     async def close(self) -> None:
         """Stop downloads, close connections and the index."""
@@ -65,6 +68,11 @@ class Mirror:
 
 def build_upstreams(settings: Settings, observer: PoolObserver | None = None) -> Upstream:
     """The configured upstreams as one failover pool, behind the negative cache."""
+    return NegativeCache(build_pool(settings, observer), settings.negative_ttl)
+
+
+def build_pool(settings: Settings, observer: PoolObserver | None = None) -> UpstreamPool:
+    """The configured upstreams as one failover pool."""
     limits = PoolLimits(
         attempt_timeout=settings.upstream_timeout,
         concurrency=settings.upstream_concurrency,
@@ -81,7 +89,7 @@ def build_upstreams(settings: Settings, observer: PoolObserver | None = None) ->
     pool = UpstreamPool.of_clients(clients, limits)
     if observer is not None:
         pool.observer = observer
-    return NegativeCache(pool, settings.negative_ttl)
+    return pool
 
 
 def build_mirror(settings: Settings) -> Mirror:
@@ -92,7 +100,14 @@ def build_mirror(settings: Settings) -> Mirror:
     layout.create_dirs()
     index = Index(layout.index_path)
     store = BlobStore(layout)
-    upstream = OfflineUpstream() if settings.offline else build_upstreams(settings, metrics)
+    upstream: Upstream = OfflineUpstream()
+    prober = None
+    if not settings.offline:
+        pool = build_pool(settings, metrics)
+        upstream = NegativeCache(pool, settings.negative_ttl)
+        if settings.upstream_probe_interval > 0:
+            probing = ProbeSettings(interval=settings.upstream_probe_interval)
+            prober = UpstreamProber(pool.members, metrics, probing)
     tuning = FetchTuning(
         connections=max(1, settings.upstream_connections),
         segment_threshold=settings.segment_threshold,
@@ -126,6 +141,7 @@ def build_mirror(settings: Settings) -> Mirror:
         metrics,
         settings.offline,
         settings.max_size or None,
+        settings.ready_requires_upstream,
     )
     metrics.add_collector(StatusCollector(status, settings.policy_profile))
     return Mirror(
@@ -146,4 +162,5 @@ def build_mirror(settings: Settings) -> Mirror:
         status=status,
         git=GitProxy(upstream, revisions, guard, GitAnswerStore(layout)),
         lfs=LfsService(index, revisions, guard),
+        prober=prober,
     )

@@ -215,8 +215,10 @@ def test_health_and_ready_with_the_upstream_up(mirror: MirrorProcess, fake_hub: 
     ready = json.loads(body)
     assert status == 200 and ready["status"] == "ready" and ready["mode"] == "online"
     assert all(check["ok"] for check in ready["checks"].values())
-    name = fake_hub.url.removeprefix("http://")
-    assert ready["upstreams"] == [{"name": name, "healthy": True, "active": True}]
+    (upstream,) = ready["upstreams"]
+    assert upstream["name"] == fake_hub.url.removeprefix("http://")
+    assert (upstream["url"], upstream["state"]) == (fake_hub.url, "closed")
+    assert upstream["healthy"] is True and upstream["active"] is True
 
 
 def test_ready_in_offline_mode_needs_no_upstream(fake_hub: FakeHub, tmp_path: Path) -> None:

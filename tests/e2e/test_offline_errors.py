@@ -75,7 +75,9 @@ def test_hf_hub_download_falls_back_to_the_clients_own_cache(
 ) -> None:
     online = hf_hub_download(TINY, "config.json", endpoint=mirror.url, cache_dir=client_cache)
     started = time.monotonic()
-    offline = hf_hub_download(TINY, "config.json", endpoint=offline_mirror.url, cache_dir=client_cache)
+    offline = hf_hub_download(
+        TINY, "config.json", endpoint=offline_mirror.url, cache_dir=client_cache
+    )
     assert time.monotonic() - started < PATIENCE_SECONDS
     assert offline == online
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
@@ -45,6 +46,7 @@ def log_request(request: web.BaseRequest, state: HubState, origin: Origin) -> No
             query=request.rel_url.raw_query_string,
             headers=dict(request.headers),
             range=request.headers.get("Range"),
+            at=time.monotonic(),
         )
     )
 
@@ -78,22 +80,45 @@ ORIGIN_KEY = web.AppKey("origin", str)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def is_health_check(request: web.BaseRequest) -> bool:
+    """A mirror's active health check (a HEAD on the root), kept out of the counters."""
+    return request.method == "HEAD" and request.rel_url.raw_path == "/"
+
+
 @web.middleware
 async def misbehave(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Count concurrent requests; on the Hub origin, stall first when told to."""
     state = request.app[STATE_KEY]
-    state.enter()
+    counted = not is_health_check(request)
+    if counted:
+        state.enter()
     try:
         if state.stall_seconds and request.app[ORIGIN_KEY] == "hub":
             await asyncio.sleep(state.stall_seconds)
         return await handler(request)
     finally:
-        state.leave()
+        if counted:
+            state.leave()
+
+
+def health_check_answer(state: HubState) -> web.Response:
+    """The Hub root: a lasting status override applies (the hub is broken), a burst of
+    failures meant for the next requests is not spent on it, and it is not logged, so
+    tests that count upstream requests never see health checks."""
+    override = state.status_override
+    if override is not None and state.override_remaining is None:
+        status, headers = override
+        return error_response(
+            status, f"Simulated upstream failure ({status})", headers=dict(headers)
+        )
+    return web.Response(status=200, content_type="text/html")
 
 
 async def dispatch_hub(request: web.Request) -> web.StreamResponse:
     """Entry point of the Hub origin."""
     state = request.app[STATE_KEY]
+    if is_health_check(request):
+        return health_check_answer(state)
     log_request(request, state, "hub")
     override = state.take_override()
     if override is not None:

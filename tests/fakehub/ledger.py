@@ -28,6 +28,8 @@ class RequestRecord:
     query: str
     headers: dict[str, str]
     range: str | None
+    # time.monotonic() when it arrived (one clock for every process on the machine).
+    at: float = 0.0
 
     def header(self, name: str) -> str | None:
         """Case-insensitive header lookup (clients differ in header casing)."""

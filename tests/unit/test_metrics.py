@@ -12,8 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from hubmirror.cli.logs import JsonFormatter
 from hubmirror.core.access import hash_token, matches_configured_token
 from hubmirror.core.metrics import MirrorMetrics
-from hubmirror.services.status import upstream_check, writable_check
-from hubmirror.upstream.health import UpstreamStatus
+from hubmirror.services.status import Readiness, upstream_check, writable_check
+from hubmirror.upstream.health import ProbeResult, UpstreamStatus
 
 UPSTREAM_METRICS = {
     "hubmirror_upstream_requests",
@@ -64,13 +64,19 @@ def status(name: str, state: str, active: bool = False) -> UpstreamStatus:
     return UpstreamStatus(name=name, url=f"https://{name}", state=state, active=active)
 
 
-def test_ready_needs_one_healthy_upstream_unless_offline() -> None:
-    assert upstream_check(False, [status("a", "closed", active=True)]).ok
-    assert upstream_check(False, [status("a", "open"), status("b", "half-open", True)]).ok
-    down = upstream_check(False, [status("a", "open"), status("b", "open")])
-    assert not down.ok and "no upstream" in down.detail
-    assert not upstream_check(False, []).ok
-    assert upstream_check(True, []).ok
+def test_upstream_check_needs_one_reachable_upstream_and_is_required_only_on_request() -> None:
+    assert upstream_check(False, [status("a", "closed", active=True)], True).ok
+    assert upstream_check(False, [status("a", "open"), status("b", "half-open", True)], True).ok
+    down = upstream_check(False, [status("a", "open"), status("b", "open")], True)
+    assert not down.ok and down.required and "no upstream" in down.detail
+    assert not upstream_check(False, [], True).ok
+    assert upstream_check(True, [], True).ok
+    assert not upstream_check(False, [status("a", "open")], False).required
+    failed_probe = ProbeResult(at=0.0, ok=False, seconds=3.0, detail="timed out")
+    probed_down = UpstreamStatus("a", "https://a", "closed", True, last_probe=failed_probe)
+    assert not upstream_check(False, [probed_down], True).ok
+    assert not Readiness([down]).ready
+    assert Readiness([upstream_check(False, [probed_down], False)]).ready
 
 
 def test_writable_check_fails_where_no_file_can_be_created(tmp_path: Path) -> None:

@@ -72,6 +72,11 @@ def _add_common_settings(parser: argparse.ArgumentParser) -> None:
         "--negative-ttl", help="how long an upstream 'not found' is remembered (default 60s)"
     )
     parser.add_argument(
+        "--upstream-probe-interval",
+        help="health-check each upstream this often while it answers, backing off while it "
+        "does not (default 2s; 0: only client requests tell)",
+    )
+    parser.add_argument(
         "--max-stale",
         help="serve a cached branch answer at most this old when upstreams fail "
         "(default: no limit)",
@@ -128,6 +133,13 @@ def _add_server_commands(commands: Subparsers[argparse.ArgumentParser]) -> None:
     serve.add_argument("--port", type=int, help="port to listen on (default 8090)")
     serve.add_argument("--sync-list", help="repos.toml to keep synced in the background")
     serve.add_argument("--sync-every", help="how often to sync the list (default 6h)")
+    serve.add_argument(
+        "--ready-requires-upstream",
+        action="store_const",
+        const=True,
+        help="/-/ready fails while no upstream answers (default: ready whenever the cache "
+        "can serve)",
+    )
     serve.add_argument(
         "--metrics-token",
         help="token /metrics requires as Bearer (best given as sha256:<hex>, see hash-token)",

@@ -12,7 +12,7 @@ mirror holds.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
@@ -103,6 +103,18 @@ class MirrorMetrics:
             ["upstream"],
             registry=registry,
         )
+        self.upstream_probes = Counter(
+            "hubmirror_upstream_probes",
+            "Active health checks of each upstream, by outcome (ok, failed)",
+            ["upstream", "outcome"],
+            registry=registry,
+        )
+        self.upstream_probe_seconds = Gauge(
+            "hubmirror_upstream_probe_seconds",
+            "How long the latest health check of each upstream took",
+            ["upstream"],
+            registry=registry,
+        )
         self.upstream_failovers = Counter(
             "hubmirror_upstream_failovers",
             "Requests moved away from an upstream to the next one",
@@ -123,6 +135,11 @@ class MirrorMetrics:
     def received(self, upstream: str, size: int) -> None:
         """`size` body bytes arrived from `upstream`."""
         self.upstream_bytes.labels(upstream=upstream).inc(size)
+
+    def probed(self, upstream: str, seconds: float, ok: bool) -> None:
+        """An active health check of `upstream` ended."""
+        self.upstream_probes.labels(upstream=upstream, outcome="ok" if ok else "failed").inc()
+        self.upstream_probe_seconds.labels(upstream=upstream).set(seconds)
 
     def add_collector(self, collector: Collector) -> None:
         """Register a collector whose samples are computed at scrape time."""

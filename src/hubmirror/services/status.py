@@ -83,11 +83,12 @@ class TrafficSample:
 
 @dataclass(frozen=True, slots=True)
 class Check:
-    """One readiness condition."""
+    """One readiness condition; one that is not `required` is reported, never fatal."""
 
     name: str
     ok: bool
     detail: str
+    required: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,18 +99,22 @@ class Readiness:
 
     @property
     def ready(self) -> bool:
-        """True when every check passed."""
-        return all(check.ok for check in self.checks)
+        """True when every required check passed."""
+        return all(check.ok for check in self.checks if check.required)
 
 
-def upstream_check(offline: bool, statuses: list[UpstreamStatus]) -> Check:
-    """Ready when offline (no upstream is needed) or when any upstream is healthy."""
+def upstream_check(offline: bool, statuses: list[UpstreamStatus], required: bool) -> Check:
+    """Whether some upstream answers (always true offline, where none is needed).
+
+    Not required by default: with every upstream down the cache still serves, and a
+    load balancer that takes mirrors out of service then would defeat stale-if-error.
+    """
     if offline:
-        return Check("upstream", True, "offline mode: the upstream is never contacted")
+        return Check("upstream", True, "offline mode: the upstream is never contacted", False)
     healthy = [status.name for status in statuses if status.healthy]
     if healthy:
-        return Check("upstream", True, f"healthy: {', '.join(healthy)}")
-    return Check("upstream", False, "no upstream is healthy")
+        return Check("upstream", True, f"healthy: {', '.join(healthy)}", required)
+    return Check("upstream", False, "no upstream is reachable", required)
 
 
 def writable_check(folder: str) -> Check:
@@ -134,6 +139,7 @@ class MirrorStatus:
         metrics: MirrorMetrics,
         offline: bool,
         limit_bytes: int | None,
+        requires_upstream: bool = False,
     ) -> None:
         self._index = index
         self._layout = layout
@@ -142,6 +148,7 @@ class MirrorStatus:
         self._metrics = metrics
         self.offline = offline
         self.limit_bytes = limit_bytes
+        self.requires_upstream = requires_upstream
         self._history: deque[TrafficSample] = deque(maxlen=HISTORY_SAMPLES)
 
     @property
@@ -207,12 +214,13 @@ class MirrorStatus:
             await asyncio.sleep(interval)
 
     async def readiness(self) -> Readiness:
-        """Index open, cache folder writable, an upstream healthy (or offline mode)."""
+        """Index open and cache folder writable: this process can serve. Whether an
+        upstream answers is reported too, and required only with `requires_upstream`."""
         return Readiness(
             [
                 await asyncio.to_thread(self._index_check),
                 await asyncio.to_thread(writable_check, os.fspath(self._layout.tmp_dir)),
-                upstream_check(self.offline, self.upstreams()),
+                upstream_check(self.offline, self.upstreams(), self.requires_upstream),
             ]
         )
 

@@ -130,6 +130,22 @@ class UpstreamClient:
             await self._session.close()
             self._session = None
 
+    async def probe(self) -> None:
+        """HEAD the upstream's root URL: any answer but a 5xx or a 429 says it is up.
+
+        Raises UpstreamUnavailableError when it cannot be reached or answers that it is
+        in trouble; the caller bounds the wait. No credentials are sent.
+        """
+        try:
+            async with self._client().head(self.base_url, allow_redirects=False) as response:
+                status = response.status
+        except (aiohttp.ClientError, OSError) as error:
+            raise UpstreamUnavailableError(
+                f"upstream {self.base_url.origin()} unreachable: {error.__class__.__name__}"
+            ) from error
+        if status == 429 or status >= 500:
+            raise UpstreamUnavailableError(f"upstream {self.name} answered {status}")
+
     def _same_origin(self, url: URL) -> bool:
         return url.origin() == self.base_url.origin()
 

@@ -21,12 +21,23 @@ HALF_OPEN = "half-open"
 
 
 @dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """The outcome of one active health check of an upstream."""
+
+    at: float  # wall-clock time of the check
+    ok: bool
+    seconds: float
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
 class UpstreamStatus:
     """The health of one upstream as the mirror sees it now.
 
     `state` is `closed` (in use), `open` (skipped after repeated failures until
     `retry_in` seconds pass) or `half-open` (the next request probes it). `active` marks
-    the upstream new requests go to first.
+    the upstream new requests go to first. `last_probe` is the latest active check
+    (None before the first, and in processes that do not probe).
     """
 
     name: str
@@ -36,11 +47,12 @@ class UpstreamStatus:
     consecutive_failures: int = 0
     last_error: str | None = None
     retry_in: float = 0.0
+    last_probe: ProbeResult | None = None
 
     @property
     def healthy(self) -> bool:
-        """Whether requests may go to this upstream now."""
-        return self.state != OPEN
+        """Whether the upstream answers: its circuit is not open and its last probe passed."""
+        return self.state != OPEN and (self.last_probe is None or self.last_probe.ok)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +75,8 @@ class CircuitBreaker:
         self.failures = 0
         self.last_error: str | None = None
         self._open_until = 0.0
+        # Until then the upstream asked us to wait (Retry-After): no probe shortens it.
+        self._asked_until = 0.0
         self._cooldown = self._settings.cooldown
         self._probing = False
 
@@ -110,6 +124,14 @@ class CircuitBreaker:
             return
         wait = self._cooldown if retry_after is None else max(retry_after, 0.0)
         self._open_until = self._clock() + min(wait, self._settings.max_cooldown)
+        if retry_after is not None:
+            self._asked_until = self._open_until
+
+    def reachable(self) -> None:
+        """An active health check got an answer: close the circuit, unless the upstream
+        itself asked for a pause (`Retry-After`) that has not passed yet."""
+        if self.state == CLOSED or self._clock() >= self._asked_until:
+            self.succeeded()
 
     def release_probe(self) -> None:
         """A probe ended without telling anything (cancelled): let another one try."""

@@ -48,6 +48,7 @@ from hubmirror.upstream.health import (
     OPEN,
     BreakerSettings,
     CircuitBreaker,
+    ProbeResult,
     RequestRateLimiter,
     UpstreamStatus,
     parse_retry_after,
@@ -86,6 +87,9 @@ class PoolObserver(Protocol):
     def received(self, upstream: str, size: int) -> None:
         """`size` body bytes arrived from `upstream`."""
 
+    def probed(self, upstream: str, seconds: float, ok: bool) -> None:
+        """An active health check of `upstream` took `seconds` and passed or failed."""
+
 
 class _SilentObserver:
     def attempted(self, upstream: str, seconds: float, outcome: str) -> None:
@@ -95,6 +99,9 @@ class _SilentObserver:
         return None
 
     def received(self, upstream: str, size: int) -> None:
+        return None
+
+    def probed(self, upstream: str, seconds: float, ok: bool) -> None:
         return None
 
 
@@ -107,6 +114,7 @@ class PoolMember:
     slots: asyncio.Semaphore
     weight: float = 0.0
     token: str | None = None
+    last_probe: ProbeResult | None = None
 
     @property
     def name(self) -> str:
@@ -165,6 +173,11 @@ class UpstreamPool:
 
     # -- health ----------------------------------------------------------------------
 
+    @property
+    def members(self) -> tuple[PoolMember, ...]:
+        """The upstreams in priority order (for the active health checks)."""
+        return tuple(self._members)
+
     def statuses(self) -> list[UpstreamStatus]:
         """Each upstream's circuit, in priority order; the first usable one is active."""
         statuses = []
@@ -182,6 +195,7 @@ class UpstreamPool:
                     consecutive_failures=member.breaker.failures,
                     last_error=member.breaker.last_error,
                     retry_in=round(member.breaker.retry_in, 1),
+                    last_probe=member.last_probe,
                 )
             )
         return statuses

@@ -24,6 +24,7 @@ from hubmirror.core.types import RepoRef, RepoType, is_commit
 from hubmirror.mirror import Mirror
 from hubmirror.services.status import Traffic
 from hubmirror.web.auth import upstream_headers
+from hubmirror.web.metrics import upstream_view
 from hubmirror.web.routes import Route
 
 STATIC_FILES = {
@@ -121,18 +122,7 @@ async def _status(call: ApiRequest) -> dict[str, Any]:
         "mode": status.mode,
         "policy_profile": mirror.guard.policy.settings.profile,
         "mirror_url": mirror_url(call.request),
-        "upstreams": [
-            {
-                "name": upstream.name,
-                "url": upstream.url,
-                "state": upstream.state,
-                "healthy": upstream.healthy,
-                "active": upstream.active,
-                "consecutive_failures": upstream.consecutive_failures,
-                "last_error": upstream.last_error,
-            }
-            for upstream in status.upstreams()
-        ],
+        "upstreams": [upstream_view(upstream) for upstream in status.upstreams()],
         "cache": {
             "stored_bytes": usage.stored_bytes,
             "blob_count": usage.blob_count,

@@ -16,6 +16,7 @@ from hubmirror import __version__
 from hubmirror.core.errors import MirrorError
 from hubmirror.core.metrics import MirrorMetrics
 from hubmirror.services.status import MirrorStatus
+from hubmirror.upstream.health import UpstreamStatus
 from hubmirror.web.routes import match_route
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -67,26 +68,50 @@ async def handle_health() -> web.Response:
     return web.json_response({"status": "ok", "version": __version__})
 
 
-async def handle_ready(status: MirrorStatus) -> web.Response:
-    """200 when the mirror can serve: index open, cache writable, an upstream healthy.
+def upstream_view(upstream: UpstreamStatus) -> dict[str, object]:
+    """One upstream's state as the readiness body and the dashboard show it."""
+    probe = upstream.last_probe
+    return {
+        "name": upstream.name,
+        "url": upstream.url,
+        "state": upstream.state,
+        "healthy": upstream.healthy,
+        "active": upstream.active,
+        "consecutive_failures": upstream.consecutive_failures,
+        "last_error": upstream.last_error,
+        "retry_in": upstream.retry_in,
+        "last_probe": None
+        if probe is None
+        else {
+            "ok": probe.ok,
+            "at": probe.at,
+            "seconds": round(probe.seconds, 4),
+            "detail": probe.detail,
+        },
+    }
 
-    Offline mode needs no upstream. The body lists every check either way.
+
+async def handle_ready(status: MirrorStatus) -> web.Response:
+    """200 when this process can serve: index open, cache writable.
+
+    Upstreams are reported, and required only when the operator asked for it
+    (`--ready-requires-upstream`). The body lists every check and upstream either way.
     """
     readiness = await status.readiness()
     body = {
         "status": "ready" if readiness.ready else "not ready",
         "mode": status.mode,
         "checks": {
-            check.name: {"ok": check.ok, "detail": check.detail} for check in readiness.checks
+            check.name: {"ok": check.ok, "detail": check.detail, "required": check.required}
+            for check in readiness.checks
         },
-        "upstreams": [
-            {"name": upstream.name, "healthy": upstream.healthy, "active": upstream.active}
-            for upstream in status.upstreams()
-        ],
+        "upstreams": [upstream_view(upstream) for upstream in status.upstreams()],
     }
     if readiness.ready:
         return web.json_response(body)
-    failed = "; ".join(check.detail for check in readiness.checks if not check.ok)
+    failed = "; ".join(
+        check.detail for check in readiness.checks if check.required and not check.ok
+    )
     return web.json_response(
         body, status=503, headers={"X-Error-Code": "NotReady", "X-Error-Message": failed}
     )

@@ -84,6 +84,18 @@ function repoLink(repoType, repo) {
 }
 
 // status -----------------------------------------------------------------------------
+function upstreamHealth(upstream) {
+  if (upstream.healthy) return upstream.state + " (healthy)";
+  return upstream.state === "closed" ? "unreachable" : upstream.state;
+}
+
+function upstreamProbe(probe) {
+  if (!probe) return "";
+  const age = Math.max(0, Math.round(Date.now() / 1000 - probe.at));
+  const outcome = probe.ok ? Math.round(probe.seconds * 1000) + " ms" : probe.detail;
+  return outcome + ", " + age + " s ago";
+}
+
 function renderStatus(status) {
   document.getElementById("version").textContent = "v" + status.version;
   const mode = document.getElementById("mode");
@@ -96,8 +108,9 @@ function renderStatus(status) {
     row.append(
       cell(upstream.name),
       cell(upstream.url),
-      cell(upstream.healthy ? upstream.state + " (healthy)" : upstream.state, "state-" + upstream.state),
+      cell(upstreamHealth(upstream), "state-" + (upstream.healthy ? upstream.state : "open")),
       cell(upstream.active ? "active" : ""),
+      cell(upstreamProbe(upstream.last_probe)),
     );
     return row;
   });
