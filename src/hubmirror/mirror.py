@@ -13,8 +13,9 @@ from hubmirror.core.metrics import MirrorMetrics
 from hubmirror.core.policy import Policy
 from hubmirror.services.access import AccessGate
 from hubmirror.services.audit import AuditLog
+from hubmirror.services.download import FetchTuning
 from hubmirror.services.eviction import EvictionScheduler, Evictor
-from hubmirror.services.fetcher import Fetcher, FetchTuning
+from hubmirror.services.fetcher import Fetcher
 from hubmirror.services.files import FileService
 from hubmirror.services.gitproxy import GitProxy
 from hubmirror.services.lfs import LfsService

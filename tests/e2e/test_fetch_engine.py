@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -68,12 +69,63 @@ def test_upstream_connections_fetch_segments_in_parallel(
         status, body = get(f"{mirror.url}/{BIG}/resolve/main/big.bin")
         assert status == 200
         assert hashlib.sha256(body).hexdigest() == blob.sha256
-        fetched = [
-            r for r in throttled_hub.requests[seen:] if r.origin == "cdn" and blob.sha256 in r.path
-        ]
-        # 24 one-MiB segments, each asked once, each with its own Range.
-        assert len(fetched) == 24
-        assert len({r.range for r in fetched if r.range}) == 24
+        fetched = sorted(
+            (
+                r
+                for r in throttled_hub.requests[seen:]
+                if r.origin == "cdn" and blob.sha256 in r.path
+            ),
+            key=lambda record: record.at,
+        )
+        # One-MiB segments (idle connections may split the last ones), each byte asked
+        # once, several connections at a time.
+        asked = sorted(parse_range(r.range) for r in fetched if r.range)
+        assert len(asked) == len(fetched) >= 24
+        assert asked[0][0] == 0 and asked[-1][1] == blob.size
+        assert all(earlier[1] == later[0] for earlier, later in pairwise(asked))
+        assert fetched[3].at - fetched[0].at < 0.5  # the first four left together
+
+
+def parse_range(header: str | None) -> tuple[int, int]:
+    """`bytes=a-b` as the half-open range `(a, b + 1)`."""
+    assert header is not None and header.startswith("bytes=")
+    first, last = header.removeprefix("bytes=").split("-")
+    return int(first), int(last) + 1
+
+
+def test_a_reader_far_ahead_of_a_connection_gets_a_connection_of_its_own(
+    throttled_hub: FakeHub, tmp_path: Path
+) -> None:
+    blob = hub_file(throttled_hub, BIG, "big.bin")
+    two_halves = ("--segment-threshold", "1M", "--segment-size", "12M")
+    flags = (*two_halves, "--upstream-connections", "2")
+    with running_mirror(tmp_path / "cache", throttled_hub.url, *flags) as mirror:
+        url = f"{mirror.url}/{BIG}/resolve/main/big.bin"
+        before = throttled_hub.bytes_sent_for(blob.sha256)
+        whole = threading.Thread(target=get, args=(url,))
+        whole.start()
+        wait_for_cdn_bytes(throttled_hub, blob.sha256, before + 100_000)
+        footer = 256 * 1024
+        status, body = get(url, {"Range": f"bytes=-{footer}"})  # a parquet reader's footer
+        fetched_when_tail_arrived = throttled_hub.bytes_sent_for(blob.sha256) - before
+        whole.join()
+    tail_start = blob.size - footer
+    assert (status, body) == (206, blob.data[tail_start:])
+    # The second half's connection was 12 MiB away from the tail at 2 MB/s: the reader
+    # got a connection starting at its offset instead of waiting six seconds.
+    assert any(
+        r.origin == "cdn" and r.range == f"bytes={tail_start}-{blob.size - 1}"
+        for r in throttled_hub.requests
+    )
+    assert fetched_when_tail_arrived < blob.size // 4
+
+
+def wait_for_cdn_bytes(hub: FakeHub, blob_id: str, total: int) -> None:
+    """Block until the fake CDN has sent `total` bytes of a blob (fail after 30 s)."""
+    deadline = time.monotonic() + 30
+    while hub.bytes_sent_for(blob_id) < total:
+        assert time.monotonic() < deadline, "the download did not start"
+        time.sleep(0.01)
 
 
 def test_upstream_ignoring_range_falls_back_to_one_stream(

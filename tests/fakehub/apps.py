@@ -87,12 +87,15 @@ def is_health_check(request: web.BaseRequest) -> bool:
 
 @web.middleware
 async def misbehave(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Count concurrent requests; on the Hub origin, stall first when told to."""
+    """Count concurrent requests; add the link's latency; on the Hub origin, stall first
+    when told to."""
     state = request.app[STATE_KEY]
     counted = not is_health_check(request)
     if counted:
         state.enter()
     try:
+        if state.latency_seconds:
+            await asyncio.sleep(state.latency_seconds)
         if state.stall_seconds and request.app[ORIGIN_KEY] == "hub":
             await asyncio.sleep(state.stall_seconds)
         return await handler(request)

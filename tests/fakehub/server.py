@@ -237,6 +237,16 @@ class FakeHub:
         self.state.stall_seconds = value
 
     @property
+    def latency_seconds(self) -> float:
+        """Seconds every request (Hub and CDN) waits before it is answered: the round
+        trip of a long link, to count how many a client waits for in sequence."""
+        return self.state.latency_seconds
+
+    @latency_seconds.setter
+    def latency_seconds(self, value: float) -> None:
+        self.state.latency_seconds = value
+
+    @property
     def peak_in_flight(self) -> int:
         """The most requests the upstream was answering at once since the last reset."""
         return self.state.peak_in_flight

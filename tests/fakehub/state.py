@@ -32,6 +32,8 @@ class HubState:
         self.override_remaining: int | None = None
         # Seconds every Hub-origin request waits before it is answered.
         self.stall_seconds = 0.0
+        # Seconds every request of either origin waits: one round trip of a long link.
+        self.latency_seconds = 0.0
         self.in_flight = 0
         self.peak_in_flight = 0
         # When set, body routes answer every ranged GET with the whole body (200).

@@ -16,7 +16,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from hubmirror.core.errors import IntegrityError, UpstreamUnavailableError
 from hubmirror.core.types import BlobKey, HashAlgorithm
-from hubmirror.services.fetcher import Fetcher, FetchTuning
+from hubmirror.services.download import FetchTuning
+from hubmirror.services.fetcher import Fetcher
 from hubmirror.storage.blobs import BlobStore
 from hubmirror.storage.index import Index
 from hubmirror.storage.layout import CacheLayout
@@ -229,4 +230,31 @@ async def test_failed_download_resumes_from_its_checkpoint(tmp_path: Path) -> No
     healthy = FakeSource(data)
     assert await read_range(fetcher, data, healthy, 0, len(data)) == data
     assert healthy.bytes_sent < len(data)
+    index.close()
+
+
+async def test_a_resumed_tail_waits_for_the_hash_and_a_footer_read_does_not(
+    tmp_path: Path,
+) -> None:
+    fetcher, _store, index = make_fetcher(tmp_path, SEGMENTED)
+    data = random.Random(4).randbytes(9 * 1024 * 1024)
+    corrupt = data[:-1] + bytes([data[-1] ^ 1])
+    download = fetcher.download(key_of(data), len(data), FakeSource(corrupt))  # type: ignore[arg-type]
+    assert download is not None
+    received = bytearray()
+
+    async def resume_from_100() -> None:
+        async for chunk in download.read(100, len(data)):
+            received.extend(chunk)
+
+    footer, resumed = await asyncio.gather(
+        read_range(fetcher, data, FakeSource(corrupt), len(data) - 1000, len(data)),
+        resume_from_100(),
+        return_exceptions=True,
+    )
+    # A footer is served as its bytes arrive, like any short ranged read...
+    assert footer == corrupt[-1000:]
+    # ...a long tail completes a client's copy: it never gets the last (wrong) byte.
+    assert isinstance(resumed, IntegrityError)
+    assert len(received) < len(data) - 100
     index.close()

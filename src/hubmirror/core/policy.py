@@ -15,7 +15,6 @@ from __future__ import annotations
 import fnmatch
 import re
 from dataclasses import dataclass, field
-from functools import cached_property
 
 from hubmirror.core.types import RepoRef, RepoType
 
@@ -176,9 +175,10 @@ class Policy:
                 f"unknown policy profile {settings.profile!r}; known: {sorted(PROFILES)}"
             )
         self.settings = settings
+        # Compiled now, not on the first request (64 patterns take milliseconds).
+        self._file_rules = self._compile_file_rules()
 
-    @cached_property
-    def _file_rules(self) -> dict[RepoType, _CompiledFileRules]:
+    def _compile_file_rules(self) -> dict[RepoType, _CompiledFileRules]:
         compiled = {}
         for repo_type in RepoType:
             typed = self.settings.rules_for(repo_type)

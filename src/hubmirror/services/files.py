@@ -17,9 +17,12 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from hubmirror.core.errors import EntryNotFoundError, UpstreamUnavailableError
+from cachetools import TTLCache
+
+from hubmirror.core.errors import EntryNotFoundError, MirrorError, UpstreamUnavailableError
 from hubmirror.core.types import BlobKey, FileEntry, PinnedRevision, RepoRef
-from hubmirror.services.fetcher import Download, Fetcher, FileOrigin
+from hubmirror.services.download import Download, FileOrigin
+from hubmirror.services.fetcher import Fetcher
 from hubmirror.services.policy import PolicyGuard
 from hubmirror.services.revisions import RevisionResolver
 from hubmirror.storage.blobs import BlobStore
@@ -30,6 +33,9 @@ from hubmirror.upstream.source import Upstream
 
 TOUCH_INTERVAL_SECONDS = 60.0
 BUSY_POLL_SECONDS = 0.5
+# A located file's URL is kept this long for its download (signed URLs last longer).
+LOCATION_TTL_SECONDS = 60.0
+LOCATIONS_KEPT = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +76,10 @@ class FileService:
         self._guard = guard
         self._last_touch: dict[BlobKey, float] = {}
         self._sending: Counter[BlobKey] = Counter()
+        # Signed URLs learnt while pinning, for the download that usually follows.
+        self._locations: TTLCache[tuple[RepoRef, str, str], FileLocation] = TTLCache(
+            LOCATIONS_KEPT, LOCATION_TTL_SECONDS
+        )
 
     async def resolve(
         self, repo: RepoRef, revision: str, path: str, headers: Mapping[str, str]
@@ -79,9 +89,22 @@ class FileService:
         Raises EntryNotFoundError (with the commit) when the file does not exist, the
         upstream's own errors for refused access, UpstreamUnavailableError (or
         OfflineMissError) when only the upstream could answer and cannot.
+
+        When pinning must ask the upstream, the file is located at the same time (the
+        two answers do not depend on each other), so a cold file costs the upstream
+        round trips a client reading it directly would make, not one more.
         """
-        pinned = await self._revisions.pin(repo, revision, headers)
+        locating = self._locate_while_pinning(repo, revision, path, headers)
+        try:
+            pinned = await self._revisions.pin(repo, revision, headers)
+        except BaseException:
+            if locating is not None:
+                locating.cancel()
+                # Retrieve its outcome, whatever it is: nobody needs it any more.
+                locating.add_done_callback(lambda task: task.cancelled() or task.exception())
+            raise
         commit = pinned.commit
+        located = None if locating is None else await self._located(locating, repo, commit, path)
         # Rules on the path first: a hidden file is never even asked about upstream.
         self._guard.check_file(repo.repo_type, path, None, commit)
         entry = self._index.file(repo, commit, path)
@@ -90,11 +113,41 @@ class FileService:
                 raise EntryNotFoundError(
                     f"{path} does not exist in {repo.repo_id} at {commit}", commit
                 )
-            metadata = await self._upstream.file_metadata(repo, commit, path, headers)
+            metadata = located.metadata if located is not None else None
+            if metadata is None:
+                metadata = await self._upstream.file_metadata(repo, commit, path, headers)
             entry = _entry_from_metadata(path, metadata)
             self._index.put_files(repo, commit, [entry])
         self._guard.check_file(repo.repo_type, path, entry.size, commit)
         return ResolvedFile(pinned, entry)
+
+    def _locate_while_pinning(
+        self, repo: RepoRef, revision: str, path: str, headers: Mapping[str, str]
+    ) -> asyncio.Task[FileLocation] | None:
+        """Start locating the file when pinning will wait for the upstream anyway, the
+        policy lets the file through and no stored blob is likely to be it."""
+        asks, known_commit = self._revisions.would_ask_upstream(repo, revision)
+        if not asks or not self._guard.would_serve(repo, revision, path):
+            return None
+        if known_commit is not None:
+            known = self._index.file(repo, known_commit, path)
+            if known is not None and self._store.size_of(known.blob) == known.size:
+                return None  # most likely unchanged, and cached
+        return asyncio.create_task(self._upstream.locate_file(repo, revision, path, headers))
+
+    async def _located(
+        self, locating: asyncio.Task[FileLocation], repo: RepoRef, commit: str, path: str
+    ) -> FileLocation | None:
+        """The early location, if it names the pinned commit; kept for the download."""
+        try:
+            location = await locating
+        except MirrorError:
+            return None  # the regular path asks again and reports what is wrong
+        metadata = location.metadata
+        if metadata is None or metadata.commit != commit:
+            return None  # the branch moved between the two answers
+        self._locations[repo, commit, path] = location
+        return location
 
     def cached_path(self, file: ResolvedFile) -> Path | None:
         """The verified blob on disk, recording the access; None on a miss."""
@@ -132,8 +185,14 @@ class FileService:
         When another process (a prefetch, say) is downloading the blob, wait up to
         `patience` seconds for it to finish.
         """
+        repo, commit, path = file.pinned.repo, file.pinned.commit, file.entry.path
         source = UpstreamFileSource(
-            self._upstream, file.pinned.repo, file.pinned.commit, file.entry.path, headers
+            self._upstream,
+            repo,
+            commit,
+            path,
+            headers,
+            self._locations.pop((repo, commit, path), None),
         )
         origin = FileOrigin(file.pinned.repo, file.pinned.commit, file.entry.path)
         deadline = time.monotonic() + patience
@@ -163,13 +222,14 @@ class UpstreamFileSource:
         commit: str,
         path: str,
         headers: Mapping[str, str],
+        location: FileLocation | None = None,
     ) -> None:
         self._upstream = upstream
         self._repo = repo
         self._commit = commit
         self._path = path
         self._headers = dict(headers)
-        self._location: FileLocation | None = None
+        self._location = location
         self._locating = asyncio.Lock()
 
     async def _locate(self) -> FileLocation:

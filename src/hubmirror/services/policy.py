@@ -85,6 +85,15 @@ class PolicyGuard:
                 f"{path} is not mirrored (mirror policy: {verdict.rule})", commit
             )
 
+    def would_serve(self, repo: RepoRef, revision: str, path: str) -> bool:
+        """Whether the policy lets this file of this repo at this revision through, so
+        far as it can tell without the file's size (nothing is counted)."""
+        return (
+            self._policy.repo_verdict(repo).allowed
+            and self._policy.revision_verdict(revision).allowed
+            and self.file_verdict(repo.repo_type, path, None).allowed
+        )
+
     def check_folder(self, repo_type: RepoType, path: str, commit: str) -> None:
         """Raise EntryNotFoundError when the policy hides a whole folder."""
         if path and self._policy.folder_hidden(repo_type, path):

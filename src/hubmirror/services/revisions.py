@@ -79,6 +79,18 @@ class RevisionResolver:
             await self._gate.ensure(repo, pinned.commit, headers)
         return pinned
 
+    def would_ask_upstream(self, repo: RepoRef, revision: str) -> tuple[bool, str | None]:
+        """Whether pinning `revision` now asks the upstream, and the commit it last stood
+        for (None when unknown). Reads the index only; the policy is not applied."""
+        visibility = self._index.visibility(repo)
+        if is_commit(revision):
+            return visibility is None, revision
+        stored = self._index.ref(repo, revision)
+        if stored is None:
+            return True, None
+        recent = self._clock() - stored.checked_at < self._ttl
+        return visibility is None or not recent, stored.commit
+
     async def _pin(
         self, repo: RepoRef, revision: str, headers: Mapping[str, str], fresh: bool
     ) -> PinnedRevision:

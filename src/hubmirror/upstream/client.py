@@ -58,10 +58,12 @@ class RemoteFileMetadata:
 @dataclass(frozen=True, slots=True)
 class FileLocation:
     """Where a file's bytes are served, and which upstream said so (signed CDN URLs are
-    only good with the upstream that handed them out)."""
+    only good with the upstream that handed them out). `metadata` is what the answer
+    that located the file said about it, when it said it all."""
 
     url: URL
     upstream: str
+    metadata: RemoteFileMetadata | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,36 +251,28 @@ class UpstreamClient:
         url = self.resolve_url(repo, revision, path)
         async with self._request("HEAD", url, request_headers, follow_external=False) as response:
             raise_for_upstream_status(response.status, response.headers, b"")
-            commit = response.headers.get("X-Repo-Commit")
-            etag = normalize_etag(
-                response.headers.get("X-Linked-Etag") or response.headers.get("ETag")
-            )
-            size_header = response.headers.get("X-Linked-Size")
-            if size_header is None and response.status not in REDIRECT_STATUSES:
-                size_header = response.headers.get("Content-Length")
-            if commit is None or etag is None or size_header is None:
+            metadata = _file_metadata(response)
+            if metadata is None:
                 raise UpstreamUnavailableError(
-                    f"upstream HEAD of {path} lacks X-Repo-Commit, ETag or size"
+                    f"upstream HEAD of {path} lacks X-Repo-Commit, ETag or a valid size"
                 )
-            try:
-                size = int(size_header)
-            except ValueError as error:
-                raise UpstreamUnavailableError("upstream sent a malformed size") from error
-            return RemoteFileMetadata(commit=commit, etag=etag, size=size)
+            return metadata
 
     async def locate_file(
-        self, repo: RepoRef, commit: str, path: str, headers: Mapping[str, str]
+        self, repo: RepoRef, revision: str, path: str, headers: Mapping[str, str]
     ) -> FileLocation:
         """Where a file's bytes are served: the CDN URL the Hub redirects to, or the
         resolve URL itself when the upstream answers it directly."""
         request_headers = {**headers, "Accept-Encoding": "identity"}
-        url = self.resolve_url(repo, commit, path)
+        url = self.resolve_url(repo, revision, path)
         async with self._request("HEAD", url, request_headers, follow_external=False) as response:
             raise_for_upstream_status(response.status, response.headers, b"")
+            metadata = _file_metadata(response)
             location = response.headers.get("Location")
             if response.status in REDIRECT_STATUSES and location is not None:
-                return FileLocation(response.url.join(URL(location, encoded=True)), self.name)
-            return FileLocation(response.url, self.name)
+                target = response.url.join(URL(location, encoded=True))
+                return FileLocation(target, self.name, metadata)
+            return FileLocation(response.url, self.name, metadata)
 
     @asynccontextmanager
     async def open_location(
@@ -347,6 +341,19 @@ class UpstreamClient:
             yield BodyStream(response, self.name)
         finally:
             response.release()
+
+
+def _file_metadata(response: aiohttp.ClientResponse) -> RemoteFileMetadata | None:
+    """What a HEAD on a resolve URL says about the file, when it says all of it."""
+    headers = response.headers
+    commit = headers.get("X-Repo-Commit")
+    etag = normalize_etag(headers.get("X-Linked-Etag") or headers.get("ETag"))
+    size = headers.get("X-Linked-Size")
+    if size is None and response.status not in REDIRECT_STATUSES:
+        size = headers.get("Content-Length")
+    if commit is None or etag is None or size is None or not size.isdigit():
+        return None
+    return RemoteFileMetadata(commit=commit, etag=etag, size=int(size))
 
 
 def _short_name(url: URL) -> str:

@@ -121,10 +121,14 @@ class NegativeCache:
         )
 
     async def locate_file(
-        self, repo: RepoRef, commit: str, path: str, headers: Mapping[str, str]
+        self, repo: RepoRef, revision: str, path: str, headers: Mapping[str, str]
     ) -> FileLocation:
-        """Passed through (a file is located only once it is known to exist)."""
-        return await self._inner.locate_file(repo, commit, path, headers)
+        """The wrapped upstream's answer, or the not-found it gave a moment ago (a file
+        is also located while its revision is pinned, before it is known to exist)."""
+        key = ("locate", repo, revision, path, token_hash(headers.get("Authorization")))
+        return await self._remembering(
+            key, lambda: self._inner.locate_file(repo, revision, path, headers)
+        )
 
     def direct_location(self, repo: RepoRef, commit: str, path: str) -> FileLocation:
         """Passed through."""

@@ -224,13 +224,13 @@ class UpstreamPool:
         )
 
     async def locate_file(
-        self, repo: RepoRef, commit: str, path: str, headers: Mapping[str, str]
+        self, repo: RepoRef, revision: str, path: str, headers: Mapping[str, str]
     ) -> FileLocation:
         """Locate a file's bytes on an upstream chosen by weight, failing over in order."""
         return await self._call(
             f"locate {repo}/{path}",
             lambda member: member.client.locate_file(
-                repo, commit, path, self._with_token(member, headers)
+                repo, revision, path, self._with_token(member, headers)
             ),
             self._by_weight(),
         )

@@ -38,9 +38,10 @@ class Upstream(Protocol):
         ...
 
     async def locate_file(
-        self, repo: RepoRef, commit: str, path: str, headers: Mapping[str, str]
+        self, repo: RepoRef, revision: str, path: str, headers: Mapping[str, str]
     ) -> FileLocation:
-        """Where the bytes of a file at a commit are served (often a signed CDN URL)."""
+        """Where the bytes of a file at a revision are served (often a signed CDN URL),
+        with what the answer said about the file."""
         ...
 
     def direct_location(self, repo: RepoRef, commit: str, path: str) -> FileLocation:

@@ -22,7 +22,7 @@ from hubmirror.core.access import log_label
 from hubmirror.core.errors import MirrorError, UpstreamUnavailableError
 from hubmirror.core.metrics import MirrorMetrics
 from hubmirror.services.audit import AuditLog, AuditRecord
-from hubmirror.services.fetcher import Download
+from hubmirror.services.download import Download
 from hubmirror.services.files import FileService, ResolvedFile
 from hubmirror.services.metadata import CacheStatus
 from hubmirror.web.api import client_headers
