@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hubmirror.services.pieces import (
     ALIGNMENT,
+    MEASURE_SECONDS,
     MIN_SPLIT_BYTES,
     Piece,
     plan_pieces,
@@ -46,6 +47,8 @@ def test_no_split_when_the_connection_gets_there_sooner_than_a_new_request() -> 
 def test_no_split_before_the_connection_has_shown_its_speed_or_outside_its_range() -> None:
     waiting = Piece(0, 8 * MIB)
     assert split_for_reader(waiting, 7 * MIB, now=100.0, request_seconds=0.05) is None
+    just_started = flowing(0, 8 * MIB, got=64 * 1024, seconds=MEASURE_SECONDS / 2)
+    assert split_for_reader(just_started, 7 * MIB, now=100.0, request_seconds=0.05) is None
     piece = flowing(0, 8 * MIB, got=MIB, seconds=1.0)
     assert split_for_reader(piece, 9 * MIB, now=100.0, request_seconds=0.05) is None
     assert split_for_reader(piece, MIB // 2, now=100.0, request_seconds=0.05) is None

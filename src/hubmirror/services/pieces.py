@@ -20,6 +20,11 @@ from dataclasses import dataclass
 
 # Splitting off less than this is never worth a request.
 MIN_SPLIT_BYTES = 256 * 1024
+# A connection's speed is judged after its bytes flowed this long, and a split must
+# save at least this much waiting: on a fast link nothing is ever split (a split
+# connection's bytes already in flight are wasted).
+MEASURE_SECONDS = 0.05
+MIN_GAIN_SECONDS = 0.1
 # Idle connections split others' work at this granularity.
 ALIGNMENT = 64 * 1024
 
@@ -48,12 +53,13 @@ class Piece:
         self.position, self.flowing_since, self.flowing_from = position, now, position
 
     def speed(self, now: float) -> float | None:
-        """Bytes a second its connection delivers (None before its first bytes)."""
+        """Bytes a second its connection delivers (None until it can be told)."""
         if self.position is None or self.flowing_since is None:
             return None
-        if self.position <= self.flowing_from:
+        elapsed = now - self.flowing_since
+        if elapsed < MEASURE_SECONDS:
             return None
-        return (self.position - self.flowing_from) / max(now - self.flowing_since, 0.001)
+        return (self.position - self.flowing_from) / elapsed
 
 
 def plan_pieces(gaps: Iterable[tuple[int, int]], segment_size: int | None) -> list[Piece]:
@@ -72,7 +78,9 @@ def _worth_a_request(wait_bytes: int, speed: float | None, request_seconds: floa
     before the connection's first bytes tell its speed)."""
     if wait_bytes < MIN_SPLIT_BYTES or speed is None:
         return False
-    return wait_bytes / speed > 2 * request_seconds
+    if speed <= 0:
+        return True  # stalled
+    return wait_bytes / speed > max(2 * request_seconds, MIN_GAIN_SECONDS)
 
 
 def split_for_reader(piece: Piece, offset: int, now: float, request_seconds: float) -> Piece | None:
