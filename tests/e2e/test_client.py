@@ -72,7 +72,7 @@ import json, sys
 import hubmirror.client
 hubmirror.client.install([sys.argv[1], sys.argv[2]])
 
-from huggingface_hub import hf_hub_download, snapshot_download
+from huggingface_hub import HfFileSystem, hf_hub_download, snapshot_download
 from transformers import AutoTokenizer
 from datasets import load_dataset
 
@@ -80,7 +80,9 @@ folder = snapshot_download("hm-test/tiny-model")
 config = hf_hub_download("hm-test/tiny-model", "config.json")
 tokenizer = AutoTokenizer.from_pretrained("hm-test/tiny-model")
 dataset = load_dataset("hm-test/tiny-csv")
+readme = HfFileSystem().read_text("hm-test/tiny-model/README.md")
 print(json.dumps({
+    "readme": readme,
     "folder": folder,
     "config": open(config).read(),
     "ids": tokenizer("hello world")["input_ids"],
@@ -113,6 +115,7 @@ def test_install_dead_then_live_serves_every_client_without_hf_endpoint(
     for path, file in commit.files.items():
         assert (folder / path).read_bytes() == file.data, path
     assert result["config"] == commit.files["config.json"].data.decode()
+    assert result["readme"] == commit.files["README.md"].data.decode()
     vocabulary = json.loads(commit.files["tokenizer.json"].data)["model"]["vocab"]
     assert result["ids"] == [vocabulary["hello"], vocabulary["world"]]
     assert set(result["rows"]) == {"train", "test"}

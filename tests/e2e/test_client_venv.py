@@ -23,7 +23,7 @@ CLIENT = """
 import importlib.util, json, sys
 import hubmirror.client
 
-hubmirror.client.install(sys.argv[1:])
+listed = hubmirror.client.install()  # from HUBMIRROR_ENDPOINTS, then the Hub
 from huggingface_hub import hf_hub_download
 
 path = hf_hub_download("hm-test/tiny-model", "config.json")
@@ -33,6 +33,8 @@ print(json.dumps({
     "imported": sorted(name for name in server_side if name in sys.modules),
     "installed": sorted(name for name in server_side[:4] if importlib.util.find_spec(name)),
     "hubmirror": sorted(name for name in sys.modules if name.startswith("hubmirror")),
+    "listed": listed,
+    "requests": {url: s.requests for url, s in hubmirror.client.stats().items()},
 }))
 """
 
@@ -56,8 +58,9 @@ def test_the_client_imports_and_works_where_only_huggingface_hub_is_installed(
     del environment["HF_ENDPOINT"]
     environment["PYTHONPATH"] = str(SOURCE_ROOT)
     dead = f"http://127.0.0.1:{free_port()}"
+    environment["HUBMIRROR_ENDPOINTS"] = f"{dead},{mirror.url}"
     completed = subprocess.run(
-        [str(python), "-c", textwrap.dedent(CLIENT), dead, mirror.url],
+        [str(python), "-c", textwrap.dedent(CLIENT)],
         env=environment,
         capture_output=True,
         text=True,
@@ -67,6 +70,9 @@ def test_the_client_imports_and_works_where_only_huggingface_hub_is_installed(
     assert completed.returncode == 0, completed.stderr[-4000:]
     result = json.loads(completed.stdout)
     assert result["config"] == hub_file(fake_hub, "hm-test/tiny-model", "config.json").data.decode()
+    assert result["listed"] == [dead, mirror.url, "https://huggingface.co"]
+    assert result["requests"]["https://huggingface.co"] == 0
+    assert result["requests"][mirror.url] > 0
     assert result["installed"] == []
     assert result["imported"] == []
     assert all(
