@@ -118,11 +118,6 @@ class Attempts:
                 ),
             )
 
-    @property
-    def has_next(self) -> bool:
-        """Whether an endpoint is left after the current one."""
-        return self._next is not None
-
     def failed(self, endpoint: str, reason: str, retry_after: float | None = None) -> None:
         """`endpoint` is failing: it backs off, and the failover is counted and logged."""
         rest = self._health.failed(endpoint, retry_after)

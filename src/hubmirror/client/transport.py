@@ -26,7 +26,7 @@ def network_client() -> httpx2.Client:
 
 
 class FailoverTransport(httpx2.BaseTransport):
-    """Routes each request over the endpoint list; see the package docstring."""
+    """Routes each request over the endpoint list, as the module docstring says."""
 
     def __init__(self, router: Router, network: httpx2.Client | None = None) -> None:
         self._router = router
