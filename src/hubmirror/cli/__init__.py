@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from hubmirror.cli.client import probe_command, run_command
 from hubmirror.cli.commands import (
     audit_command,
     export_command,
@@ -50,6 +51,8 @@ COMMANDS: dict[str, Command] = {
     "export": export_command,
     "sync": sync_command,
     "import": import_command,
+    "probe": probe_command,
+    "run": run_command,
 }
 
 

@@ -124,7 +124,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export_commands(commands)
     _add_sync_command(commands)
     _add_import_command(commands)
+    _add_client_commands(commands)
     return parser
+
+
+def _add_client_commands(commands: Subparsers[argparse.ArgumentParser]) -> None:
+    endpoints_help = "default: $HUBMIRROR_ENDPOINTS (comma-separated), then https://huggingface.co"
+    file_help = "also measure throughput: a ranged read (up to 4 MiB) of this public file"
+    probe = commands.add_parser(
+        "probe", help="which Hub endpoint answers best (health, latency, throughput)"
+    )
+    probe.add_argument("endpoints", nargs="*", metavar="URL", help=endpoints_help)
+    probe.add_argument("--file", metavar="REPO/PATH", help=file_help)
+    probe.add_argument("--json", action="store_true", help="print a JSON report")
+    run = commands.add_parser(
+        "run", help="probe, then run COMMAND with HF_ENDPOINT set to the best endpoint"
+    )
+    run.add_argument("--endpoints", metavar="A,B,...", help=endpoints_help)
+    run.add_argument("--file", metavar="REPO/PATH", help=file_help)
+    run.add_argument(
+        "program", nargs=argparse.REMAINDER, metavar="COMMAND", help="-- COMMAND [ARGS...]"
+    )
 
 
 def _add_server_commands(commands: Subparsers[argparse.ArgumentParser]) -> None:
