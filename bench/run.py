@@ -26,6 +26,8 @@ from typing import Any
 
 from tests.e2e.mirror_process import free_port
 
+from bench.latency import run_offline_error, run_ranged_into_download, run_round_trips
+from bench.report import summarize
 from bench.tools import (
     REPOSITORY,
     RssSampler,
@@ -37,6 +39,7 @@ from bench.tools import (
     nginx_service,
     post,
     python_load,
+    ratio,
     wait_for_http,
     wrk,
 )
@@ -117,11 +120,11 @@ class Bench:
         wait_for_http(f"{info['url']}/api/models/{info['repo']}")
         return info
 
-    def start_mirror(self, upstream: str, name: str) -> tuple[Service, str]:
+    def start_mirror(self, upstream: str, name: str, *extra: str) -> tuple[Service, str]:
         port = free_port()
         cache = self.work / name
         mirror = self.start(
-            Service(mirror_command(port, cache, upstream), self.work / f"{name}.log")
+            Service(mirror_command(port, cache, upstream, *extra), self.work / f"{name}.log")
         )
         url = f"http://127.0.0.1:{port}"
         wait_for_http(url + "/")
@@ -130,10 +133,6 @@ class Bench:
 
 def file_url(base: str, info: dict[str, Any]) -> str:
     return f"{base}/{info['repo']}/resolve/main/big.bin"
-
-
-def ratio(value: float, reference: float) -> float:
-    return round(value / reference, 3) if reference else 0.0
 
 
 def run_references(bench: Bench, info: dict[str, Any]) -> None:
@@ -310,96 +309,6 @@ def run_olah(bench: Bench, info: dict[str, Any], clients: int) -> None:
     bench.results["olah"] = result
 
 
-def summarize(results: dict[str, Any]) -> str:
-    """The markdown table of the run."""
-    rows = [
-        "| scenario | hubmirror | reference | ratio | target |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    warm1, warm32 = results["warm_hit_1_client"], results["warm_hit_32_clients"]
-    rows.append(
-        f"| warm hit, 1 client (MB/s) | {warm1['hubmirror']['megabytes_per_second']} | "
-        f"nginx {warm1['nginx']['megabytes_per_second']} | {warm1['ratio']} | >= 0.9 |"
-    )
-    rows.append(
-        f"| warm hit, 32 clients (MB/s) | {warm32['hubmirror']['megabytes_per_second']} | "
-        f"nginx {warm32['nginx']['megabytes_per_second']} | {warm32['ratio']} | |"
-    )
-    for name, rate in results["request_rate_64_connections"].items():
-        if name == "nginx_small_file":
-            continue
-        rows.append(
-            f"| {name} req/s (p50/p99 ms) | {rate['requests_per_second']:.0f} "
-            f"({rate['p50_ms']}/{rate['p99_ms']}) | nginx small file "
-            f"{results['request_rate_64_connections']['nginx_small_file']['requests_per_second']:.0f}"
-            f" | {rate['ratio_vs_nginx']} | |"
-        )
-    head = results["head_resolve_64_connections_python_client"]
-    rows.append(
-        f"| HEAD resolve req/s (p50/p99 ms), python client | "
-        f"{head['hubmirror']['requests_per_second']:.0f} ({head['hubmirror']['p50_ms']}/"
-        f"{head['hubmirror']['p99_ms']}) | nginx HEAD "
-        f"{head['nginx_head_small_file']['requests_per_second']:.0f} | {head['ratio']} | |"
-    )
-    cold = results["cold_miss"]
-    rows.append(
-        f"| cold miss (s) | {cold['hubmirror']['seconds']} | direct 1 connection "
-        f"{results['direct_single_connection']['seconds']} | {cold['speedup_vs_direct']}x "
-        f"| >= 5x |"
-    )
-    if "direct_aria2c_x8" in results:
-        rows.append(
-            f"| cold miss (s) | {cold['hubmirror']['seconds']} | aria2c -x 8 direct "
-            f"{results['direct_aria2c_x8']['seconds']} | {cold['speedup_vs_aria2c']}x | |"
-        )
-    rows.append(
-        f"| cold TTFB (ms) | {cold['hubmirror']['first_byte_ms']} | upstream "
-        f"{results['direct_single_connection']['first_byte_ms']} | "
-        f"+{cold['ttfb_added_ms']} ms | <= +100 ms |"
-    )
-    coalescing = results["coalescing_64_clients"]
-    rows.append(
-        f"| coalescing: upstream bytes / size | {coalescing['upstream_bytes_over_file_size']}"
-        " | 1.0 | | <= 1.02 |"
-    )
-    rows.append(
-        f"| coalescing: slowest / single client | {coalescing['slowest_seconds']} s | "
-        f"{cold['hubmirror']['seconds']} s | {coalescing['slowest_over_single']} | <= 1.3 |"
-    )
-    memory = max(
-        cold["hubmirror"]["peak_rss_mb"],
-        coalescing["peak_rss_mb"],
-        results["warm_hit_64_clients"]["peak_rss_mb"],
-        warm32["hubmirror"].get("peak_rss_mb", 0),
-    )
-    rows.append(f"| peak RSS, all scenarios (MB) | {memory} | | | < 250 |")
-    olah = results.get("olah", {})
-    if "cold_single" in olah:
-        rows.append(
-            f"| Olah cold miss (s) | {cold['hubmirror']['seconds']} | Olah "
-            f"{olah['cold_single']['seconds']} | "
-            f"{ratio(olah['cold_single']['seconds'], cold['hubmirror']['seconds'])}x | |"
-        )
-        rows.append(
-            f"| Olah warm hit (MB/s) | {warm1['hubmirror']['megabytes_per_second']} | Olah "
-            f"{olah['warm_single']['megabytes_per_second']} | | |"
-        )
-        if "coalescing" in olah:
-            theirs = olah["coalescing"]
-            rows.append(
-                f"| Olah coalescing: upstream bytes / size, clients complete | "
-                f"{coalescing['upstream_bytes_over_file_size']}, "
-                f"{coalescing.get('clients_complete', 'n/a')}"
-                f" | Olah {theirs['upstream_bytes_over_file_size']}, "
-                f"{theirs.get('clients_complete', 'n/a')} | | |"
-            )
-        if olah.get("status") != "ran":
-            rows.append(f"| Olah 0.5.4 | | {olah['status']} | | |")
-    else:
-        rows.append(f"| Olah 0.5.4 | | {olah.get('status', 'skipped')} | | |")
-    return "\n".join(rows)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size-mib", type=int, default=1024)
@@ -480,6 +389,10 @@ def run(bench: Bench, data: Path, arguments: argparse.Namespace) -> None:
     bench.results["warm_hit_64_clients"] = run_warm(mirror_file, mirror.pid, 64)
     run_request_rates(bench, info, url, nginx_url)
     bench.stop(mirror)
+
+    bench.results["cold_round_trips"] = run_round_trips(bench, info)
+    bench.results["ranged_read_into_download"] = run_ranged_into_download(bench, info)
+    bench.results["offline_uncached_error"] = run_offline_error(bench, info)
 
     mirror, url = bench.start_mirror(str(info["url"]), "mirror-b")
     coalescing = run_coalescing(bench, info, url, mirror.pid, arguments.clients)

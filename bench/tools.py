@@ -246,6 +246,11 @@ def wait_for_http(url: str, seconds: float = 60) -> None:
     raise RuntimeError(f"{url} did not answer")
 
 
+def ratio(value: float, reference: float) -> float:
+    """`value / reference`, rounded (0 without a reference)."""
+    return round(value / reference, 3) if reference else 0.0
+
+
 def post(url: str) -> None:
     urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=10).close()
 

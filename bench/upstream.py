@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 from pathlib import Path
 
 from aiohttp import web
@@ -21,14 +22,25 @@ from tests.fakehub import FakeFile, FakeHub, FakeRepo
 REPO_ID = "bench/big"
 
 
+# Extra LFS files: a small one for cold round trips, a 64 MiB one for ranged reads
+# into an in-flight download.
+EXTRA_FILES = {"rtt-a.bin": 1 << 20, "rtt-b.bin": 1 << 20, "mid.bin": 64 << 20}
+
+
 def build_hub(data_path: Path) -> tuple[FakeHub, FakeFile]:
     big = FakeFile("big.bin", data_path.read_bytes(), lfs=True)
+    extra = [
+        FakeFile(name, random.Random(name).randbytes(size), lfs=True)
+        for name, size in EXTRA_FILES.items()
+    ]
     files = [
         big,
+        *extra,
         FakeFile("config.json", b'{"model_type": "gpt2", "n_layer": 2}\n'),
         FakeFile("README.md", b"# bench\n" * 64),
     ]
-    _ = big.sha256, big.git_oid, big.xet_hash  # hash once, before any timing starts
+    for item in (big, *extra):
+        _ = item.sha256, item.git_oid, item.xet_hash  # hash once, before any timing
     return FakeHub([FakeRepo.single_commit("model", REPO_ID, files)]), big
 
 
@@ -51,7 +63,12 @@ async def serve_stats(hub: FakeHub, big: FakeFile, port: int) -> None:
         hub.throttle_bytes_per_second = value or None
         return web.json_response({"ok": True})
 
+    async def latency(request: web.Request) -> web.Response:
+        hub.latency_seconds = float(request.query.get("seconds", "0"))
+        return web.json_response({"ok": True})
+
     app = web.Application()
+    app.router.add_post("/latency", latency)
     app.router.add_get("/stats", stats)
     app.router.add_post("/reset", reset)
     app.router.add_post("/throttle", throttle)

@@ -28,8 +28,9 @@ from hubmirror.web.metrics import (
     handle_metrics,
     handle_ready,
     request_metrics_middleware,
+    routed,
 )
-from hubmirror.web.routes import Endpoint, Route, match_route
+from hubmirror.web.routes import Endpoint, Route
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ RELOAD_KEY: web.AppKey[Callable[[], Settings] | None] = web.AppKey("reload_setti
 async def dispatch(request: web.Request) -> web.StreamResponse:
     """Route every request through the Hub-shaped route table."""
     mirror = request.app[MIRROR_KEY]
-    route = match_route(request.method, request.rel_url.raw_path)
+    route = routed(request)
     if route.endpoint is Endpoint.RESOLVE:
         return await handle_resolve(request, route, mirror.files, mirror.audit, mirror.metrics)
     if route.endpoint in GIT_ENDPOINTS:

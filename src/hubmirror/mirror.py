@@ -24,9 +24,11 @@ from hubmirror.services.policy import PolicyGuard
 from hubmirror.services.revisions import RevisionResolver
 from hubmirror.services.status import MirrorStatus, StatusCollector
 from hubmirror.storage.blobs import BlobStore
+from hubmirror.storage.cached_index import CachedIndex
 from hubmirror.storage.gitanswers import GitAnswerStore
 from hubmirror.storage.index import Index
 from hubmirror.storage.layout import CacheLayout
+from hubmirror.storage.sqlite_index import SqliteIndex
 from hubmirror.upstream.client import UpstreamClient
 from hubmirror.upstream.negative import NegativeCache
 from hubmirror.upstream.pool import PoolLimits, PoolObserver, UpstreamPool
@@ -99,7 +101,7 @@ def build_mirror(settings: Settings) -> Mirror:
     metrics = MirrorMetrics()
     layout = CacheLayout(settings.cache_dir)
     layout.create_dirs()
-    index = Index(layout.index_path)
+    index = CachedIndex(SqliteIndex(layout.index_path))
     store = BlobStore(layout)
     upstream: Upstream = OfflineUpstream()
     prober = None

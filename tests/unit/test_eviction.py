@@ -10,8 +10,8 @@ import pytest
 from hubmirror.core.types import BlobKey, FileEntry, HashAlgorithm, RepoRef, RepoType
 from hubmirror.services.eviction import Evictor
 from hubmirror.storage.blobs import BlobStore
-from hubmirror.storage.index import Index
 from hubmirror.storage.layout import CacheLayout
+from hubmirror.storage.sqlite_index import SqliteIndex
 
 NOW = time.time()
 PINNED = RepoRef(RepoType.MODEL, "keep/me")
@@ -19,11 +19,11 @@ OTHER = RepoRef(RepoType.MODEL, "other/repo")
 
 
 @pytest.fixture
-def cache(tmp_path: Path) -> tuple[Index, BlobStore, list[BlobKey]]:
+def cache(tmp_path: Path) -> tuple[SqliteIndex, BlobStore, list[BlobKey]]:
     """Ten 100-byte blobs read one hour apart (blob 0 the longest ago); 0 and 1 pinned."""
     layout = CacheLayout(tmp_path)
     layout.create_dirs()
-    index, store = Index(layout.index_path), BlobStore(layout)
+    index, store = SqliteIndex(layout.index_path), BlobStore(layout)
     keys = [BlobKey(HashAlgorithm.SHA256, f"{n:064x}") for n in range(10)]
     for number, key in enumerate(keys):
         path = store.path_of(key)
@@ -38,7 +38,7 @@ def cache(tmp_path: Path) -> tuple[Index, BlobStore, list[BlobKey]]:
 
 
 def test_size_limit_evicts_least_recently_read_unpinned_blobs(
-    cache: tuple[Index, BlobStore, list[BlobKey]],
+    cache: tuple[SqliteIndex, BlobStore, list[BlobKey]],
 ) -> None:
     index, store, keys = cache
     report = Evictor(index, store, max_size=650, max_age=None).run()
@@ -50,7 +50,7 @@ def test_size_limit_evicts_least_recently_read_unpinned_blobs(
 
 
 def test_in_use_blobs_are_skipped_and_dry_runs_change_nothing(
-    cache: tuple[Index, BlobStore, list[BlobKey]],
+    cache: tuple[SqliteIndex, BlobStore, list[BlobKey]],
 ) -> None:
     index, store, keys = cache
     evictor = Evictor(index, store, max_size=800, max_age=None, in_use=lambda k: k == keys[2])
@@ -59,14 +59,14 @@ def test_in_use_blobs_are_skipped_and_dry_runs_change_nothing(
     assert index.stored_bytes() == (10, 1000)
 
 
-def test_age_limit(cache: tuple[Index, BlobStore, list[BlobKey]]) -> None:
+def test_age_limit(cache: tuple[SqliteIndex, BlobStore, list[BlobKey]]) -> None:
     index, store, keys = cache
     report = Evictor(index, store, max_size=None, max_age=5.5 * 3600, clock=lambda: NOW).run()
     assert report.evicted == [str(k) for k in keys[2:5]]
 
 
 def test_pinned_repos_survive_even_over_the_limit(
-    cache: tuple[Index, BlobStore, list[BlobKey]],
+    cache: tuple[SqliteIndex, BlobStore, list[BlobKey]],
 ) -> None:
     index, store, _ = cache
     report = Evictor(index, store, max_size=1, max_age=None).run()

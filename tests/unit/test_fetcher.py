@@ -19,8 +19,8 @@ from hubmirror.core.types import BlobKey, HashAlgorithm
 from hubmirror.services.download import FetchTuning
 from hubmirror.services.fetcher import Fetcher
 from hubmirror.storage.blobs import BlobStore
-from hubmirror.storage.index import Index
 from hubmirror.storage.layout import CacheLayout
+from hubmirror.storage.sqlite_index import SqliteIndex
 
 
 class FakeBody:
@@ -88,11 +88,11 @@ class FakeSource:
         pass
 
 
-def make_fetcher(root: Path, tuning: FetchTuning) -> tuple[Fetcher, BlobStore, Index]:
+def make_fetcher(root: Path, tuning: FetchTuning) -> tuple[Fetcher, BlobStore, SqliteIndex]:
     layout = CacheLayout(root)
     layout.create_dirs()
     store = BlobStore(layout)
-    index = Index(layout.index_path)
+    index = SqliteIndex(layout.index_path)
     return Fetcher(store, index, tuning), store, index
 
 

@@ -33,8 +33,8 @@ from hubmirror.ops.verify import VerifyReport, verify
 from hubmirror.services.audit import AuditLog
 from hubmirror.services.eviction import Evictor
 from hubmirror.storage.blobs import BlobStore
-from hubmirror.storage.index import Index
 from hubmirror.storage.layout import CacheLayout
+from hubmirror.storage.sqlite_index import SqliteIndex
 
 ResultT = TypeVar("ResultT")
 
@@ -144,7 +144,7 @@ def storage_command(arguments: argparse.Namespace, settings: Settings) -> int:
     """`hubmirror gc [--dry-run]`, `pin REPO`, `unpin REPO`: no network needed."""
     layout = CacheLayout(settings.cache_dir)
     layout.create_dirs()
-    index = Index(layout.index_path)
+    index = SqliteIndex(layout.index_path)
     try:
         if arguments.command == "gc":
             evictor = Evictor(index, BlobStore(layout), settings.max_size, settings.max_age)
@@ -181,7 +181,7 @@ def stats_command(arguments: argparse.Namespace, settings: Settings) -> int:
     """`hubmirror stats` / `du`."""
     layout = CacheLayout(settings.cache_dir)
     layout.create_dirs()
-    index = Index(layout.index_path)
+    index = SqliteIndex(layout.index_path)
     try:
         report = collect_stats(index, AuditLog(layout.audit_dir), settings.max_size or None)
     finally:

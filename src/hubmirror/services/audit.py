@@ -1,24 +1,35 @@
 """The audit log: one JSON line per file download, in the cache folder, rotated by size.
 
 A record says when, who (a token-hash prefix, never the token), what (repo, revision,
-commit, path), how (cache status, bytes sent, duration) and with what result. Writes
-are small appends on the event loop; reading is for `hubmirror audit`.
+commit, path), how (cache status, bytes sent, duration) and with what result. Records
+are queued on the event loop and written by a thread of their own (the standard
+library's `QueueListener` and `RotatingFileHandler`), so a slow or full disk never
+holds up an answer: a record that cannot be written is dropped and counted, with one
+warning a minute. Reading is for `hubmirror audit` and the dashboard.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import queue
+import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from logging.handlers import QueueListener, RotatingFileHandler
 from pathlib import Path
-from typing import TextIO
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_BACKUPS = 5
+# Records waiting for the writer thread; past this (a stalled disk) they are dropped.
+QUEUED_RECORDS = 10_000
+WARNING_INTERVAL_SECONDS = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +55,41 @@ class AuditRecord:
         return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
+_FIELDS = tuple(field.name for field in fields(AuditRecord))
+
+
+def _line(entry: AuditRecord) -> str:
+    return json.dumps({name: getattr(entry, name) for name in _FIELDS}, separators=(",", ":"))
+
+
+def _rotated_name(default: str) -> str:
+    """`audit.jsonl.3` (the handler's name) as `audit.3.jsonl` (the log's own)."""
+    base, _, number = default.rpartition(".")
+    return base.removesuffix(".jsonl") + f".{number}.jsonl"
+
+
+class _AuditFileHandler(RotatingFileHandler):
+    """Writes record messages as lines; a failed write is counted and warned about."""
+
+    def __init__(self, log: AuditLog, path: Path, max_bytes: int, backups: int) -> None:
+        super().__init__(
+            path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8", delay=True
+        )
+        self.namer = _rotated_name
+        self._log = log
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self._log.dropped(f"cannot write the audit log: {self._error_text()}")
+        if self.stream is not None:  # reopen next time (the disk may have room again)
+            self.stream.close()
+            self.stream = None
+
+    @staticmethod
+    def _error_text() -> str:
+        error = sys.exc_info()[1]
+        return repr(error) if error is not None else "unknown error"
+
+
 class AuditLog:
     """Appends records to `audit.jsonl`, keeping `backups` rotated files of `max_bytes`."""
 
@@ -54,39 +100,59 @@ class AuditLog:
         self.path = folder / "audit.jsonl"
         self._max_bytes = max_bytes
         self._backups = backups
+        self._queue: queue.Queue[logging.LogRecord] = queue.Queue(QUEUED_RECORDS)
         self._lock = threading.Lock()
-        self._file: TextIO | None = None
+        self._handler: _AuditFileHandler | None = None
+        self._listener: QueueListener | None = None
+        self.dropped_records = 0
+        self._warned_at = -WARNING_INTERVAL_SECONDS
 
     def record(self, entry: AuditRecord) -> None:
-        """Append one record, rotating first when the file is full."""
-        line = json.dumps(asdict(entry), separators=(",", ":")) + "\n"
+        """Queue one record for the writer thread (never blocks; drops when full)."""
+        if self._listener is None:
+            self._start()
+        try:
+            self._queue.put_nowait(logging.makeLogRecord({"msg": _line(entry)}))
+        except queue.Full:
+            self.dropped("the audit log's queue is full (is the disk stalled?)")
+
+    def dropped(self, reason: str) -> None:
+        """Count a record that was not written; warn at most once a minute."""
         with self._lock:
-            if self._file is None:
-                self.folder.mkdir(parents=True, exist_ok=True)
-                self._file = self.path.open("a", encoding="utf-8")
-            if self._file.tell() + len(line) > self._max_bytes and self._file.tell():
-                self._file.close()
-                self._rotate()
-                self._file = self.path.open("a", encoding="utf-8")
-            self._file.write(line)
-            self._file.flush()
+            self.dropped_records += 1
+            now = time.monotonic()
+            if now - self._warned_at < WARNING_INTERVAL_SECONDS:
+                return
+            self._warned_at = now
+        logger.warning("audit record dropped (%d so far): %s", self.dropped_records, reason)
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._listener is not None:
+                return
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._handler = _AuditFileHandler(self, self.path, self._max_bytes, self._backups)
+            self._listener = QueueListener(self._queue, self._handler)
+            self._listener.start()
+
+    def flush(self) -> None:
+        """Wait until every queued record is written (or dropped)."""
+        if self._listener is not None:
+            self._queue.join()
 
     def close(self) -> None:
-        """Close the open log file (idempotent)."""
+        """Write what is queued, stop the writer thread, close the file (idempotent)."""
         with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
-
-    def _rotate(self) -> None:
-        for index in range(self._backups - 1, 0, -1):
-            older = self.folder / f"audit.{index}.jsonl"
-            if older.exists():
-                os.replace(older, self.folder / f"audit.{index + 1}.jsonl")
-        os.replace(self.path, self.folder / "audit.1.jsonl")
+            listener, self._listener = self._listener, None
+            handler, self._handler = self._handler, None
+        if listener is not None:
+            listener.stop()
+        if handler is not None:
+            handler.close()
 
     def files(self) -> list[Path]:
-        """The log files, oldest first."""
+        """The log files, oldest first (after writing what is queued)."""
+        self.flush()
         rotated = sorted(
             self.folder.glob("audit.*.jsonl"),
             key=lambda path: -int(path.name.split(".")[1]),

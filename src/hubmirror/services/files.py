@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from cachetools import TTLCache
+from cachetools import LRUCache, TTLCache
 
 from hubmirror.core.errors import EntryNotFoundError, MirrorError, UpstreamUnavailableError
 from hubmirror.core.types import BlobKey, FileEntry, PinnedRevision, RepoRef
@@ -33,6 +33,10 @@ from hubmirror.upstream.source import Upstream
 
 TOUCH_INTERVAL_SECONDS = 60.0
 BUSY_POLL_SECONDS = 0.5
+# Blobs this small are served from memory (up to SMALL_BODIES_BYTES of them in all).
+SMALL_BODY_BYTES = 64 * 1024
+SMALL_BODIES_BYTES = 32 * 1024 * 1024
+TOUCHES_KEPT = 100_000
 # A located file's URL is kept this long for its download (signed URLs last longer).
 LOCATION_TTL_SECONDS = 60.0
 LOCATIONS_KEPT = 1024
@@ -74,7 +78,8 @@ class FileService:
         self._fetcher = fetcher
         self._revisions = revisions
         self._guard = guard
-        self._last_touch: dict[BlobKey, float] = {}
+        self._last_touch: LRUCache[BlobKey, float] = LRUCache(TOUCHES_KEPT)
+        self._small_bodies: LRUCache[BlobKey, bytes] = LRUCache(SMALL_BODIES_BYTES, len)
         self._sending: Counter[BlobKey] = Counter()
         # Signed URLs learnt while pinning, for the download that usually follows.
         self._locations: TTLCache[tuple[RepoRef, str, str], FileLocation] = TTLCache(
@@ -94,17 +99,25 @@ class FileService:
         two answers do not depend on each other), so a cold file costs the upstream
         round trips a client reading it directly would make, not one more.
         """
-        locating = self._locate_while_pinning(repo, revision, path, headers)
+        locating: list[asyncio.Task[FileLocation]] = []
+
+        def locate(known_commit: str | None) -> None:
+            task = self._locate_early(repo, revision, path, headers, known_commit)
+            if task is not None:
+                locating.append(task)
+
         try:
-            pinned = await self._revisions.pin(repo, revision, headers)
+            pinned = await self._revisions.pin(repo, revision, headers, while_asking=locate)
         except BaseException:
-            if locating is not None:
-                locating.cancel()
+            for task in locating:
+                task.cancel()
                 # Retrieve its outcome, whatever it is: nobody needs it any more.
-                locating.add_done_callback(lambda task: task.cancelled() or task.exception())
+                task.add_done_callback(lambda done: done.cancelled() or done.exception())
             raise
         commit = pinned.commit
-        located = None if locating is None else await self._located(locating, repo, commit, path)
+        located = None
+        for task in locating:
+            located = await self._located(task, repo, commit, path)
         # Rules on the path first: a hidden file is never even asked about upstream.
         self._guard.check_file(repo.repo_type, path, None, commit)
         entry = self._index.file(repo, commit, path)
@@ -121,13 +134,17 @@ class FileService:
         self._guard.check_file(repo.repo_type, path, entry.size, commit)
         return ResolvedFile(pinned, entry)
 
-    def _locate_while_pinning(
-        self, repo: RepoRef, revision: str, path: str, headers: Mapping[str, str]
+    def _locate_early(
+        self,
+        repo: RepoRef,
+        revision: str,
+        path: str,
+        headers: Mapping[str, str],
+        known_commit: str | None,
     ) -> asyncio.Task[FileLocation] | None:
-        """Start locating the file when pinning will wait for the upstream anyway, the
+        """Start locating the file while the revision is pinned upstream, when the
         policy lets the file through and no stored blob is likely to be it."""
-        asks, known_commit = self._revisions.would_ask_upstream(repo, revision)
-        if not asks or not self._guard.would_serve(repo, revision, path):
+        if not self._guard.would_serve(repo, revision, path):
             return None
         if known_commit is not None:
             known = self._index.file(repo, known_commit, path)
@@ -152,7 +169,7 @@ class FileService:
     def cached_path(self, file: ResolvedFile) -> Path | None:
         """The verified blob on disk, recording the access; None on a miss."""
         key = file.entry.blob
-        if self._store.size_of(key) != file.entry.size:
+        if key not in self._small_bodies and self._store.size_of(key) != file.entry.size:
             return None
         now = time.monotonic()
         if now - self._last_touch.get(key, -TOUCH_INTERVAL_SECONDS) >= TOUCH_INTERVAL_SECONDS:
@@ -161,6 +178,24 @@ class FileService:
             self._index.touch_blob(key)
             self._last_touch[key] = now
         return self._store.path_of(key)
+
+    async def small_body(self, file: ResolvedFile, path: Path) -> bytes | None:
+        """The bytes of a small stored blob, from memory after the first read; None
+        for blobs above `SMALL_BODY_BYTES` (they are sent with `sendfile`).
+
+        Configs, tokenizers and READMEs are small and asked for over and over; blobs
+        are immutable, so memory holds them without any invalidation.
+        """
+        key, size = file.entry.blob, file.entry.size
+        if size > SMALL_BODY_BYTES:
+            return None
+        body = self._small_bodies.get(key)
+        if body is None:
+            body = await asyncio.to_thread(path.read_bytes)
+            if len(body) != size:
+                return None  # not what the index says: let the regular path decide
+            self._small_bodies[key] = body
+        return body
 
     @contextmanager
     def sending(self, key: BlobKey) -> Iterator[None]:

@@ -29,6 +29,7 @@ class PolicyGuard:
         self._metrics = metrics or MirrorMetrics()
         self._memo: OrderedDict[tuple[object, ...], str] = OrderedDict()
         self._verdicts: dict[tuple[RepoType, str, int | None], Verdict] = {}
+        self._repo_verdicts: dict[RepoRef, Verdict] = {}
         self._shapers: dict[str, Callable[[RepoType, Any], Any]] = {
             "info": self._filter_info,
             "tree": self._filter_entries,
@@ -46,11 +47,21 @@ class PolicyGuard:
         self._policy = policy
         self._memo.clear()
         self._verdicts.clear()
+        self._repo_verdicts.clear()
 
     # refusals -------------------------------------------------------------------------
+    def repo_verdict(self, repo: RepoRef) -> Verdict:
+        """The policy's verdict on a repo, memoised like file verdicts."""
+        verdict = self._repo_verdicts.get(repo)
+        if verdict is None:
+            if len(self._repo_verdicts) >= VERDICT_MEMO_SIZE:
+                self._repo_verdicts.clear()
+            verdict = self._repo_verdicts[repo] = self._policy.repo_verdict(repo)
+        return verdict
+
     def check_repo(self, repo: RepoRef) -> None:
         """Raise PolicyDeniedError when the repo is not mirrored."""
-        verdict = self._policy.repo_verdict(repo)
+        verdict = self.repo_verdict(repo)
         if not verdict.allowed:
             self._metrics.policy_denials.labels("repo").inc()
             raise PolicyDeniedError(
@@ -89,7 +100,7 @@ class PolicyGuard:
         """Whether the policy lets this file of this repo at this revision through, so
         far as it can tell without the file's size (nothing is counted)."""
         return (
-            self._policy.repo_verdict(repo).allowed
+            self.repo_verdict(repo).allowed
             and self._policy.revision_verdict(revision).allowed
             and self.file_verdict(repo.repo_type, path, None).allowed
         )

@@ -61,12 +61,19 @@ class RevisionResolver:
         self._clock = clock
 
     async def pin(
-        self, repo: RepoRef, revision: str, headers: Mapping[str, str], fresh: bool = False
+        self,
+        repo: RepoRef,
+        revision: str,
+        headers: Mapping[str, str],
+        fresh: bool = False,
+        while_asking: Callable[[str | None], None] | None = None,
     ) -> PinnedRevision:
         """The commit `revision` (`DEFAULT_BRANCH` for the default branch) stands for.
 
         `fresh` asks the upstream even while the cached answer is within its TTL (sync
-        uses it to notice moved branches at once).
+        uses it to notice moved branches at once). `while_asking` is called, with the
+        commit the revision last stood for (None if unknown), just before the upstream
+        is asked, so the caller can do what does not depend on the answer meanwhile.
 
         Raises PolicyDeniedError / RevisionNotFoundError for what the policy hides, the
         upstream's error (RepoNotFound, GatedRepo, ...) when it answers one, and
@@ -74,36 +81,33 @@ class RevisionResolver:
         """
         self._guard.check_repo(repo)
         self._guard.check_revision(revision)
-        pinned = await self._pin(repo, revision, headers, fresh)
+        pinned = await self._pin(repo, revision, headers, fresh, while_asking)
         if not pinned.public:
             await self._gate.ensure(repo, pinned.commit, headers)
         return pinned
 
-    def would_ask_upstream(self, repo: RepoRef, revision: str) -> tuple[bool, str | None]:
-        """Whether pinning `revision` now asks the upstream, and the commit it last stood
-        for (None when unknown). Reads the index only; the policy is not applied."""
-        visibility = self._index.visibility(repo)
-        if is_commit(revision):
-            return visibility is None, revision
-        stored = self._index.ref(repo, revision)
-        if stored is None:
-            return True, None
-        recent = self._clock() - stored.checked_at < self._ttl
-        return visibility is None or not recent, stored.commit
-
     async def _pin(
-        self, repo: RepoRef, revision: str, headers: Mapping[str, str], fresh: bool
+        self,
+        repo: RepoRef,
+        revision: str,
+        headers: Mapping[str, str],
+        fresh: bool,
+        while_asking: Callable[[str | None], None] | None,
     ) -> PinnedRevision:
         visibility = self._index.visibility(repo)
         public = visibility is Visibility.PUBLIC
         if is_commit(revision):
             if visibility is not None:
                 return PinnedRevision(repo, revision, revision, public=public)
+            if while_asking is not None:
+                while_asking(revision)
             return await self._ask_upstream(repo, revision, headers)
         stored = self._index.ref(repo, revision)
         recent = stored is not None and self._clock() - stored.checked_at < self._ttl
         if stored is not None and visibility is not None and recent and not fresh:
             return PinnedRevision(repo, revision, stored.commit, public=public)
+        if while_asking is not None:
+            while_asking(None if stored is None else stored.commit)
         try:
             return await self._ask_upstream(repo, revision, headers)
         except UpstreamUnavailableError:

@@ -9,6 +9,7 @@ loop run them in a thread.
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Protocol
 
@@ -51,7 +52,7 @@ class BlobStore:
     def size_of(self, key: BlobKey) -> int | None:
         """The stored blob's size, or None when it is not in the store."""
         try:
-            return self.layout.blob_path(key).stat().st_size
+            return os.stat(self.layout.blob_location(key)).st_size
         except FileNotFoundError:
             return None
 

@@ -32,6 +32,7 @@ class CacheLayout:
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
+        self._blobs = str(self.blobs_dir)
 
     @property
     def index_path(self) -> Path:
@@ -76,8 +77,12 @@ class CacheLayout:
 
     def blob_path(self, key: BlobKey) -> Path:
         """The final, verified location of a blob."""
+        return Path(self.blob_location(key))
+
+    def blob_location(self, key: BlobKey) -> str:
+        """`blob_path` as a string, built without pathlib (hits stat it on every request)."""
         digest = key.hexdigest
-        return self.blobs_dir / key.algorithm.value / digest[:2] / digest[2:4] / digest
+        return f"{self._blobs}/{key.algorithm.value}/{digest[:2]}/{digest[2:4]}/{digest}"
 
     def partial_path(self, key: BlobKey) -> Path:
         """The file an in-flight download of `key` writes into."""

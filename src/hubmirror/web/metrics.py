@@ -17,19 +17,38 @@ from hubmirror.core.errors import MirrorError
 from hubmirror.core.metrics import MirrorMetrics
 from hubmirror.services.status import MirrorStatus
 from hubmirror.upstream.health import UpstreamStatus
-from hubmirror.web.routes import match_route
+from hubmirror.web.routes import Route, match_route
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 INVALID_ROUTE = "invalid"
 ABORTED = "aborted"
 
 
-def route_label(method: str, raw_path: str) -> str:
-    """The route a request counts under: its endpoint, or `invalid` for no route."""
+ROUTE_KEY = "hubmirror.route"
+
+
+def routed(request: web.Request) -> Route:
+    """The request's route, matched once per request; raises what matching raised."""
+    found = request.get(ROUTE_KEY)
+    if found is None:
+        found = request[ROUTE_KEY] = _match(request)
+    if isinstance(found, MirrorError):
+        raise found
+    assert isinstance(found, Route)
+    return found
+
+
+def _match(request: web.Request) -> Route | MirrorError:
     try:
-        return match_route(method, raw_path).endpoint.value
-    except MirrorError:
-        return INVALID_ROUTE
+        return match_route(request.method, request.rel_url.raw_path)
+    except MirrorError as error:
+        return error
+
+
+def route_label(request: web.Request) -> str:
+    """The route a request counts under: its endpoint, or `invalid` for no route."""
+    found = request[ROUTE_KEY] = _match(request)
+    return INVALID_ROUTE if isinstance(found, MirrorError) else found.endpoint.value
 
 
 def request_metrics_middleware(metrics: MirrorMetrics) -> Middleware:
@@ -37,7 +56,7 @@ def request_metrics_middleware(metrics: MirrorMetrics) -> Middleware:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        route = route_label(request.method, request.rel_url.raw_path)
+        route = route_label(request)
         try:
             response = await handler(request)
         except web.HTTPException as error:

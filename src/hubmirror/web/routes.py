@@ -10,6 +10,7 @@ reading wins among equals, as on the Hub.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -24,6 +25,7 @@ from hubmirror.core.names import (
 from hubmirror.core.types import RepoRef, RepoType, is_commit
 
 MAX_RAW_PATH = 8192
+ROUTES_REMEMBERED = 16_384
 
 
 class Endpoint(enum.Enum):
@@ -221,8 +223,18 @@ def match_route(method: str, raw_path: str) -> Route:
     """Parse a request line's method and raw path into a Route.
 
     Raises BadRequestError for malformed ids, revisions or paths and RouteNotFoundError
-    for URLs that are no Hub route.
+    for URLs that are no Hub route. Routes are pure values of their inputs, and clients
+    ask the same URLs over and over: parsed ones are remembered (errors are not).
     """
+    return _remembered_route(method, raw_path)
+
+
+@functools.lru_cache(maxsize=ROUTES_REMEMBERED)
+def _remembered_route(method: str, raw_path: str) -> Route:
+    return _match_route(method, raw_path)
+
+
+def _match_route(method: str, raw_path: str) -> Route:
     if len(raw_path) > MAX_RAW_PATH:
         raise BadRequestError("URL too long")
     if "\x00" in raw_path or "%00" in raw_path:

@@ -1,0 +1,222 @@
+"""The index with the answers of the request path kept in memory.
+
+Every HEAD, file GET and metadata request asks the index which commit a branch stands
+for, whether the repo is public, which blob a path is and what the stored JSON answer
+is. `CachedIndex` keeps those rows in bounded in-process caches and writes through to
+the index it wraps, which stays the one source of truth:
+
+- rows addressed by a commit never change once stored (documents, files, complete
+  listings): kept until the least recently used ones make room (documents are bounded
+  by their total size);
+- rows that change (a branch's commit, a repo's visibility) are kept for
+  `mutable_seconds` at most, so what another process or node wrote shows soon;
+- answers of "nothing stored" are never kept (another process may store it next).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+from cachetools import LRUCache
+
+from hubmirror.core.types import BlobKey, FileEntry, RepoRef, Visibility
+from hubmirror.storage.index import Index, StoredDocument, StoredRef
+
+MUTABLE_SECONDS = 2.0
+ROWS_KEPT = 50_000
+DOCUMENT_BYTES_KEPT = 64 * 1024 * 1024
+
+
+def _document_size(document: StoredDocument) -> int:
+    return len(document.body) + 64
+
+
+class CachedIndex:
+    """An `Index` whose hot reads are answered from memory (see the module docstring)."""
+
+    def __init__(
+        self,
+        inner: Index,
+        mutable_seconds: float = MUTABLE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.inner = inner
+        self._mutable_seconds = mutable_seconds
+        self._clock = clock
+        # Mutable rows with the time they were read (cheaper than a TTLCache per get).
+        self._refs: LRUCache[tuple[RepoRef, str], tuple[float, StoredRef]] = LRUCache(ROWS_KEPT)
+        self._visibility: LRUCache[RepoRef, tuple[float, Visibility]] = LRUCache(ROWS_KEPT)
+        self._documents: LRUCache[tuple[RepoRef, str, str, str], StoredDocument] = LRUCache(
+            DOCUMENT_BYTES_KEPT, getsizeof=_document_size
+        )
+        self._files: LRUCache[tuple[RepoRef, str, str], FileEntry] = LRUCache(ROWS_KEPT)
+        self._listed: LRUCache[tuple[RepoRef, str], bool] = LRUCache(ROWS_KEPT)
+
+    # cached reads ---------------------------------------------------------------------
+    def ref(self, repo: RepoRef, revision: str) -> StoredRef | None:
+        """The last known commit of a branch or tag."""
+        key = (repo, revision)
+        now = self._clock()
+        kept = self._refs.get(key)
+        if kept is not None and now - kept[0] < self._mutable_seconds:
+            return kept[1]
+        stored = self.inner.ref(repo, revision)
+        if stored is not None:
+            self._refs[key] = (now, stored)
+        return stored
+
+    def visibility(self, repo: RepoRef) -> Visibility | None:
+        """How the upstream last described the repo; None when never seen."""
+        now = self._clock()
+        kept = self._visibility.get(repo)
+        if kept is not None and now - kept[0] < self._mutable_seconds:
+            return kept[1]
+        visibility = self.inner.visibility(repo)
+        if visibility is not None:
+            self._visibility[repo] = (now, visibility)
+        return visibility
+
+    def document(
+        self, repo: RepoRef, commit: str, kind: str, variant: str
+    ) -> StoredDocument | None:
+        """A cached commit-addressed JSON body."""
+        key = (repo, commit, kind, variant)
+        document = self._documents.get(key)
+        if document is None:
+            document = self.inner.document(repo, commit, kind, variant)
+            if document is not None and commit and _document_size(document) < DOCUMENT_BYTES_KEPT:
+                self._documents[key] = document
+        return document
+
+    def file(self, repo: RepoRef, commit: str, path: str) -> FileEntry | None:
+        """Which blob a path is at a commit, when known."""
+        key = (repo, commit, path)
+        entry = self._files.get(key)
+        if entry is None:
+            entry = self.inner.file(repo, commit, path)
+            if entry is not None:
+                self._files[key] = entry
+        return entry
+
+    def is_listed(self, repo: RepoRef, commit: str) -> bool:
+        """True when `files` holds every file of the repo at that commit."""
+        key = (repo, commit)
+        if key in self._listed:
+            return True
+        listed = self.inner.is_listed(repo, commit)
+        if listed:
+            self._listed[key] = True
+        return listed
+
+    # writes, through to the index -----------------------------------------------------
+    def set_ref(
+        self, repo: RepoRef, revision: str, commit: str, checked_at: float | None = None
+    ) -> None:
+        """Record that `revision` is `commit`, as the upstream said now (or `checked_at`)."""
+        self.inner.set_ref(repo, revision, commit, checked_at)
+        self._refs.pop((repo, revision), None)
+
+    def set_visibility(self, repo: RepoRef, visibility: Visibility) -> None:
+        """Record the repo's visibility as the upstream last reported it."""
+        self.inner.set_visibility(repo, visibility)
+        self._visibility[repo] = (self._clock(), visibility)
+
+    def put_document(
+        self,
+        repo: RepoRef,
+        commit: str,
+        kind: str,
+        variant: str,
+        body: str,
+        next_cursor: str | None = None,
+    ) -> None:
+        """Store a commit-addressed JSON body (immutable: a second store overwrites it)."""
+        self.inner.put_document(repo, commit, kind, variant, body, next_cursor)
+        self._documents.pop((repo, commit, kind, variant), None)
+
+    def put_files(
+        self, repo: RepoRef, commit: str, entries: Iterable[FileEntry], complete: bool = False
+    ) -> None:
+        """Record path → blob for a commit; `complete` marks the list as the whole repo."""
+        self.inner.put_files(repo, commit, entries, complete)
+
+    # everything else: straight to the index -------------------------------------------
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        self.inner.close()
+
+    def documents_of(self, repo: RepoRef, commit: str) -> list[tuple[str, str, str, str | None]]:
+        """Every stored document of a commit: (kind, variant, body, next cursor)."""
+        return self.inner.documents_of(repo, commit)
+
+    def files_under(self, repo: RepoRef, commit: str, folder: str) -> list[FileEntry]:
+        """Every known file at or below `folder` (`""` for the whole repo)."""
+        return self.inner.files_under(repo, commit, folder)
+
+    def has_path(self, repo: RepoRef, commit: str, path: str) -> bool:
+        """True when `path` is a file, or a folder holding files, at the commit."""
+        return self.inner.has_path(repo, commit, path)
+
+    def add_blob(self, key: BlobKey, size: int) -> None:
+        """Record a newly committed blob."""
+        self.inner.add_blob(key, size)
+
+    def touch_blob(self, key: BlobKey, at: float | None = None) -> None:
+        """Record that a blob was read now (or `at`), for least-recently-used eviction."""
+        self.inner.touch_blob(key, at)
+
+    def stored_blobs(self, repo: RepoRef | None = None) -> list[tuple[BlobKey, int]]:
+        """Blobs the index records as stored: all, or those some commit of `repo` uses."""
+        return self.inner.stored_blobs(repo)
+
+    def use_of_blob(self, key: BlobKey) -> tuple[RepoRef, str, FileEntry] | None:
+        """One (repo, commit, file) whose content is this blob, to fetch it again."""
+        return self.inner.use_of_blob(key)
+
+    def uses_of_blob_in(
+        self, repo: RepoRef, key: BlobKey, limit: int = 100
+    ) -> list[tuple[str, FileEntry]]:
+        """Known (commit, file) pairs of `repo` whose content is this blob."""
+        return self.inner.uses_of_blob_in(repo, key, limit)
+
+    def stored_bytes(self) -> tuple[int, int]:
+        """How many blobs are stored, and their total size."""
+        return self.inner.stored_bytes()
+
+    def eviction_candidates(
+        self,
+        limit: int,
+        accessed_before: float | None = None,
+        after: tuple[float, str] | None = None,
+    ) -> list[tuple[BlobKey, int, float]]:
+        """Unpinned blobs, least recently read first: (key, size, last access)."""
+        return self.inner.eviction_candidates(limit, accessed_before, after)
+
+    def add_to_counter(self, name: str, amount: int) -> None:
+        """Add `amount` to a running total."""
+        self.inner.add_to_counter(name, amount)
+
+    def counter(self, name: str) -> int:
+        """A running total (0 when never added to)."""
+        return self.inner.counter(name)
+
+    def repo_usage(self) -> list[tuple[RepoRef, int, int]]:
+        """Per repo: how many stored blobs its files use, and their size (each once)."""
+        return self.inner.repo_usage()
+
+    def pin(self, repo: RepoRef) -> None:
+        """Protect every blob of the repo from eviction."""
+        self.inner.pin(repo)
+
+    def unpin(self, repo: RepoRef) -> bool:
+        """Lift the protection; False when the repo was not pinned."""
+        return self.inner.unpin(repo)
+
+    def pinned(self) -> list[RepoRef]:
+        """The pinned repos."""
+        return self.inner.pinned()
+
+    def remove_blob(self, key: BlobKey) -> None:
+        """Forget a blob (after it was deleted or found corrupt)."""
+        self.inner.remove_blob(key)
