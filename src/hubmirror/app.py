@@ -15,10 +15,10 @@ from hubmirror.core.policy import Policy
 from hubmirror.mirror import Mirror, build_mirror
 from hubmirror.ops.sync import sync_forever
 from hubmirror.web.api import handle_metadata
-from hubmirror.web.auth import auth_middleware
+from hubmirror.web.auth import Admission
 from hubmirror.web.dashboard import handle_dashboard_api, handle_home, handle_static
-from hubmirror.web.deadlines import add_upstream_header, deadline_middleware
-from hubmirror.web.errors import error_middleware
+from hubmirror.web.deadlines import add_upstream_header
+from hubmirror.web.edge import edge_middleware
 from hubmirror.web.files import handle_resolve
 from hubmirror.web.forward import handle_forward
 from hubmirror.web.git import handle_git
@@ -27,7 +27,6 @@ from hubmirror.web.metrics import (
     handle_health,
     handle_metrics,
     handle_ready,
-    request_metrics_middleware,
     routed,
 )
 from hubmirror.web.routes import Endpoint, Route
@@ -113,12 +112,13 @@ def create_app(
     mirror = build_mirror(settings)
     app = web.Application(
         middlewares=[
-            request_metrics_middleware(mirror.metrics),
-            error_middleware,
-            auth_middleware(
-                settings.require_token, settings.access, mirror.metrics, settings.metrics_token
-            ),
-            deadline_middleware(settings.answer_timeout),
+            edge_middleware(
+                Admission(
+                    settings.require_token, settings.access, mirror.metrics, settings.metrics_token
+                ),
+                mirror.metrics,
+                settings.answer_timeout,
+            )
         ],
         client_max_size=1024 * 1024,
     )

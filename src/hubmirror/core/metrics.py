@@ -25,6 +25,8 @@ class MirrorMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         registry = self.registry
+        self._answers: dict[tuple[str, str], Counter] = {}
+        self._results: dict[tuple[str, str], Counter] = {}
         self.requests = Counter(
             "hubmirror_http_requests",
             "HTTP requests answered by the mirror, by route and status",
@@ -121,6 +123,24 @@ class MirrorMetrics:
             ["upstream"],
             registry=registry,
         )
+
+    def count_answer(self, route: str, status: str, cache: str | None) -> None:
+        """One answer, by route and status, and by cache status where it has one.
+
+        The labelled children are kept: routes and statuses are few, and `labels()` is
+        a measurable part of a cached answer's cost.
+        """
+        requests = self._answers.get((route, status))
+        if requests is None:
+            requests = self._answers[route, status] = self.requests.labels(route, status)
+        requests.inc()
+        if cache:
+            results = self._results.get((route, cache))
+            if results is None:
+                results = self._results[route, cache] = self.cache_results.labels(
+                    route, cache.lower()
+                )
+            results.inc()
 
     # The upstream pool's observer (`upstream.pool.PoolObserver`).
     def attempted(self, upstream: str, seconds: float, outcome: str) -> None:

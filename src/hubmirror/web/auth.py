@@ -14,11 +14,9 @@ static files) are open in every mode: probes carry no tokens, and the shell hold
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
-from aiohttp.typedefs import Middleware
 
 from hubmirror.core.access import (
     AccessSettings,
@@ -35,40 +33,49 @@ OPEN_PREFIX = "/-/static/"
 METRICS_PATH = "/metrics"
 UPSTREAM_HEADERS_KEY = "hubmirror.upstream_headers"
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+class Admission:
+    """Checks mirror tokens and decides which caller headers the upstream may see."""
 
-def auth_middleware(
-    require_token: bool,
-    access: AccessSettings,
-    metrics: MirrorMetrics | None = None,
-    metrics_token: str = "",
-) -> Middleware:
-    """Check mirror tokens and decide which caller headers the upstream may see."""
-    counters = metrics or MirrorMetrics()
+    def __init__(
+        self,
+        require_token: bool,
+        access: AccessSettings,
+        metrics: MirrorMetrics,
+        metrics_token: str = "",
+    ) -> None:
+        self._require_token = require_token
+        self._access = access
+        self._metrics = metrics
+        self._metrics_token = metrics_token
 
-    def refuse(reason: str, message: str) -> UnauthorizedError:
-        counters.auth_refusals.labels(reason).inc()
+    def _refuse(self, reason: str, message: str) -> UnauthorizedError:
+        self._metrics.auth_refusals.labels(reason).inc()
         return UnauthorizedError(message)
 
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    def admit(self, request: web.Request) -> None:
+        """Let the request in (recording what the upstream may see of it) or raise
+        UnauthorizedError."""
         authorization = request.headers.get("Authorization")
-        digest = token_hash(authorization)
         path = request.rel_url.raw_path
         if path in OPEN_PATHS or path.startswith(OPEN_PREFIX):
             request[UPSTREAM_HEADERS_KEY] = {}
-        elif path == METRICS_PATH and metrics_token:
-            if not (matches_configured_token(metrics_token, digest) or access.is_admin(digest)):
-                raise refuse("metrics_token", "/metrics needs the metrics token")
+            return
+        access = self._access
+        digest = token_hash(authorization)
+        if path == METRICS_PATH and self._metrics_token:
+            if not (
+                matches_configured_token(self._metrics_token, digest) or access.is_admin(digest)
+            ):
+                raise self._refuse("metrics_token", "/metrics needs the metrics token")
             request[UPSTREAM_HEADERS_KEY] = {}
         elif path.startswith(ADMIN_PREFIX) or request.path.startswith(ADMIN_PREFIX):
             if not access.is_admin(digest):
-                raise refuse("admin_token", "this operation needs an admin token")
+                raise self._refuse("admin_token", "this operation needs an admin token")
             request[UPSTREAM_HEADERS_KEY] = {}
-        elif require_token:
+        elif self._require_token:
             if not access.is_member(digest):
-                raise refuse(
+                raise self._refuse(
                     "mirror_token", "this mirror requires a token (Authorization: Bearer …)"
                 )
             request[UPSTREAM_HEADERS_KEY] = {}
@@ -76,9 +83,6 @@ def auth_middleware(
             request[UPSTREAM_HEADERS_KEY] = (
                 {"Authorization": authorization} if authorization else {}
             )
-        return await handler(request)
-
-    return middleware
 
 
 def upstream_headers(request: web.Request) -> dict[str, str]:

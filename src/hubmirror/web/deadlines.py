@@ -11,30 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from hubmirror.core.errors import UpstreamTimeoutError
 from hubmirror.upstream.pool import REQUEST_DEADLINE, SERVED_BY
 
 UPSTREAM_HEADER = "X-Mirror-Upstream"
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-
-def deadline_middleware(seconds: float) -> Middleware:
-    """Give each request `seconds` of upstream patience."""
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        # Requests of one keep-alive connection share a task (and its context): reset.
-        REQUEST_DEADLINE.set(time.monotonic() + seconds)
-        SERVED_BY.set(None)
-        return await handler(request)
-
-    return middleware
+def start_deadline(seconds: float) -> None:
+    """Give the request being handled `seconds` of upstream patience from now."""
+    # Requests of one keep-alive connection share a task (and its context): reset.
+    REQUEST_DEADLINE.set(time.monotonic() + seconds)
+    SERVED_BY.set(None)
 
 
 def remaining_patience() -> float | None:

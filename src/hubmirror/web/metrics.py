@@ -1,16 +1,10 @@
-"""`/metrics` (Prometheus text), `/-/health` and `/-/ready`, and the request counter.
-
-The request middleware sits outside every other one, so it counts the final answer of
-each request: its status after errors became HTTP answers, and its `X-Cache-Status`.
+"""`/metrics` (Prometheus text), `/-/health` and `/-/ready`, and the route label that
+`web.edge` counts every answer under.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
-
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from hubmirror import __version__
 from hubmirror.core.errors import MirrorError
@@ -19,7 +13,6 @@ from hubmirror.services.status import MirrorStatus
 from hubmirror.upstream.health import UpstreamStatus
 from hubmirror.web.routes import Route, match_route
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 INVALID_ROUTE = "invalid"
 ABORTED = "aborted"
 
@@ -49,29 +42,6 @@ def route_label(request: web.Request) -> str:
     """The route a request counts under: its endpoint, or `invalid` for no route."""
     found = request[ROUTE_KEY] = _match(request)
     return INVALID_ROUTE if isinstance(found, MirrorError) else found.endpoint.value
-
-
-def request_metrics_middleware(metrics: MirrorMetrics) -> Middleware:
-    """Count every answer by route and status, and by cache status where it has one."""
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        route = route_label(request)
-        try:
-            response = await handler(request)
-        except web.HTTPException as error:
-            metrics.requests.labels(route, str(error.status)).inc()
-            raise
-        except (ConnectionError, asyncio.CancelledError):
-            metrics.requests.labels(route, ABORTED).inc()
-            raise
-        metrics.requests.labels(route, str(response.status)).inc()
-        cache_status = response.headers.get("X-Cache-Status")
-        if cache_status:
-            metrics.cache_results.labels(route, cache_status.lower()).inc()
-        return response
-
-    return middleware
 
 
 async def handle_metrics(metrics: MirrorMetrics) -> web.Response:
