@@ -65,6 +65,7 @@ class Settings:
     segment_size: int = 8 * 1024 * 1024
     auth_ttl: float = 600.0
     max_size: int = 0
+    disk_reserve: int = 1024**3
     max_age: float = 0.0
     sync_list: str = ""
     sync_every: float = 6 * 3600.0
@@ -96,7 +97,7 @@ class Settings:
 
 
 # Integer settings given in bytes, which also accept `32M`, `1G`, `512k`.
-SIZE_FIELDS = frozenset({"segment_threshold", "segment_size", "max_size"})
+SIZE_FIELDS = frozenset({"segment_threshold", "segment_size", "max_size", "disk_reserve"})
 _SIZE = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[kmgt]?)i?b?")
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 

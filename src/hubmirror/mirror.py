@@ -22,6 +22,7 @@ from hubmirror.services.lfs import LfsService
 from hubmirror.services.metadata import MetadataService
 from hubmirror.services.policy import PolicyGuard
 from hubmirror.services.revisions import RevisionResolver
+from hubmirror.services.room import DiskRoom
 from hubmirror.services.status import MirrorStatus, StatusCollector
 from hubmirror.storage.blobs import BlobStore
 from hubmirror.storage.cached_index import CachedIndex
@@ -125,7 +126,6 @@ def build_mirror(settings: Settings) -> Mirror:
     revisions = RevisionResolver(
         upstream, index, settings.revision_ttl, guard, gate, max_stale=settings.max_stale
     )
-    files = FileService(upstream, index, store, fetcher, revisions, guard)
     evictor = Evictor(
         index,
         store,
@@ -134,6 +134,8 @@ def build_mirror(settings: Settings) -> Mirror:
         lambda key: files.is_sending(key) or fetcher.inflight(key) is not None,
         metrics=metrics,
     )
+    room = DiskRoom(layout, settings.disk_reserve, evictor)
+    files = FileService(upstream, index, store, fetcher, revisions, guard, room)
     eviction = EvictionScheduler(evictor)
     fetcher.on_committed = lambda _key, _size: eviction.nudge()
     status = MirrorStatus(
@@ -145,6 +147,7 @@ def build_mirror(settings: Settings) -> Mirror:
         settings.offline,
         settings.max_size or None,
         settings.ready_requires_upstream,
+        room,
     )
     metrics.add_collector(StatusCollector(status, settings.policy_profile))
     return Mirror(

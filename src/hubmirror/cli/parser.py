@@ -98,6 +98,11 @@ def _add_common_settings(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-size", help="cache size limit, e.g. 100G (default: none)")
     parser.add_argument("--max-age", help="evict blobs unread for this long, e.g. 30d")
     parser.add_argument(
+        "--disk-reserve",
+        help="free space a new download must leave on the cache disk (default 1G); with "
+        "--max-size, blobs are evicted to make room, else the download is refused (507)",
+    )
+    parser.add_argument(
         "--access-log",
         action="store_const",
         const=True,

@@ -20,7 +20,11 @@ HTTP status, an `X-Error-Code` and a message.
     │   ├── UpstreamTimeoutError   no upstream answered within the client's patience
     │   └── OfflineMissError       offline mode: the upstream is never asked
     ├── IntegrityError             upstream bytes did not match the advertised hash/size
-    └── RangeNotSatisfiableError   a Range that lies past the end of the file
+    ├── RangeNotSatisfiableError   a Range that lies past the end of the file
+    └── CacheUnavailableError      the mirror's own storage cannot take what is asked
+        ├── CacheFullError         the cache disk is full (or the room is reserved)
+        ├── CacheReadOnlyError     the cache folder cannot be written
+        └── IndexDamagedError      the index file is corrupt
 """
 
 from __future__ import annotations
@@ -112,3 +116,19 @@ class RangeNotSatisfiableError(MirrorError):
     def __init__(self, message: str, size: int) -> None:
         super().__init__(message)
         self.size = size
+
+
+class CacheUnavailableError(MirrorError):
+    """The mirror's own disk failed this request (what is stored is still served)."""
+
+
+class CacheFullError(CacheUnavailableError):
+    """The cache disk has no room for this blob, even after eviction."""
+
+
+class CacheReadOnlyError(CacheUnavailableError):
+    """The cache folder cannot be written (a read-only mount, wrong permissions)."""
+
+
+class IndexDamagedError(CacheUnavailableError):
+    """The index's file is corrupt; `hubmirror verify --repair` rebuilds it."""

@@ -4,8 +4,9 @@ A record says when, who (a token-hash prefix, never the token), what (repo, revi
 commit, path), how (cache status, bytes sent, duration) and with what result. Records
 are queued on the event loop and written by a thread of their own (the standard
 library's `QueueListener` and `RotatingFileHandler`), so a slow or full disk never
-holds up an answer: a record that cannot be written is dropped and counted, with one
-warning a minute. Reading is for `hubmirror audit` and the dashboard.
+holds up an answer: records that cannot be written wait in memory for the disk to take
+them (the oldest are dropped past a bound), with one warning a minute. Reading is for
+`hubmirror audit` and the dashboard.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import queue
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -69,7 +71,9 @@ def _rotated_name(default: str) -> str:
 
 
 class _AuditFileHandler(RotatingFileHandler):
-    """Writes record messages as lines; a failed write is counted and warned about."""
+    """Writes record messages as lines. Records that cannot be written (a full disk)
+    wait, in order, for the next write that succeeds; past `QUEUED_RECORDS` waiting,
+    the oldest are dropped and counted."""
 
     def __init__(self, log: AuditLog, path: Path, max_bytes: int, backups: int) -> None:
         super().__init__(
@@ -77,17 +81,28 @@ class _AuditFileHandler(RotatingFileHandler):
         )
         self.namer = _rotated_name
         self._log = log
+        self._waiting: deque[logging.LogRecord] = deque()
+        self._failures: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if len(self._waiting) >= QUEUED_RECORDS:
+            self._waiting.popleft()
+            self._log.dropped("the disk has refused audit records for too long")
+        self._waiting.append(record)
+        while self._waiting:
+            self._failures.clear()
+            super().emit(self._waiting[0])
+            if self._failures:
+                self._log.waiting(len(self._waiting), self._failures[-1])
+                return
+            self._waiting.popleft()
 
     def handleError(self, record: logging.LogRecord) -> None:
-        self._log.dropped(f"cannot write the audit log: {self._error_text()}")
+        error = sys.exc_info()[1]
+        self._failures.append(repr(error) if error is not None else "unknown error")
         if self.stream is not None:  # reopen next time (the disk may have room again)
             self.stream.close()
             self.stream = None
-
-    @staticmethod
-    def _error_text() -> str:
-        error = sys.exc_info()[1]
-        return repr(error) if error is not None else "unknown error"
 
 
 class AuditLog:
@@ -117,14 +132,22 @@ class AuditLog:
             self.dropped("the audit log's queue is full (is the disk stalled?)")
 
     def dropped(self, reason: str) -> None:
-        """Count a record that was not written; warn at most once a minute."""
+        """Count a record that is lost; warn at most once a minute."""
         with self._lock:
             self.dropped_records += 1
+        self._warn(f"audit record dropped ({self.dropped_records} so far): {reason}")
+
+    def waiting(self, count: int, reason: str) -> None:
+        """Records cannot be written now and wait for the disk; warn at most once a minute."""
+        self._warn(f"{count} audit records wait to be written: {reason}")
+
+    def _warn(self, message: str) -> None:
+        with self._lock:
             now = time.monotonic()
             if now - self._warned_at < WARNING_INTERVAL_SECONDS:
                 return
             self._warned_at = now
-        logger.warning("audit record dropped (%d so far): %s", self.dropped_records, reason)
+        logger.warning("%s", message)
 
     def _start(self) -> None:
         with self._lock:

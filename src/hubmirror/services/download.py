@@ -207,41 +207,53 @@ class Download:
         """Fetch what is missing, verify, commit. Raises MirrorError on failure.
 
         A hash mismatch discards the partial file; any other failure keeps its complete
-        ranges on disk so that the next download of the blob resumes.
+        ranges on disk so that the next download of the blob resumes. Whatever happens,
+        every reader is told the outcome and the partial file's descriptor and lock are
+        released (also when the disk is too full to take the checkpoint).
         """
-        hashing = asyncio.create_task(self._hash())
-        checkpointing = asyncio.create_task(self._checkpoint_periodically())
         try:
-            try:
-                await self._fetch_all()
-                digest = await hashing
-            finally:
-                for task in (hashing, checkpointing):
-                    task.cancel()
-                await asyncio.gather(hashing, checkpointing, return_exceptions=True)
-            path = await asyncio.to_thread(self._store.commit, self._partial, digest)
+            path = await self._fetch_verify_commit()
         except BaseException as error:
-            await self._keep_or_discard(error)
             failure = error
             if not isinstance(error, MirrorError | asyncio.CancelledError):
                 logger.exception("download of %s failed", self.key)
                 failure = UpstreamUnavailableError(f"download of {self.key} failed: {error!r}")
-            self._finish(None, failure)
+            try:
+                await self._keep_or_discard(error)
+            finally:
+                self._partial.close()
+                self._finish(None, failure)
             if failure is error:
                 raise
             raise failure from error
         self._finish(path, None)
         return path
 
+    async def _fetch_verify_commit(self) -> Path:
+        hashing = asyncio.create_task(self._hash())
+        checkpointing = asyncio.create_task(self._checkpoint_periodically())
+        try:
+            await self._fetch_all()
+            digest = await hashing
+        finally:
+            for task in (hashing, checkpointing):
+                task.cancel()
+            await asyncio.gather(hashing, checkpointing, return_exceptions=True)
+        return await asyncio.to_thread(self._store.commit, self._partial, digest)
+
     async def _keep_or_discard(self, error: BaseException) -> None:
-        if isinstance(error, IntegrityError):
-            self._partial.close()
-            await asyncio.to_thread(self._partial.discard)
-            return
-        if self._partial.descriptor >= 0:
-            snapshot = RangeSet(self.ranges)
-            await asyncio.to_thread(self._partial.checkpoint, snapshot)
-            self._partial.close()
+        """Keep the complete ranges for a resume, or drop bytes that failed the hash;
+        a failure here (a full disk) is logged, never raised."""
+        try:
+            if isinstance(error, IntegrityError):
+                self._partial.close()
+                await asyncio.to_thread(self._partial.discard)
+            elif self._partial.descriptor >= 0:
+                await asyncio.to_thread(self._partial.checkpoint, RangeSet(self.ranges))
+        except (MirrorError, OSError) as cleanup:
+            # Most often the very fault that failed the download (a full disk): the
+            # failure itself is logged once, by the fetcher.
+            logger.info("could not keep what %s had downloaded: %s", self.key, cleanup)
 
     async def _fetch_all(self) -> None:
         if not self._queue:

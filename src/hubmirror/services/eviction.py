@@ -81,15 +81,16 @@ class Evictor:
             last_key, _, last_access = page[-1]
             after = (last_access, last_key.hexdigest)
 
-    def plan(self) -> tuple[list[tuple[BlobKey, int]], int]:
-        """The blobs to evict, and the stored total before."""
+    def plan(self, room: int = 0) -> tuple[list[tuple[BlobKey, int]], int]:
+        """The blobs to evict, and the stored total before; `room` more bytes are freed
+        beyond what the size limit demands (for a download that needs them)."""
         _, total = self._index.stored_bytes()
         chosen: dict[BlobKey, int] = {}
         if self.max_age is not None:
             for key, size, _ in self._pages(self._clock() - self.max_age):
                 chosen[key] = size
         if self.max_size is not None:
-            excess = total - sum(chosen.values()) - self.max_size
+            excess = max(total - self.max_size, 0) + room - sum(chosen.values())
             after: tuple[float, str] | None = None
             while excess > 0:
                 page = self._index.eviction_candidates(PAGE, None, after)
@@ -105,9 +106,10 @@ class Evictor:
                 after = (page[-1][2], page[-1][0].hexdigest)
         return list(chosen.items()), total
 
-    def run(self, dry_run: bool = False) -> EvictionReport:
-        """Evict what the limits demand (blocking: call from a thread on the loop)."""
-        chosen, total = self.plan()
+    def run(self, dry_run: bool = False, room: int = 0) -> EvictionReport:
+        """Evict what the limits demand, and `room` bytes more (blocking: call from a
+        thread on the loop). Only a mirror with a size limit evicts for room."""
+        chosen, total = self.plan(room if self.max_size is not None else 0)
         report = EvictionReport(dry_run, self.max_size, self.max_age, total, total)
         for key, size in chosen:
             if not dry_run:

@@ -12,7 +12,7 @@ import contextvars
 import logging
 from collections.abc import Callable
 
-from hubmirror.core.errors import IntegrityError, MirrorError
+from hubmirror.core.errors import CacheUnavailableError, IntegrityError, MirrorError
 from hubmirror.core.metrics import MirrorMetrics
 from hubmirror.core.types import BlobKey
 from hubmirror.services.download import BlobSource, Download, FetchTuning, FileOrigin
@@ -95,6 +95,9 @@ class Fetcher:
                 download.size,
                 error.message,
             )
+        except CacheUnavailableError as error:
+            self._count_fetched(download, "failed")
+            logger.warning("download of %s failed: %s", download.key, error.message)
         except MirrorError as error:
             self._count_fetched(download, "failed")
             logger.info("download of %s failed: %s", download.key, error.message)

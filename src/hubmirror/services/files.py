@@ -25,6 +25,7 @@ from hubmirror.services.download import Download, FileOrigin
 from hubmirror.services.fetcher import Fetcher
 from hubmirror.services.policy import PolicyGuard
 from hubmirror.services.revisions import RevisionResolver
+from hubmirror.services.room import DiskRoom
 from hubmirror.storage.blobs import BlobStore
 from hubmirror.storage.index import Index
 from hubmirror.storage.partial import BlobBusyError
@@ -33,6 +34,7 @@ from hubmirror.upstream.source import Upstream
 
 TOUCH_INTERVAL_SECONDS = 60.0
 BUSY_POLL_SECONDS = 0.5
+BUSY_RETRY_AFTER_SECONDS = 5.0
 # Blobs this small are served from memory (up to SMALL_BODIES_BYTES of them in all).
 SMALL_BODY_BYTES = 64 * 1024
 SMALL_BODIES_BYTES = 32 * 1024 * 1024
@@ -71,6 +73,7 @@ class FileService:
         fetcher: Fetcher,
         revisions: RevisionResolver,
         guard: PolicyGuard,
+        room: DiskRoom,
     ) -> None:
         self._upstream = upstream
         self._index = index
@@ -78,6 +81,7 @@ class FileService:
         self._fetcher = fetcher
         self._revisions = revisions
         self._guard = guard
+        self._room = room
         self._last_touch: LRUCache[BlobKey, float] = LRUCache(TOUCHES_KEPT)
         self._small_bodies: LRUCache[BlobKey, bytes] = LRUCache(SMALL_BODIES_BYTES, len)
         self._sending: Counter[BlobKey] = Counter()
@@ -217,9 +221,13 @@ class FileService:
     ) -> Download | None:
         """Join or start the upstream download of the file's blob; None once it is stored.
 
-        When another process (a prefetch, say) is downloading the blob, wait up to
-        `patience` seconds for it to finish.
+        A new download first makes sure the disk has room for it (CacheFullError when
+        not). When another process (a prefetch, say) is downloading the blob, wait up
+        to `patience` seconds for it to finish.
         """
+        key, size = file.entry.blob, file.entry.size
+        if self._fetcher.inflight(key) is None and self._store.size_of(key) != size:
+            await self._room.ensure(key, size)
         repo, commit, path = file.pinned.repo, file.pinned.commit, file.entry.path
         source = UpstreamFileSource(
             self._upstream,
@@ -229,15 +237,16 @@ class FileService:
             headers,
             self._locations.pop((repo, commit, path), None),
         )
-        origin = FileOrigin(file.pinned.repo, file.pinned.commit, file.entry.path)
+        origin = FileOrigin(repo, commit, path)
         deadline = time.monotonic() + patience
         while True:
             try:
-                return self._fetcher.download(file.entry.blob, file.entry.size, source, origin)
+                return self._fetcher.download(key, size, source, origin)
             except BlobBusyError:
                 if time.monotonic() > deadline:
                     raise UpstreamUnavailableError(
-                        f"{file.entry.path} is being downloaded by another process"
+                        f"{path} is being downloaded by another process; retry shortly",
+                        retry_after=str(int(BUSY_RETRY_AFTER_SECONDS)),
                     ) from None
                 await asyncio.sleep(BUSY_POLL_SECONDS)
 

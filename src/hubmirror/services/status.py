@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sqlite3
 import tempfile
 import time
 from collections import deque
@@ -20,9 +19,11 @@ from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
 from hubmirror import __version__
+from hubmirror.core.errors import MirrorError
 from hubmirror.core.metrics import MirrorMetrics
 from hubmirror.core.types import RepoRef
 from hubmirror.services.fetcher import Fetcher
+from hubmirror.services.room import DiskRoom
 from hubmirror.storage.index import Index
 from hubmirror.storage.layout import CacheLayout
 from hubmirror.upstream.health import UpstreamStatus
@@ -139,7 +140,8 @@ class MirrorStatus:
         metrics: MirrorMetrics,
         offline: bool,
         limit_bytes: int | None,
-        requires_upstream: bool = False,
+        requires_upstream: bool,
+        room: DiskRoom,
     ) -> None:
         self._index = index
         self._layout = layout
@@ -149,6 +151,7 @@ class MirrorStatus:
         self.offline = offline
         self.limit_bytes = limit_bytes
         self.requires_upstream = requires_upstream
+        self._room = room
         self._history: deque[TrafficSample] = deque(maxlen=HISTORY_SAMPLES)
 
     @property
@@ -220,14 +223,33 @@ class MirrorStatus:
             [
                 await asyncio.to_thread(self._index_check),
                 await asyncio.to_thread(writable_check, os.fspath(self._layout.tmp_dir)),
+                await asyncio.to_thread(self._space_check),
                 upstream_check(self.offline, self.upstreams(), self.requires_upstream),
             ]
         )
 
+    def _space_check(self) -> Check:
+        """Whether new downloads fit; reported, not required (hits still serve)."""
+        try:
+            shortfall = self._room.shortfall()
+        except OSError as error:
+            return Check(
+                "cache_space", False, f"cannot read the cache disk's space: {error}", False
+            )
+        if shortfall:
+            return Check(
+                "cache_space",
+                False,
+                f"the cache disk is full: {shortfall} bytes short of the reserve "
+                "(--disk-reserve); cached files are served, new downloads are refused",
+                False,
+            )
+        return Check("cache_space", True, "the cache disk has room", False)
+
     def _index_check(self) -> Check:
         try:
             self._index.stored_bytes()
-        except sqlite3.Error as error:
+        except MirrorError as error:
             return Check("index", False, f"the index cannot be read: {error}")
         return Check("index", True, "the index is open")
 

@@ -11,19 +11,32 @@ the index it wraps, which stays the one source of truth:
 - rows that change (a branch's commit, a repo's visibility) are kept for
   `mutable_seconds` at most, so what another process or node wrote shows soon;
 - answers of "nothing stored" are never kept (another process may store it next).
+
+Writes on the request path never fail a request because the cache disk is full or
+read-only: what only speeds later answers up (a document, a branch's commit) is kept in
+memory and logged; bookkeeping (access times, counters, a committed blob) is kept
+pending and written with the next write that succeeds. A warning is logged at most
+once a minute.
 """
 
 from __future__ import annotations
 
+import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 
 from cachetools import LRUCache
 
+from hubmirror.core.errors import CacheUnavailableError
 from hubmirror.core.types import BlobKey, FileEntry, RepoRef, Visibility
 from hubmirror.storage.index import Index, StoredDocument, StoredRef
 
+logger = logging.getLogger(__name__)
+
 MUTABLE_SECONDS = 2.0
+PENDING_WRITES = 10_000
+WARNING_INTERVAL_SECONDS = 60.0
 ROWS_KEPT = 50_000
 DOCUMENT_BYTES_KEPT = 64 * 1024 * 1024
 
@@ -42,6 +55,8 @@ class CachedIndex:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.inner = inner
+        self._pending: deque[Callable[[], None]] = deque(maxlen=PENDING_WRITES)
+        self._warned_at = -WARNING_INTERVAL_SECONDS
         self._mutable_seconds = mutable_seconds
         self._clock = clock
         # Mutable rows with the time they were read (cheaper than a TTLCache per get).
@@ -110,16 +125,54 @@ class CachedIndex:
         return listed
 
     # writes, through to the index -----------------------------------------------------
+    def _tolerated(self, what: str, write: Callable[[], None], retry: bool) -> bool:
+        """Run `write`; on a cache disk that cannot take it, warn (and keep it for later
+        when `retry`) instead of failing the request. True when it was written."""
+        try:
+            write()
+        except CacheUnavailableError as error:
+            if retry:
+                self._pending.append(write)
+            now = self._clock()
+            if now - self._warned_at >= WARNING_INTERVAL_SECONDS:
+                self._warned_at = now
+                logger.warning(
+                    "index write deferred (%s): %s; %d writes pending",
+                    what,
+                    error.message,
+                    len(self._pending),
+                )
+            return False
+        self._flush_pending()
+        return True
+
+    def _flush_pending(self) -> None:
+        while self._pending:
+            write = self._pending[0]
+            try:
+                write()
+            except CacheUnavailableError:
+                return
+            self._pending.popleft()
+
     def set_ref(
         self, repo: RepoRef, revision: str, commit: str, checked_at: float | None = None
     ) -> None:
         """Record that `revision` is `commit`, as the upstream said now (or `checked_at`)."""
-        self.inner.set_ref(repo, revision, commit, checked_at)
+        stored = StoredRef(commit, time.time() if checked_at is None else checked_at)
         self._refs.pop((repo, revision), None)
+        if not self._tolerated(
+            "a branch's commit",
+            lambda: self.inner.set_ref(repo, revision, commit, stored.checked_at),
+            retry=False,
+        ):
+            self._refs[repo, revision] = (self._clock(), stored)
 
     def set_visibility(self, repo: RepoRef, visibility: Visibility) -> None:
         """Record the repo's visibility as the upstream last reported it."""
-        self.inner.set_visibility(repo, visibility)
+        self._tolerated(
+            "a repo's visibility", lambda: self.inner.set_visibility(repo, visibility), False
+        )
         self._visibility[repo] = (self._clock(), visibility)
 
     def put_document(
@@ -132,14 +185,30 @@ class CachedIndex:
         next_cursor: str | None = None,
     ) -> None:
         """Store a commit-addressed JSON body (immutable: a second store overwrites it)."""
-        self.inner.put_document(repo, commit, kind, variant, body, next_cursor)
-        self._documents.pop((repo, commit, kind, variant), None)
+        key = (repo, commit, kind, variant)
+        self._documents.pop(key, None)
+        if (
+            not self._tolerated(
+                "a JSON answer",
+                lambda: self.inner.put_document(repo, commit, kind, variant, body, next_cursor),
+                retry=False,
+            )
+            and commit
+        ):
+            self._documents[key] = StoredDocument(body, next_cursor)
 
     def put_files(
         self, repo: RepoRef, commit: str, entries: Iterable[FileEntry], complete: bool = False
     ) -> None:
         """Record path → blob for a commit; `complete` marks the list as the whole repo."""
-        self.inner.put_files(repo, commit, entries, complete)
+        listed = list(entries)
+        if not self._tolerated(
+            "a file list",
+            lambda: self.inner.put_files(repo, commit, listed, complete),
+            retry=False,
+        ):
+            for entry in listed[:ROWS_KEPT]:
+                self._files[repo, commit, entry.path] = entry
 
     # everything else: straight to the index -------------------------------------------
     def close(self) -> None:
@@ -159,12 +228,13 @@ class CachedIndex:
         return self.inner.has_path(repo, commit, path)
 
     def add_blob(self, key: BlobKey, size: int) -> None:
-        """Record a newly committed blob."""
-        self.inner.add_blob(key, size)
+        """Record a newly committed blob (kept for later when the disk is full)."""
+        self._tolerated("a stored blob", lambda: self.inner.add_blob(key, size), retry=True)
 
     def touch_blob(self, key: BlobKey, at: float | None = None) -> None:
         """Record that a blob was read now (or `at`), for least-recently-used eviction."""
-        self.inner.touch_blob(key, at)
+        when = time.time() if at is None else at
+        self._tolerated("an access time", lambda: self.inner.touch_blob(key, when), retry=True)
 
     def stored_blobs(self, repo: RepoRef | None = None) -> list[tuple[BlobKey, int]]:
         """Blobs the index records as stored: all, or those some commit of `repo` uses."""
@@ -194,8 +264,8 @@ class CachedIndex:
         return self.inner.eviction_candidates(limit, accessed_before, after)
 
     def add_to_counter(self, name: str, amount: int) -> None:
-        """Add `amount` to a running total."""
-        self.inner.add_to_counter(name, amount)
+        """Add `amount` to a running total (kept for later when the disk is full)."""
+        self._tolerated("a counter", lambda: self.inner.add_to_counter(name, amount), retry=True)
 
     def counter(self, name: str) -> int:
         """A running total (0 when never added to)."""

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from hubmirror.core.errors import MirrorError
 from hubmirror.core.types import BlobKey
+from hubmirror.storage.diskerrors import on_disk
 from hubmirror.storage.layout import CacheLayout
 from hubmirror.storage.rangeset import RangeSet
 
@@ -37,18 +38,29 @@ class PartialFile:
         self.data_path = layout.partial_path(key)
         self.ranges_path = layout.partial_ranges_path(key)
         self._final_path = layout.blob_path(key)
-        self._descriptor = os.open(self.data_path, os.O_RDWR | os.O_CREAT, 0o644)
+        with on_disk(f"start the download of {key}"):
+            self._descriptor = os.open(self.data_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             # One writer per blob across processes (a server and a prefetch, say).
             fcntl.flock(self._descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self._descriptor)
             raise BlobBusyError(f"{key} is being downloaded by another process") from None
-        self.recovered = self._load_ranges()
-        if not self.recovered.total:
-            os.ftruncate(self._descriptor, 0)
-        if os.fstat(self._descriptor).st_size != size:
-            os.ftruncate(self._descriptor, size)
+        try:
+            with on_disk(f"start the download of {key}"):
+                self.recovered = self._load_ranges()
+                if not self.recovered.total:
+                    os.ftruncate(self._descriptor, 0)
+                if os.fstat(self._descriptor).st_size != size:
+                    os.ftruncate(self._descriptor, size)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def missing_bytes(self) -> int:
+        """Bytes this blob still needs on disk (what a previous run wrote is there)."""
+        return self.size - self.recovered.total
 
     def _load_ranges(self) -> RangeSet:
         """The ranges a previous run checkpointed, if its sidecar fits this blob."""
@@ -79,10 +91,11 @@ class PartialFile:
         if offset < 0 or offset + len(data) > self.size:
             raise ValueError(f"write of {len(data)} bytes at {offset} outside blob of {self.size}")
         view = memoryview(data)
-        while view:
-            written = os.pwrite(self._descriptor, view, offset)
-            view = view[written:]
-            offset += written
+        with on_disk(f"write {self.key}"):
+            while view:
+                written = os.pwrite(self._descriptor, view, offset)
+                view = view[written:]
+                offset += written
 
     def read_at(self, offset: int, length: int) -> bytes:
         """Read up to `length` bytes at `offset`."""
@@ -90,7 +103,6 @@ class PartialFile:
 
     def checkpoint(self, ranges: RangeSet) -> None:
         """Make the data durable, then record `ranges` as complete (atomically)."""
-        os.fdatasync(self._descriptor)
         record = {
             "version": SIDECAR_VERSION,
             "algorithm": self.key.algorithm.value,
@@ -98,17 +110,20 @@ class PartialFile:
             "ranges": [list(item) for item in ranges],
         }
         temporary = self.ranges_path.with_suffix(".tmp")
-        temporary.write_text(json.dumps(record))
-        os.replace(temporary, self.ranges_path)
+        with on_disk(f"checkpoint {self.key}"):
+            os.fdatasync(self._descriptor)
+            temporary.write_text(json.dumps(record))
+            os.replace(temporary, self.ranges_path)
 
     def commit_into_store(self) -> Path:
         """Move the verified data to its blob path; the caller checked size and hash."""
-        os.fsync(self._descriptor)
-        self.close()
-        self._final_path.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self.data_path, self._final_path)
-        self.ranges_path.unlink(missing_ok=True)
-        _fsync_directory(self._final_path.parent)
+        with on_disk(f"store {self.key}"):
+            os.fsync(self._descriptor)
+            self.close()
+            self._final_path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.data_path, self._final_path)
+            self.ranges_path.unlink(missing_ok=True)
+            _fsync_directory(self._final_path.parent)
         return self._final_path
 
     def discard(self) -> None:

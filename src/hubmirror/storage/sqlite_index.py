@@ -26,6 +26,13 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from hubmirror.core.errors import (
+    CacheFullError,
+    CacheReadOnlyError,
+    CacheUnavailableError,
+    IndexDamagedError,
+    MirrorError,
+)
 from hubmirror.core.types import (
     BlobKey,
     FileEntry,
@@ -78,6 +85,18 @@ CREATE TABLE IF NOT EXISTS pins (
 """
 
 
+def sqlite_error(error: sqlite3.Error) -> MirrorError:
+    """SQLite's error as the mirror's: a full disk, a read-only folder, a damaged file."""
+    text = str(error).lower()
+    if "full" in text:
+        return CacheFullError(f"the cache disk is full: the index cannot be written ({error})")
+    if "readonly" in text or "read-only" in text:
+        return CacheReadOnlyError(f"the index cannot be written ({error})")
+    if "malformed" in text or "not a database" in text or "corrupt" in text:
+        return IndexDamagedError(f"the index is damaged ({error}): run hubmirror verify --repair")
+    return CacheUnavailableError(f"the index failed: {error}")
+
+
 class SqliteIndex:
     """The mirror's SQLite index. Thread-safe; every method is one short transaction."""
 
@@ -97,20 +116,30 @@ class SqliteIndex:
             self._connection.close()
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Cursor]:
+    def _using(self) -> Iterator[sqlite3.Connection]:
+        """The connection, under the lock; SQLite's errors become the mirror's."""
         with self._lock:
-            cursor = self._connection.cursor()
+            try:
+                yield self._connection
+            except sqlite3.Error as error:
+                raise sqlite_error(error) from error
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Cursor]:
+        with self._using() as connection:
+            cursor = connection.cursor()
             cursor.execute("BEGIN IMMEDIATE")
             try:
                 yield cursor
             except BaseException:
-                cursor.execute("ROLLBACK")
+                if connection.in_transaction:
+                    cursor.execute("ROLLBACK")
                 raise
             cursor.execute("COMMIT")
 
     def _query_one(self, sql: str, parameters: tuple[object, ...]) -> tuple[object, ...] | None:
-        with self._lock:
-            row: tuple[object, ...] | None = self._connection.execute(sql, parameters).fetchone()
+        with self._using() as connection:
+            row: tuple[object, ...] | None = connection.execute(sql, parameters).fetchone()
             return row
 
     # refs ---------------------------------------------------------------------------
@@ -188,8 +217,8 @@ class SqliteIndex:
 
     def documents_of(self, repo: RepoRef, commit: str) -> list[tuple[str, str, str, str | None]]:
         """Every stored document of a commit: (kind, variant, body, next cursor)."""
-        with self._lock:
-            rows = self._connection.execute(
+        with self._using() as connection:
+            rows = connection.execute(
                 "SELECT kind, variant, body, next_cursor FROM documents "
                 "WHERE repo_type = ? AND repo_id = ? AND commit_sha = ?",
                 (repo.repo_type.value, repo.repo_id, commit),
@@ -236,8 +265,8 @@ class SqliteIndex:
 
     def files_under(self, repo: RepoRef, commit: str, folder: str) -> list[FileEntry]:
         """Every known file at or below `folder` (`""` for the whole repo)."""
-        with self._lock:
-            rows = self._connection.execute(
+        with self._using() as connection:
+            rows = connection.execute(
                 "SELECT path, size, algorithm, hexdigest, git_oid FROM files "
                 "WHERE repo_type = ? AND repo_id = ? AND commit_sha = ? "
                 "AND (? = '' OR path = ? OR (path > ? AND path < ?))",
@@ -308,8 +337,8 @@ class SqliteIndex:
                 "WHERE f.repo_type = ? AND f.repo_id = ?"
             )
             parameters = (repo.repo_type.value, repo.repo_id)
-        with self._lock:
-            rows = self._connection.execute(sql, parameters).fetchall()
+        with self._using() as connection:
+            rows = connection.execute(sql, parameters).fetchall()
         return [(BlobKey(HashAlgorithm(str(a)), str(h)), int(s)) for a, h, s in rows]
 
     def use_of_blob(self, key: BlobKey) -> tuple[RepoRef, str, FileEntry] | None:
@@ -331,8 +360,8 @@ class SqliteIndex:
         self, repo: RepoRef, key: BlobKey, limit: int = 100
     ) -> list[tuple[str, FileEntry]]:
         """Known (commit, file) pairs of `repo` whose content is this blob."""
-        with self._lock:
-            rows = self._connection.execute(
+        with self._using() as connection:
+            rows = connection.execute(
                 "SELECT commit_sha, path, size, git_oid FROM files "
                 "WHERE algorithm = ? AND hexdigest = ? AND repo_type = ? AND repo_id = ? "
                 "LIMIT ?",
@@ -375,8 +404,8 @@ class SqliteIndex:
             parameters += [after[0], after[1]]
         sql += "ORDER BY b.last_access, b.hexdigest LIMIT ?"
         parameters.append(limit)
-        with self._lock:
-            rows = self._connection.execute(sql, parameters).fetchall()
+        with self._using() as connection:
+            rows = connection.execute(sql, parameters).fetchall()
         return [(BlobKey(HashAlgorithm(str(a)), str(h)), int(s), float(t)) for a, h, s, t in rows]
 
     def add_to_counter(self, name: str, amount: int) -> None:
@@ -395,8 +424,8 @@ class SqliteIndex:
 
     def repo_usage(self) -> list[tuple[RepoRef, int, int]]:
         """Per repo: how many stored blobs its files use, and their size (each once)."""
-        with self._lock:
-            rows = self._connection.execute(
+        with self._using() as connection:
+            rows = connection.execute(
                 "SELECT u.repo_type, u.repo_id, COUNT(*), SUM(b.size) FROM "
                 "(SELECT DISTINCT repo_type, repo_id, algorithm, hexdigest FROM files) u "
                 "JOIN blobs b ON b.algorithm = u.algorithm AND b.hexdigest = u.hexdigest "
@@ -422,8 +451,8 @@ class SqliteIndex:
 
     def pinned(self) -> list[RepoRef]:
         """The pinned repos."""
-        with self._lock:
-            rows = self._connection.execute("SELECT repo_type, repo_id FROM pins").fetchall()
+        with self._using() as connection:
+            rows = connection.execute("SELECT repo_type, repo_id FROM pins").fetchall()
         return [RepoRef(RepoType(str(t)), str(i)) for t, i in rows]
 
     def remove_blob(self, key: BlobKey) -> None:

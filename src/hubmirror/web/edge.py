@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from hubmirror.core.errors import MirrorError
+from hubmirror.core.errors import CacheUnavailableError, MirrorError
 from hubmirror.core.metrics import MirrorMetrics
 from hubmirror.web.auth import Admission
 from hubmirror.web.deadlines import start_deadline
@@ -31,12 +32,32 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # nginx's status for "the client closed the connection before the answer was sent".
 CLIENT_CLOSED_REQUEST = 499
+FAULT_LOG_SECONDS = 60.0
+
+
+class FaultLog:
+    """One warning a minute per kind of fault of the mirror's own disk, not one per
+    request it fails."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._warned: dict[type[MirrorError], float] = {}
+
+    def warn(self, error: MirrorError) -> None:
+        """Log `error` unless one of its kind was logged in the last minute."""
+        now = self._clock()
+        if now - self._warned.get(type(error), -FAULT_LOG_SECONDS) < FAULT_LOG_SECONDS:
+            return
+        self._warned[type(error)] = now
+        logger.warning("%s (answered %s)", error.message, type(error).__name__)
 
 
 def edge_middleware(
     admission: Admission, metrics: MirrorMetrics, answer_timeout: float
 ) -> Middleware:
     """The middleware of a mirror's app (see the module docstring)."""
+
+    disk_faults = FaultLog()
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -46,6 +67,8 @@ def edge_middleware(
             start_deadline(answer_timeout)
             response = await handler(request)
         except MirrorError as error:
+            if isinstance(error, CacheUnavailableError):
+                disk_faults.warn(error)
             response = error_response(error)
         except web.HTTPException as error:
             metrics.count_answer(route, str(error.status), None)

@@ -18,6 +18,9 @@ from aiohttp import web
 
 from hubmirror.core.errors import (
     BadRequestError,
+    CacheFullError,
+    CacheReadOnlyError,
+    CacheUnavailableError,
     EntryNotFoundError,
     IntegrityError,
     MirrorError,
@@ -55,6 +58,10 @@ _STATUS_AND_CODE: list[tuple[type[MirrorError], int, str]] = [
     (OfflineMissError, 404, "MirrorOffline"),
     (UpstreamTimeoutError, 504, "UpstreamTimeout"),
     (IntegrityError, 502, "UpstreamIntegrityError"),
+    # Not retried by huggingface_hub: a full disk needs an operator, not 23 s of retries.
+    (CacheFullError, 507, "CacheFull"),
+    (CacheReadOnlyError, 503, "CacheReadOnly"),
+    (CacheUnavailableError, 503, "CacheUnavailable"),
     (UpstreamUnavailableError, 502, "UpstreamUnavailable"),
 ]
 

@@ -26,7 +26,7 @@ from hubmirror.services.download import Download
 from hubmirror.services.files import FileService, ResolvedFile
 from hubmirror.services.metadata import CacheStatus
 from hubmirror.web.api import client_headers
-from hubmirror.web.deadlines import note_upstream, within_deadline
+from hubmirror.web.deadlines import note_upstream, remaining_patience, within_deadline
 from hubmirror.web.errors import error_response
 from hubmirror.web.ranges import ByteRange, parse_range
 from hubmirror.web.routes import Route
@@ -107,7 +107,8 @@ async def send_while_downloading(
                     await send_span(request, response, file, window_offset, window_length)
         except MirrorError as error:
             # Headers are gone already: cut the connection so the client sees a short body.
-            logger.warning("aborting %s: %s", request.rel_url.raw_path, error.message)
+            # The download's failure is logged once by the fetcher, not once per reader.
+            logger.info("aborting %s: %s", request.rel_url.raw_path, error.message)
             if request.transport is not None:
                 request.transport.abort()
             return False
@@ -199,7 +200,7 @@ async def _serve_file(
         await response.write_eof()
         return response
     if cached is None:
-        download = await files.download(file, headers)
+        download = await files.download(file, headers, patience=remaining_patience() or 600.0)
         if download is not None:
             if await send_while_downloading(request, response, download, offset, count):
                 served.bytes = count
