@@ -5,6 +5,7 @@ front of the fake Hub."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import hubmirror
+from hubmirror.config import Settings
 from tests.e2e.http import fetch
 from tests.e2e.hubfiles import hub_file
 from tests.e2e.mirror_process import running_mirror
@@ -155,3 +157,49 @@ def test_installed_wheel_serves_health_the_dashboard_and_a_download(
         assert status == 200
         assert headers["X-Cache-Status"] == "MISS"
         assert data == expected
+
+
+UNIT = REPO_ROOT / "deploy" / "hubmirror.service"
+UNIT_EXEC_START = "ExecStart=/opt/hubmirror/bin/hubmirror serve"
+
+
+def _unit_settings(text: str) -> dict[str, list[str]]:
+    """Each key of a unit file with its values, in order (keys may repeat)."""
+    settings: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if "=" in line and not line.startswith(("#", ";", "[")):
+            key, _, value = line.partition("=")
+            settings.setdefault(key.strip(), []).append(value.strip())
+    return settings
+
+
+def test_systemd_unit_outlasts_the_shutdown_grace_and_keeps_state_in_its_directory() -> None:
+    settings = _unit_settings(UNIT.read_text())
+    assert settings["KillSignal"] == ["SIGTERM"]
+    stop_timeout = settings["TimeoutStopSec"][0].removesuffix("s")
+    assert float(stop_timeout) > Settings().shutdown_grace
+    assert settings["StateDirectory"] == ["hubmirror"]
+    assert "HUBMIRROR_CACHE_DIR=/var/lib/hubmirror" in " ".join(settings["Environment"])
+    for hardening in ("NoNewPrivileges", "ProtectHome", "PrivateTmp", "DynamicUser"):
+        assert settings[hardening] == ["yes"], hardening
+    assert settings["ProtectSystem"] == ["strict"]
+    assert int(settings["LimitNOFILE"][0]) >= 65536
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd is not installed")
+def test_systemd_unit_verifies_against_the_installed_wheel(
+    wheel_install: WheelInstall, tmp_path: Path
+) -> None:
+    # `verify` checks that ExecStart's program exists: point the copy at the wheel's.
+    text = UNIT.read_text()
+    assert UNIT_EXEC_START in text
+    unit = tmp_path / "hubmirror.service"
+    unit.write_text(text.replace(UNIT_EXEC_START, f"ExecStart={wheel_install.hubmirror} serve"))
+    for command in (
+        ["systemd-analyze", "verify", str(unit)],
+        # Exposure 0 (locked down) to 10; the unit scores 1.4: fail above 2.0.
+        ["systemd-analyze", "security", "--offline=yes", "--threshold=20", str(unit)],
+    ):
+        completed = subprocess.run(command, capture_output=True, text=True, check=False)
+        assert completed.returncode == 0, completed.stdout + completed.stderr
+        assert "hubmirror.service:" not in completed.stderr, completed.stderr
