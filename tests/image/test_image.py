@@ -121,6 +121,15 @@ def test_image_holds_the_checkout_version_as_package_metadata(image: ImageRoot) 
     assert completed.stdout.strip() == f"hubmirror {hubmirror.__version__}"
 
 
+def test_image_trusts_the_public_certificate_authorities(image: ImageRoot) -> None:
+    # The upstream is https://huggingface.co; aiohttp verifies with the system store.
+    completed = image.run(
+        ["python3", "-c", "import ssl; print(ssl.create_default_context().cert_store_stats())"]
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads(completed.stdout.replace("'", '"'))["x509_ca"] > 100
+
+
 def test_entrypoint_serves_health_and_a_download_as_the_image_user(
     image: ImageRoot, fake_hub: FakeHub, tmp_path: Path
 ) -> None:
