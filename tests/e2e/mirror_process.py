@@ -9,11 +9,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 STARTUP_TIMEOUT_SECONDS = 30.0
+# The checkout's code, as installed in the test environment.
+CHECKOUT_PROGRAM = (sys.executable, "-m", "hubmirror")
 
 
 def free_port() -> int:
@@ -24,9 +26,19 @@ def free_port() -> int:
 
 
 class MirrorProcess:
-    """Starts, stops and restarts one mirror server with a given cache folder."""
+    """Starts, stops and restarts one mirror server with a given cache folder.
 
-    def __init__(self, cache_dir: Path, upstream: str, *extra_args: str) -> None:
+    `program` is the command that runs `hubmirror` (another installation's console
+    script, for packaging tests)."""
+
+    def __init__(
+        self,
+        cache_dir: Path,
+        upstream: str,
+        *extra_args: str,
+        program: Sequence[str] = CHECKOUT_PROGRAM,
+    ) -> None:
+        self.program = list(program)
         self.cache_dir = cache_dir
         self.upstream = upstream
         self.extra_args = list(extra_args)
@@ -40,9 +52,7 @@ class MirrorProcess:
 
     def start(self, *extra_args: str) -> MirrorProcess:
         command = [
-            sys.executable,
-            "-m",
-            "hubmirror",
+            *self.program,
             "serve",
             "--port",
             str(self.port),
@@ -103,9 +113,14 @@ class MirrorProcess:
 
 
 @contextmanager
-def running_mirror(cache_dir: Path, upstream: str, *extra_args: str) -> Iterator[MirrorProcess]:
+def running_mirror(
+    cache_dir: Path,
+    upstream: str,
+    *extra_args: str,
+    program: Sequence[str] = CHECKOUT_PROGRAM,
+) -> Iterator[MirrorProcess]:
     """A started mirror, stopped when the block ends."""
-    process = MirrorProcess(cache_dir, upstream, *extra_args)
+    process = MirrorProcess(cache_dir, upstream, *extra_args, program=program)
     process.start()
     try:
         yield process

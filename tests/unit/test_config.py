@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import subprocess
 import sys
 from pathlib import Path
@@ -74,6 +75,11 @@ def test_version_command() -> None:
         check=True,
     )
     assert completed.stdout.strip() == f"hubmirror {__version__}"
+
+
+def test_version_is_the_installed_package_metadata() -> None:
+    # pyproject.toml takes the version from hubmirror.__version__: one source.
+    assert importlib.metadata.version("hubmirror") == __version__
 
 
 def test_hash_token_command_prints_the_configurable_hash() -> None:
