@@ -109,7 +109,7 @@ def create_app(
     `reload_settings` re-reads the configuration the way the entry point did; the admin
     route `POST /-/admin/policy/reload` uses it to put a changed `[policy]` in force.
     """
-    mirror = build_mirror(settings)
+    mirror = build_mirror(settings, owns_cache=True)
     app = web.Application(
         middlewares=[
             edge_middleware(

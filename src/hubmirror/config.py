@@ -61,6 +61,7 @@ class Settings:
     ready_requires_upstream: bool = False
     max_stale: float = 0.0
     shutdown_grace: float = 30.0
+    idle_timeout: float = 75.0
     segment_threshold: int = 32 * 1024 * 1024
     segment_size: int = 8 * 1024 * 1024
     auth_ttl: float = 600.0

@@ -28,8 +28,8 @@ from hubmirror.storage.blobs import BlobStore
 from hubmirror.storage.cached_index import CachedIndex
 from hubmirror.storage.gitanswers import GitAnswerStore
 from hubmirror.storage.index import Index
+from hubmirror.storage.index_repair import open_index
 from hubmirror.storage.layout import CacheLayout
-from hubmirror.storage.sqlite_index import SqliteIndex
 from hubmirror.upstream.client import UpstreamClient
 from hubmirror.upstream.negative import NegativeCache
 from hubmirror.upstream.pool import PoolLimits, PoolObserver, UpstreamPool
@@ -96,13 +96,17 @@ def build_pool(settings: Settings, observer: PoolObserver | None = None) -> Upst
     return pool
 
 
-def build_mirror(settings: Settings) -> Mirror:
-    """Create the cache folder and wire the services together."""
+def build_mirror(settings: Settings, owns_cache: bool = False) -> Mirror:
+    """Create the cache folder and wire the services together.
+
+    `owns_cache`: this process holds the cache folder (the server; a command while no
+    server runs) and may rebuild a damaged index.
+    """
     # Created first: every service (and, with several upstreams, the pool) counts into it.
     metrics = MirrorMetrics()
     layout = CacheLayout(settings.cache_dir)
     layout.create_dirs()
-    index = CachedIndex(SqliteIndex(layout.index_path))
+    index = CachedIndex(open_index(layout, may_rebuild=owns_cache))
     store = BlobStore(layout)
     upstream: Upstream = OfflineUpstream()
     prober = None

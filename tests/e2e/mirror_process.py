@@ -102,6 +102,11 @@ class MirrorProcess:
         return self.start(*extra_args)
 
     @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs."""
+        return None if self._process is None else self._process.pid
+
+    @property
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
 

@@ -266,3 +266,43 @@ def test_json_logs_and_a_startup_line_naming_url_cache_upstream_mode_and_policy(
     assert str(mirror.cache_dir.resolve()) in message
     assert fake_hub.url in message
     assert "mode online" in message and "policy everything" in message
+
+
+def leave_after(url: str, keep: int) -> None:
+    """GET `url`, read `keep` bytes of the body, hang up."""
+    parts = url.removeprefix("http://").split("/", 1)
+    host, port = parts[0].split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    connection.request("GET", "/" + parts[1])
+    response = connection.getresponse()
+    response.read(keep)
+    connection.close()
+
+
+def test_clients_leaving_mid_body_count_as_aborted_never_as_errors(
+    fake_hub: FakeHub, tmp_path: Path
+) -> None:
+    big = hub_file(fake_hub, "hm-test/big-lfs", "big.bin")
+    with running_mirror(tmp_path / "cache", fake_hub.url) as mirror:
+        url = f"{mirror.url}/hm-test/big-lfs/resolve/main/big.bin"
+        before = scrape(mirror.url)
+        with throttled(fake_hub, 2_000_000):  # cold: readers of an in-flight download
+            for _ in range(3):
+                leave_after(url, 64 * 1024)
+        deadline = time.monotonic() + 60
+        while fetch(url, "HEAD")[1]["X-Cache-Status"] != "HIT":
+            assert time.monotonic() < deadline, "the download did not finish"
+            time.sleep(0.1)
+        for _ in range(5):  # hits sent with sendfile
+            leave_after(url, 64 * 1024)
+        assert fetch(url)[2] == big.data
+        deadline = time.monotonic() + 10
+        while (after := scrape(mirror.url)).delta(
+            before, "hubmirror_http_requests_total", route="resolve", status="aborted"
+        ) < 8 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        log = mirror.log()
+    requests = "hubmirror_http_requests_total"
+    assert after.delta(before, requests, route="resolve", status="aborted") == 8
+    assert after.delta(before, requests, route="resolve", status="500") == 0
+    assert "Traceback" not in log and " ERROR " not in log

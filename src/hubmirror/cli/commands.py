@@ -34,21 +34,25 @@ from hubmirror.services.audit import AuditLog
 from hubmirror.services.eviction import Evictor
 from hubmirror.storage.blobs import BlobStore
 from hubmirror.storage.layout import CacheLayout
+from hubmirror.storage.pidfile import PidFile
 from hubmirror.storage.sqlite_index import SqliteIndex
 
 ResultT = TypeVar("ResultT")
 
 
 def with_mirror(
-    settings: Settings, operation: Callable[[Mirror], Awaitable[ResultT]]
+    settings: Settings,
+    operation: Callable[[Mirror], Awaitable[ResultT]],
+    owns_cache: bool = False,
 ) -> ResultT | None:
-    """Run `operation` on a Mirror built from `settings` and closed afterwards.
+    """Run `operation` on a Mirror built from `settings` and closed afterwards
+    (`owns_cache`: see `build_mirror`).
 
     A MirrorError is printed and turned into None, for the command's exit status.
     """
 
     async def run() -> ResultT:
-        mirror = build_mirror(settings)
+        mirror = build_mirror(settings, owns_cache)
         try:
             return await operation(mirror)
         finally:
@@ -121,16 +125,21 @@ def verify_command(arguments: argparse.Namespace, settings: Settings) -> int:
             lambda total: progress_for(total, quiet=arguments.json),
         )
 
-    report = with_mirror(settings, run)
+    # Only with no server running may a damaged index be moved aside and rebuilt.
+    server_runs = PidFile(CacheLayout(settings.cache_dir).pid_path).held_by_someone()
+    report = with_mirror(settings, run, owns_cache=arguments.repair and not server_runs)
     if report is None:
         return 2
     if arguments.json:
         print(json.dumps(report.as_json(), indent=2))
     else:
+        if report.index_problem:
+            print(f"index damaged: {report.index_problem}")
         print(
             f"{report.checked} blobs ({report.checked_bytes} bytes) checked in "
             f"{report.seconds:.1f}s ({report.megabytes_per_second:.0f} MB/s): "
             f"{len(report.corrupt)} corrupt, {len(report.missing)} missing, "
+            f"{len(report.unindexed)} not indexed ({report.reindexed} indexed again), "
             f"{len(report.repaired)} repaired"
         )
         for name in report.corrupt + report.missing:

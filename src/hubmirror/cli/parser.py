@@ -82,6 +82,10 @@ def _add_common_settings(parser: argparse.ArgumentParser) -> None:
         "(default: no limit)",
     )
     parser.add_argument(
+        "--idle-timeout",
+        help="close a client connection that sends nothing for this long (default 75s)",
+    )
+    parser.add_argument(
         "--shutdown-grace",
         help="on SIGTERM, let running answers finish for this long (default 30s)",
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import signal
@@ -17,19 +16,13 @@ from hubmirror.app import MIRROR_KEY, create_app
 from hubmirror.config import (
     Settings,
 )
+from hubmirror.core.errors import MirrorError
 from hubmirror.storage.layout import CacheLayout
 from hubmirror.storage.pidfile import PidFile, ServerRunningError, read_pid
 from hubmirror.web.auth import ACCESS_LOGGER, TokenSafeAccessLogger
+from hubmirror.web.badrequests import scrub_bad_request_logs
 
 logger = logging.getLogger("hubmirror")
-
-
-def _use_uvloop() -> None:
-    try:
-        import uvloop
-    except ImportError:
-        return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 def serve(settings: Settings, reload_settings: Callable[[], Settings]) -> int:
@@ -44,6 +37,9 @@ def serve(settings: Settings, reload_settings: Callable[[], Settings]) -> int:
         return 1
     try:
         _run_server(settings, reload_settings)
+    except MirrorError as error:  # the cache cannot be used (a damaged, unwritable disk)
+        print(f"error: {error.message}", file=sys.stderr)
+        return 1
     finally:
         pid_file.release()
     return 0
@@ -69,7 +65,8 @@ def stop(settings: Settings, timeout: float = 30.0) -> int:
 
 
 def _run_server(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
-    _use_uvloop()
+    # The stdlib event loop on purpose: uvloop has no sendfile, hits would be copied.
+    scrub_bad_request_logs()
     app = create_app(settings, reload_settings)
     mirror = app[MIRROR_KEY]
     upstreams = ", ".join(status.url for status in mirror.upstream.statuses()) or "none"
@@ -91,4 +88,5 @@ def _run_server(settings: Settings, reload_settings: Callable[[], Settings]) -> 
         access_log=ACCESS_LOGGER if settings.access_log else None,
         access_log_class=TokenSafeAccessLogger,
         shutdown_timeout=settings.shutdown_grace,
+        keepalive_timeout=settings.idle_timeout,
     )

@@ -29,6 +29,8 @@ HTTP status, an `X-Error-Code` and a message.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 class MirrorError(Exception):
     """Base of every error the mirror raises on purpose."""
@@ -132,3 +134,20 @@ class CacheReadOnlyError(CacheUnavailableError):
 
 class IndexDamagedError(CacheUnavailableError):
     """The index's file is corrupt; `hubmirror verify --repair` rebuilds it."""
+
+
+def detached(error: MirrorError) -> Callable[[], MirrorError]:
+    """Fresh copies of `error`, made from its plain values only.
+
+    A cached answer must not keep the exception it came from: its traceback holds the
+    frames, requests and connections of the request that raised it.
+    """
+    message = error.message
+    if isinstance(error, UpstreamRefusedError):
+        status, headers = error.status, dict(error.headers)
+        return lambda: UpstreamRefusedError(status, message, dict(headers))
+    if isinstance(error, EntryNotFoundError):
+        commit = error.commit
+        return lambda: EntryNotFoundError(message, commit)
+    kind = type(error)
+    return lambda: kind(message)

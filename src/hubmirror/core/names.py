@@ -19,7 +19,8 @@ MAX_PATH_LENGTH = 4096
 MAX_PATH_SEGMENT_LENGTH = 255
 
 _REPO_SEGMENT = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9_])?")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Control characters, and lone surrogates (undecodable bytes smuggled through JSON).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 
 
 def decode_segment(raw: str) -> str:

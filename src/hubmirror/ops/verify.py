@@ -3,7 +3,10 @@
 A blob whose bytes no longer hash to its name (bit rot, a truncated copy, a hand edit)
 is deleted and removed from the index, so it is never served again: its next request is
 a miss. With `repair`, each such blob is fetched again from the upstream through the
-normal engine, using a repo and commit the index knows it under.
+normal engine, using a repo and commit the index knows it under. The index itself is
+checked too (SQLite's `integrity_check`), and blobs on disk that it does not know are
+listed, and indexed again with `repair`; a damaged index is rebuilt by
+`verify --repair` while no server runs (`storage.index_repair`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from hubmirror.mirror import Mirror
 from hubmirror.ops.progress import ProgressDisplay, ProgressSink
 from hubmirror.services.files import ResolvedFile
 from hubmirror.storage.blobs import new_hasher
+from hubmirror.storage.index_repair import reindex_blobs
 
 READ_BLOCK = 8 * 1024 * 1024
 PARALLEL_HASHES = 2
@@ -36,6 +40,12 @@ class VerifyReport:
     missing: list[str] = field(default_factory=list)
     repaired: list[str] = field(default_factory=list)
     unrepaired: dict[str, str] = field(default_factory=dict)
+    # SQLite's integrity_check of the index (None: sound).
+    index_problem: str | None = None
+    # Blobs on disk the index did not know (after a crash, a lost index), and whether
+    # `repair` indexed them again.
+    unindexed: list[str] = field(default_factory=list)
+    reindexed: int = 0
 
     @property
     def megabytes_per_second(self) -> float:
@@ -44,8 +54,9 @@ class VerifyReport:
 
     @property
     def found_damage(self) -> bool:
-        """True when any blob was corrupt or missing (the exit status says so)."""
-        return bool(self.corrupt or self.missing)
+        """True when a blob was corrupt, missing or unindexed, or the index damaged (the
+        exit status says so)."""
+        return bool(self.corrupt or self.missing or self.unindexed or self.index_problem)
 
     def as_json(self) -> dict[str, Any]:
         """A plain dict for `--json`."""
@@ -120,9 +131,16 @@ async def verify(
     headers: Mapping[str, str],
     display: Callable[[int], ProgressDisplay],
 ) -> VerifyReport:
-    """Check every stored blob (or those of one repo); repair on request."""
+    """Check the index, then every stored blob (or those of one repo); repair on
+    request (blobs fetched again, blobs on disk indexed again)."""
+    report = VerifyReport(index_problem=mirror.index.integrity_problem(thorough=True))
+    if repo is None:
+        known = {key for key, _ in mirror.index.stored_blobs()}
+        layout = mirror.store.layout
+        report.unindexed = [str(key) for key, _ in layout.stored_blob_files() if key not in known]
+        if repair and report.unindexed:
+            report.reindexed = reindex_blobs(layout, mirror.index)
     blobs = mirror.index.stored_blobs(repo)
-    report = VerifyReport()
     started = time.perf_counter()
     limit = asyncio.Semaphore(PARALLEL_HASHES)
     damaged: list[BlobKey] = []

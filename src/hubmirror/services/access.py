@@ -15,12 +15,15 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from cachetools import LRUCache
+
 from hubmirror.core.access import ANONYMOUS, AccessSettings, log_label, token_hash
 from hubmirror.core.errors import (
     EntryNotFoundError,
     MirrorError,
     RepoNotFoundError,
     UpstreamRefusedError,
+    detached,
 )
 from hubmirror.core.metrics import MirrorMetrics
 from hubmirror.core.types import RepoRef, Visibility
@@ -30,6 +33,7 @@ from hubmirror.upstream.source import Upstream
 logger = logging.getLogger(__name__)
 
 DENIAL_TTL_SECONDS = 60.0
+DECISIONS_KEPT = 50_000
 # Any path will do: the Hub checks access before it looks the file up.
 PROBE_PATH = ".gitattributes"
 
@@ -37,7 +41,8 @@ PROBE_PATH = ".gitattributes"
 @dataclass(frozen=True, slots=True)
 class _Decision:
     expires: float
-    refusal: MirrorError | None
+    # Makes the refusal to raise (plain values: no request's traceback is kept).
+    refusal: Callable[[], MirrorError] | None
 
 
 class AccessGate:
@@ -60,7 +65,8 @@ class AccessGate:
         self._ttl = ttl_seconds
         self._offline = offline
         self._clock = clock
-        self._decisions: dict[tuple[str, RepoRef], _Decision] = {}
+        # Bounded: callers with random tokens must not grow it without end.
+        self._decisions: LRUCache[tuple[str, RepoRef], _Decision] = LRUCache(DECISIONS_KEPT)
 
     async def ensure(self, repo: RepoRef, commit: str, headers: Mapping[str, str]) -> None:
         """Return when the caller may read `repo`; raise the upstream's refusal otherwise."""
@@ -102,14 +108,16 @@ class AccessGate:
         now = self._clock()
         decision = self._decisions.get(key)
         if decision is not None and decision.expires > now:
-            return decision.refusal
+            return None if decision.refusal is None else decision.refusal()
         try:
             await self._upstream.file_metadata(repo, commit, PROBE_PATH, headers)
         except EntryNotFoundError:
             pass  # past the gate: the repo is readable, the probe file just does not exist
         except (UpstreamRefusedError, RepoNotFoundError) as refusal:
             logger.info("access to %s refused for token %s", repo, log_label(authorization))
-            self._decisions[key] = _Decision(now + min(self._ttl, DENIAL_TTL_SECONDS), refusal)
+            self._decisions[key] = _Decision(
+                now + min(self._ttl, DENIAL_TTL_SECONDS), detached(refusal)
+            )
             return refusal
         self._decisions[key] = _Decision(now + self._ttl, None)
         return None

@@ -18,7 +18,7 @@ from hubmirror.core.policy import Policy, Verdict
 from hubmirror.core.types import RepoRef, RepoType
 
 MEMO_SIZE = 1024
-VERDICT_MEMO_SIZE = 100_000
+VERDICT_MEMO_SIZE = 20_000
 
 
 class PolicyGuard:

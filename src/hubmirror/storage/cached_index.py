@@ -215,6 +215,10 @@ class CachedIndex:
         """Close the connection (idempotent)."""
         self.inner.close()
 
+    def integrity_problem(self, thorough: bool = False) -> str | None:
+        """What the database's own check finds wrong (None: nothing)."""
+        return self.inner.integrity_problem(thorough)
+
     def documents_of(self, repo: RepoRef, commit: str) -> list[tuple[str, str, str, str | None]]:
         """Every stored document of a commit: (kind, variant, body, next cursor)."""
         return self.inner.documents_of(repo, commit)

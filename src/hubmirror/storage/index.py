@@ -38,6 +38,10 @@ class Index(Protocol):
         """Close the connection (idempotent)."""
         ...
 
+    def integrity_problem(self, thorough: bool = False) -> str | None:
+        """What the database's own check finds wrong (None: nothing)."""
+        ...
+
     def ref(self, repo: RepoRef, revision: str) -> StoredRef | None:
         """The last known commit of a branch or tag."""
         ...

@@ -2,6 +2,7 @@
 
     <cache_dir>/
       index.sqlite3                  the SQLite index (with -wal and -shm beside it)
+      index.sqlite3.damaged-<time>   a damaged index, moved aside when it was rebuilt
       hubmirror.pid                  the running server's pid, held under a lock
       blobs/
         sha256/ab/cd/<64 hex>        LFS files, named by their sha256
@@ -22,9 +23,10 @@ folder.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
-from hubmirror.core.types import SHA256_PATTERN, BlobKey
+from hubmirror.core.types import SHA256_PATTERN, BlobKey, HashAlgorithm
 
 
 class CacheLayout:
@@ -38,6 +40,12 @@ class CacheLayout:
     def index_path(self) -> Path:
         """The SQLite database file."""
         return self.root / "index.sqlite3"
+
+    def damaged_index_path(self, stamp: str) -> Path:
+        """Where a damaged index is moved before it is rebuilt (`stamp`: a time)."""
+        if not stamp.replace("-", "").isalnum():
+            raise ValueError(f"not a time stamp: {stamp!r}")
+        return self.root / f"index.sqlite3.damaged-{stamp}"
 
     @property
     def pid_path(self) -> Path:
@@ -83,6 +91,19 @@ class CacheLayout:
         """`blob_path` as a string, built without pathlib (hits stat it on every request)."""
         digest = key.hexdigest
         return f"{self._blobs}/{key.algorithm.value}/{digest[:2]}/{digest[2:4]}/{digest}"
+
+    def stored_blob_files(self) -> Iterator[tuple[BlobKey, int]]:
+        """Every blob file in the store with its size, named by its path (a walk of
+        `blobs/`: for rebuilding an index, never on a request path)."""
+        for algorithm in HashAlgorithm:
+            for path in (self.blobs_dir / algorithm.value).glob("*/*/*"):
+                key = BlobKey.from_etag(path.name)
+                if key is None or key.algorithm is not algorithm:
+                    continue
+                try:
+                    yield key, path.stat().st_size
+                except FileNotFoundError:
+                    continue  # evicted meanwhile
 
     def partial_path(self, key: BlobKey) -> Path:
         """The file an in-flight download of `key` writes into."""

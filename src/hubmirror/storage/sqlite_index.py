@@ -19,6 +19,7 @@ Tables:
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
@@ -85,6 +86,10 @@ CREATE TABLE IF NOT EXISTS pins (
 """
 
 
+# Every table, in the order a salvage copies them.
+TABLES = ("refs", "repos", "documents", "files", "listings", "blobs", "counters", "pins")
+
+
 def sqlite_error(error: sqlite3.Error) -> MirrorError:
     """SQLite's error as the mirror's: a full disk, a read-only folder, a damaged file."""
     text = str(error).lower()
@@ -102,13 +107,58 @@ class SqliteIndex:
 
     def __init__(self, path: Path) -> None:
         self._lock = threading.Lock()
-        self._connection = sqlite3.connect(
-            path, check_same_thread=False, isolation_level=None, timeout=30.0
-        )
-        self._connection.execute("PRAGMA journal_mode=WAL")
-        self._connection.execute("PRAGMA synchronous=NORMAL")
-        self._connection.execute("PRAGMA busy_timeout=30000")
-        self._connection.executescript(_SCHEMA)
+        try:
+            self._connection = sqlite3.connect(
+                path, check_same_thread=False, isolation_level=None, timeout=30.0
+            )
+            self._connection.execute("PRAGMA journal_mode=WAL")
+            self._connection.execute("PRAGMA synchronous=NORMAL")
+            self._connection.execute("PRAGMA busy_timeout=30000")
+            self._connection.executescript(_SCHEMA)
+        except sqlite3.Error as error:
+            raise sqlite_error(error) from error
+
+    # health -------------------------------------------------------------------------
+    def integrity_problem(self, thorough: bool = False) -> str | None:
+        """What SQLite's own check finds wrong with the file (None: nothing).
+
+        `quick_check` by default (fast, at every start); `integrity_check` when
+        `thorough` (also cross-checks every index, for `hubmirror verify`).
+        """
+        pragma = "integrity_check" if thorough else "quick_check"
+        try:
+            with self._lock:
+                rows = self._connection.execute(f"PRAGMA {pragma}(20)").fetchall()
+        except sqlite3.DatabaseError as error:
+            return str(error)
+        findings = [str(row[0]) for row in rows]
+        return None if findings == ["ok"] else "; ".join(findings)
+
+    def copy_rows_from(self, damaged: Path) -> dict[str, int]:
+        """Copy, table by table, the rows a damaged index file still gives up (each
+        table up to its first unreadable page); how many were kept per table."""
+        kept: dict[str, int] = {}
+        try:
+            source = sqlite3.connect(f"file:{damaged}?mode=ro", uri=True)
+        except sqlite3.Error:
+            return kept
+        try:
+            for table in TABLES:
+                rows: list[tuple[object, ...]] = []
+                # What was read before the damage is kept.
+                with contextlib.suppress(sqlite3.Error):
+                    rows.extend(source.execute(f"SELECT * FROM {table}"))  # noqa: S608
+                if rows:
+                    marks = ", ".join("?" * len(rows[0]))
+                    with self._transaction() as cursor:
+                        cursor.executemany(
+                            f"INSERT OR IGNORE INTO {table} VALUES ({marks})",  # noqa: S608
+                            rows,
+                        )
+                kept[table] = len(rows)
+        finally:
+            source.close()
+        return kept
 
     def close(self) -> None:
         """Close the connection (idempotent)."""

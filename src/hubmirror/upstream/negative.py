@@ -25,6 +25,7 @@ from hubmirror.core.errors import (
     RevisionNotFoundError,
     UpstreamRefusedError,
     UpstreamUnavailableError,
+    detached,
 )
 from hubmirror.core.types import RepoRef
 from hubmirror.upstream.client import BodyStream, FileLocation, JsonAnswer, RemoteFileMetadata
@@ -56,16 +57,17 @@ class NegativeCache:
         self._inner = inner
         self._ttl = ttl
         self._clock = clock
-        self._answers: OrderedDict[Hashable, tuple[float, MirrorError]] = OrderedDict()
+        self._answers: OrderedDict[Hashable, tuple[float, Callable[[], MirrorError]]] = (
+            OrderedDict()
+        )
         self._pending: dict[Hashable, asyncio.Future[object]] = {}
 
     async def _remembering(self, key: Hashable, call: Callable[[], Awaitable[T]]) -> T:
         remembered = self._answers.get(key)
         if remembered is not None:
-            expires, error = remembered
+            expires, answer = remembered
             if self._clock() < expires:
-                # The same error again; its old traceback is of no use to anyone.
-                raise error.with_traceback(None)
+                raise answer()
             del self._answers[key]
         pending = self._pending.get(key)
         if pending is not None:
@@ -77,7 +79,7 @@ class NegativeCache:
             result = await call()
         except BaseException as error:
             if isinstance(error, MirrorError) and _is_not_found(error) and self._ttl > 0:
-                self._answers[key] = (self._clock() + self._ttl, error)
+                self._answers[key] = (self._clock() + self._ttl, detached(error))
                 if len(self._answers) > MAX_ENTRIES:
                     self._answers.popitem(last=False)
             shared = error

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from urllib.parse import parse_qsl
 
@@ -13,6 +12,7 @@ from hubmirror.core.names import quote_path, validate_file_path
 from hubmirror.core.types import RepoRef
 from hubmirror.services.metadata import MetadataAnswer, MetadataService
 from hubmirror.web.auth import upstream_headers
+from hubmirror.web.bodies import parse_json, read_limited
 from hubmirror.web.routes import Endpoint, Route
 
 MAX_PATHS_INFO_BODY = 1024 * 1024
@@ -54,16 +54,11 @@ def _next_link(
 async def _paths_from_body(request: web.Request) -> tuple[list[str], bool]:
     if request.content_length is not None and request.content_length > MAX_PATHS_INFO_BODY:
         raise BadRequestError("paths-info body too large")
-    raw = await request.content.read(MAX_PATHS_INFO_BODY + 1)
-    if len(raw) > MAX_PATHS_INFO_BODY:
-        raise BadRequestError("paths-info body too large")
+    raw = await read_limited(request, MAX_PATHS_INFO_BODY, "the paths-info body")
     paths: list[str] = []
     expand = False
     if request.content_type == "application/json":
-        try:
-            document = json.loads(raw)
-        except ValueError as error:
-            raise BadRequestError("paths-info body is not valid JSON") from error
+        document = parse_json(raw, "the paths-info body")
         if not isinstance(document, dict) or not isinstance(document.get("paths"), list):
             raise BadRequestError("paths-info body needs a 'paths' list")
         paths = [str(path) for path in document["paths"]]

@@ -14,6 +14,7 @@ static files) are open in every mode: probes carry no tokens, and the shell hold
 from __future__ import annotations
 
 import logging
+import re
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -24,10 +25,12 @@ from hubmirror.core.access import (
     matches_configured_token,
     token_hash,
 )
-from hubmirror.core.errors import UnauthorizedError
+from hubmirror.core.errors import BadRequestError, UnauthorizedError
 from hubmirror.core.metrics import MirrorMetrics
 
 ADMIN_PREFIX = "/-/admin/"
+# What a token can be made of (a Bearer header is ASCII; anything else is malformed).
+_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
 OPEN_PATHS = frozenset({"/", "/-/health", "/-/ready"})
 OPEN_PREFIX = "/-/static/"
 METRICS_PATH = "/metrics"
@@ -57,6 +60,8 @@ class Admission:
         """Let the request in (recording what the upstream may see of it) or raise
         UnauthorizedError."""
         authorization = request.headers.get("Authorization")
+        if authorization is not None and not _PRINTABLE_ASCII.fullmatch(authorization):
+            raise BadRequestError("the Authorization header must be printable ASCII")
         path = request.rel_url.raw_path
         if path in OPEN_PATHS or path.startswith(OPEN_PREFIX):
             request[UPSTREAM_HEADERS_KEY] = {}

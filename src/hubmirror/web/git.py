@@ -26,6 +26,7 @@ from hubmirror.core.errors import (
 from hubmirror.core.gitproto import PktLineError, UploadPackRequest, classify_upload_pack
 from hubmirror.services.gitproxy import GitAnswer, GitProxy, GitRequest
 from hubmirror.web.auth import upstream_headers
+from hubmirror.web.bodies import body_chunks
 from hubmirror.web.errors import ErrorBody, error_response
 from hubmirror.web.routes import Endpoint, Route
 
@@ -83,7 +84,10 @@ async def _read_head(request: web.Request) -> tuple[bytes, bool]:
     """Up to INSPECT_LIMIT bytes of the body, and whether that is all of it."""
     head = bytearray()
     while len(head) <= INSPECT_LIMIT:
-        chunk = await request.content.readany()
+        try:
+            chunk = await request.content.readany()
+        except web.RequestPayloadError as error:
+            raise BadRequestError("the request body does not match its Content-Encoding") from error
         if not chunk:
             return bytes(head), True
         head += chunk
@@ -92,7 +96,7 @@ async def _read_head(request: web.Request) -> tuple[bytes, bool]:
 
 async def _rest_of_body(head: bytes, request: web.Request) -> AsyncIterator[bytes]:
     yield head
-    async for chunk in request.content.iter_any():
+    async for chunk in body_chunks(request, "the request body"):
         yield chunk
 
 

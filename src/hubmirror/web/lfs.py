@@ -20,6 +20,7 @@ from hubmirror.mirror import Mirror
 from hubmirror.services.lfs import LfsObject, LfsVerdict, revision_of_ref
 from hubmirror.web.api import mirror_base
 from hubmirror.web.auth import upstream_headers
+from hubmirror.web.bodies import parse_json, read_limited
 from hubmirror.web.errors import ErrorBody, error_response
 from hubmirror.web.files import handle_resolve
 from hubmirror.web.routes import Endpoint, Route
@@ -44,7 +45,7 @@ async def handle_lfs(request: web.Request, route: Route, mirror: Mirror) -> web.
 
 async def _batch(request: web.Request, route: Route, mirror: Mirror) -> web.Response:
     assert route.repo is not None
-    ref, objects = parse_batch(await _read_bounded(request))
+    ref, objects = parse_batch(await read_limited(request, MAX_BATCH_BODY, "the LFS batch"))
     verdicts = await mirror.lfs.batch(route.repo, ref, objects, upstream_headers(request))
     href_root = f"{mirror_base(request)}{route.repo.file_path}.git/info/lfs/objects/"
     authorization = request.headers.get("Authorization")
@@ -77,22 +78,10 @@ def _object_answer(verdict: LfsVerdict, href_root: str, authorization: str | Non
     }
 
 
-async def _read_bounded(request: web.Request) -> bytes:
-    body = bytearray()
-    async for chunk in request.content.iter_any():
-        body += chunk
-        if len(body) > MAX_BATCH_BODY:
-            raise BadRequestError("LFS batch request too large")
-    return bytes(body)
-
-
 def parse_batch(body: bytes) -> tuple[str | None, list[LfsObject]]:
     """The ref and objects of a batch request body; raises BadRequestError, or
     ReadOnlyMirrorError for uploads."""
-    try:
-        document = json.loads(body)
-    except ValueError:
-        raise BadRequestError("LFS batch request is not JSON") from None
+    document = parse_json(body, "the LFS batch request")
     if not isinstance(document, dict):
         raise BadRequestError("LFS batch request must be a JSON object")
     operation = document.get("operation")
