@@ -94,9 +94,17 @@ class BodyStream:
         return self._response.headers
 
     async def chunks(self, size: int = CHUNK_SIZE) -> AsyncIterator[bytes]:
-        """Yield the body as it arrives, translating transport errors."""
+        """Yield the body as it arrives, in chunks of `size` bytes (the last one may be
+        shorter), translating transport errors. The first chunk is whatever arrived
+        first: on a slow link the first bytes must not wait for `size` to fill."""
+        content = self._response.content
         try:
-            async for chunk in self._response.content.iter_chunked(size):
+            first = await content.read(size)
+            if first:
+                if self.on_chunk is not None:
+                    self.on_chunk(len(first))
+                yield first
+            async for chunk in content.iter_chunked(size):
                 if self.on_chunk is not None:
                     self.on_chunk(len(chunk))
                 yield chunk
