@@ -95,13 +95,13 @@ async def _mirror_page(request: web.Request, route: Route, mirror: Mirror) -> we
     if route.endpoint is Endpoint.DASHBOARD_API:
         return await handle_dashboard_api(request, route, mirror)
     if route.endpoint is Endpoint.METRICS:
-        return await handle_metrics(mirror.metrics)
+        return await handle_metrics(mirror.metrics, mirror.status)
     if route.endpoint is Endpoint.HEALTH:
         return await handle_health()
     return await handle_ready(mirror.status)
 
 
-def create_app(
+async def create_app(
     settings: Settings, reload_settings: Callable[[], Settings] | None = None
 ) -> web.Application:
     """The aiohttp application of a mirror configured by `settings`.
@@ -109,7 +109,7 @@ def create_app(
     `reload_settings` re-reads the configuration the way the entry point did; the admin
     route `POST /-/admin/policy/reload` uses it to put a changed `[policy]` in force.
     """
-    mirror = build_mirror(settings, owns_cache=True)
+    mirror = await build_mirror(settings, owns_cache=True)
     app = web.Application(
         middlewares=[
             edge_middleware(

@@ -67,7 +67,7 @@ class Mirror:
         await self.fetcher.close()
         await self.upstream.close()
         self.audit.close()
-        self.index.close()
+        await self.index.close()
 
 
 def build_upstreams(settings: Settings, observer: PoolObserver | None = None) -> Upstream:
@@ -96,7 +96,7 @@ def build_pool(settings: Settings, observer: PoolObserver | None = None) -> Upst
     return pool
 
 
-def build_mirror(settings: Settings, owns_cache: bool = False) -> Mirror:
+async def build_mirror(settings: Settings, owns_cache: bool = False) -> Mirror:
     """Create the cache folder and wire the services together.
 
     `owns_cache`: this process holds the cache folder (the server; a command while no
@@ -106,7 +106,7 @@ def build_mirror(settings: Settings, owns_cache: bool = False) -> Mirror:
     metrics = MirrorMetrics()
     layout = CacheLayout(settings.cache_dir)
     layout.create_dirs()
-    index = CachedIndex(open_index(layout, may_rebuild=owns_cache))
+    index = CachedIndex(await open_index(layout, may_rebuild=owns_cache))
     store = BlobStore(layout)
     upstream: Upstream = OfflineUpstream()
     prober = None

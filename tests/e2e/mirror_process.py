@@ -131,3 +131,6 @@ def running_mirror(
         yield process
     finally:
         process.stop()
+    # A coroutine left unawaited is a bug that works by accident: never let one pass.
+    if process.log_path.exists():
+        assert "was never awaited" not in process.log(), process.log()[-3000:]

@@ -25,13 +25,16 @@ from tests.fakehub.fixtures import running_hub
 
 
 def hubmirror(*arguments: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    completed = subprocess.run(
         [sys.executable, "-m", "hubmirror", *arguments],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
     )
+    # A coroutine left unawaited is a bug that works by accident: never let one pass.
+    assert "was never awaited" not in completed.stderr, completed.stderr
+    return completed
 
 
 def test_one_server_per_cache_dir_and_stop(fake_hub: FakeHub, tmp_path: Path) -> None:

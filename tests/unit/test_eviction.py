@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from hubmirror.core.types import BlobKey, FileEntry, HashAlgorithm, RepoRef, Rep
 from hubmirror.services.eviction import Evictor
 from hubmirror.storage.blobs import BlobStore
 from hubmirror.storage.layout import CacheLayout
+from hubmirror.storage.sqlite_database import SqliteDatabase
 from hubmirror.storage.sqlite_index import SqliteIndex
 
 NOW = time.time()
@@ -19,58 +21,60 @@ OTHER = RepoRef(RepoType.MODEL, "other/repo")
 
 
 @pytest.fixture
-def cache(tmp_path: Path) -> tuple[SqliteIndex, BlobStore, list[BlobKey]]:
+async def cache(tmp_path: Path) -> AsyncIterator[tuple[SqliteIndex, BlobStore, list[BlobKey]]]:
     """Ten 100-byte blobs read one hour apart (blob 0 the longest ago); 0 and 1 pinned."""
     layout = CacheLayout(tmp_path)
     layout.create_dirs()
-    index, store = SqliteIndex(layout.index_path), BlobStore(layout)
+    index = SqliteIndex(SqliteDatabase(layout.index_path))
+    store = BlobStore(layout)
     keys = [BlobKey(HashAlgorithm.SHA256, f"{n:064x}") for n in range(10)]
     for number, key in enumerate(keys):
         path = store.path_of(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x" * 100)
-        index.add_blob(key, 100)
-        index.touch_blob(key, at=NOW - (10 - number) * 3600)
+        await index.add_blob(key, 100)
+        await index.touch_blob(key, at=NOW - (10 - number) * 3600)
         repo = PINNED if number < 2 else OTHER
-        index.put_files(repo, "c" * 40, [FileEntry(f"f{number}", 100, key)])
-    index.pin(PINNED)
-    return index, store, keys
+        await index.put_files(repo, "c" * 40, [FileEntry(f"f{number}", 100, key)])
+    await index.pin(PINNED)
+    yield index, store, keys
+    await index.close()
 
 
-def test_size_limit_evicts_least_recently_read_unpinned_blobs(
+async def test_size_limit_evicts_least_recently_read_unpinned_blobs(
     cache: tuple[SqliteIndex, BlobStore, list[BlobKey]],
 ) -> None:
     index, store, keys = cache
-    report = Evictor(index, store, max_size=650, max_age=None).run()
+    report = await Evictor(index, store, max_size=650, max_age=None).run()
     assert report.evicted == [str(k) for k in keys[2:6]]
     assert (report.before_bytes, report.after_bytes, report.freed_bytes) == (1000, 600, 400)
     assert all(store.size_of(k) is None for k in keys[2:6])
     assert all(store.size_of(k) == 100 for k in keys[:2] + keys[6:])
-    assert index.stored_bytes() == (6, 600)
+    assert await index.stored_bytes() == (6, 600)
 
 
-def test_in_use_blobs_are_skipped_and_dry_runs_change_nothing(
+async def test_in_use_blobs_are_skipped_and_dry_runs_change_nothing(
     cache: tuple[SqliteIndex, BlobStore, list[BlobKey]],
 ) -> None:
     index, store, keys = cache
     evictor = Evictor(index, store, max_size=800, max_age=None, in_use=lambda k: k == keys[2])
-    report = evictor.run(dry_run=True)
+    report = await evictor.run(dry_run=True)
     assert report.evicted == [str(keys[3]), str(keys[4])]
-    assert index.stored_bytes() == (10, 1000)
+    assert await index.stored_bytes() == (10, 1000)
 
 
-def test_age_limit(cache: tuple[SqliteIndex, BlobStore, list[BlobKey]]) -> None:
+async def test_age_limit(cache: tuple[SqliteIndex, BlobStore, list[BlobKey]]) -> None:
     index, store, keys = cache
-    report = Evictor(index, store, max_size=None, max_age=5.5 * 3600, clock=lambda: NOW).run()
+    report = await Evictor(index, store, max_size=None, max_age=5.5 * 3600, clock=lambda: NOW).run()
     assert report.evicted == [str(k) for k in keys[2:5]]
 
 
-def test_pinned_repos_survive_even_over_the_limit(
+async def test_pinned_repos_survive_even_over_the_limit(
     cache: tuple[SqliteIndex, BlobStore, list[BlobKey]],
 ) -> None:
     index, store, _ = cache
-    report = Evictor(index, store, max_size=1, max_age=None).run()
+    report = await Evictor(index, store, max_size=1, max_age=None).run()
     assert report.after_bytes == 200
-    assert index.unpin(PINNED)
-    assert not index.unpin(PINNED)
-    assert Evictor(index, store, max_size=1, max_age=None).run().after_bytes == 0
+    assert await index.unpin(PINNED)
+    assert not await index.unpin(PINNED)
+    assert (await Evictor(index, store, max_size=1, max_age=None).run()).after_bytes == 0

@@ -20,6 +20,7 @@ from hubmirror.services.download import FetchTuning
 from hubmirror.services.fetcher import Fetcher
 from hubmirror.storage.blobs import BlobStore
 from hubmirror.storage.layout import CacheLayout
+from hubmirror.storage.sqlite_database import SqliteDatabase
 from hubmirror.storage.sqlite_index import SqliteIndex
 
 
@@ -92,7 +93,7 @@ def make_fetcher(root: Path, tuning: FetchTuning) -> tuple[Fetcher, BlobStore, S
     layout = CacheLayout(root)
     layout.create_dirs()
     store = BlobStore(layout)
-    index = SqliteIndex(layout.index_path)
+    index = SqliteIndex(SqliteDatabase(layout.index_path))
     return Fetcher(store, index, tuning), store, index
 
 
@@ -158,7 +159,7 @@ def test_segments_assemble_into_the_exact_blob_for_any_concurrent_readers(
     assert results[-1] == data
     assert source.bytes_sent == size
     assert store.path_of(key_of(data)).read_bytes() == data
-    index.close()
+    asyncio.run(index.close())
 
 
 async def test_concurrent_readers_share_one_upstream_fetch(tmp_path: Path) -> None:
@@ -173,7 +174,7 @@ async def test_concurrent_readers_share_one_upstream_fetch(tmp_path: Path) -> No
     assert all(result == data for result in results[:20])
     assert results[20] == data[1000:5000]
     assert store.size_of(key_of(data)) == len(data)
-    index.close()
+    await index.close()
 
 
 async def test_dropped_segments_retry_only_what_they_miss(tmp_path: Path) -> None:
@@ -184,7 +185,7 @@ async def test_dropped_segments_retry_only_what_they_miss(tmp_path: Path) -> Non
     assert source.drops == 0
     assert source.bytes_sent == len(data)
     assert store.size_of(key_of(data)) == len(data)
-    index.close()
+    await index.close()
 
 
 async def test_upstream_ignoring_range_falls_back_to_one_stream(tmp_path: Path) -> None:
@@ -194,7 +195,7 @@ async def test_upstream_ignoring_range_falls_back_to_one_stream(tmp_path: Path) 
     assert await read_range(fetcher, data, source, 0, len(data)) == data
     assert len(source.requests) == 1
     assert source.bytes_sent == len(data)
-    index.close()
+    await index.close()
 
 
 async def test_corrupt_body_fails_readers_before_the_last_byte(tmp_path: Path) -> None:
@@ -217,7 +218,7 @@ async def test_corrupt_body_fails_readers_before_the_last_byte(tmp_path: Path) -
     assert not store.layout.partial_path(key).exists()
     assert await read_range(fetcher, data, FakeSource(data), 0, len(data)) == data
     assert store.size_of(key) == len(data)
-    index.close()
+    await index.close()
 
 
 async def test_failed_download_resumes_from_its_checkpoint(tmp_path: Path) -> None:
@@ -230,7 +231,7 @@ async def test_failed_download_resumes_from_its_checkpoint(tmp_path: Path) -> No
     healthy = FakeSource(data)
     assert await read_range(fetcher, data, healthy, 0, len(data)) == data
     assert healthy.bytes_sent < len(data)
-    index.close()
+    await index.close()
 
 
 async def test_a_resumed_tail_waits_for_the_hash_and_a_footer_read_does_not(
@@ -257,4 +258,4 @@ async def test_a_resumed_tail_waits_for_the_hash_and_a_footer_read_does_not(
     # ...a long tail completes a client's copy: it never gets the last (wrong) byte.
     assert isinstance(resumed, IntegrityError)
     assert len(received) < len(data) - 100
-    index.close()
+    await index.close()

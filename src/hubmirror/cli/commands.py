@@ -18,7 +18,7 @@ from hubmirror.config import (
     Settings,
     parse_duration,
 )
-from hubmirror.core.errors import BadRequestError, MirrorError
+from hubmirror.core.errors import MirrorError
 from hubmirror.core.names import validate_repo_id, validate_revision
 from hubmirror.core.types import RepoRef, RepoType
 from hubmirror.mirror import Mirror, build_mirror
@@ -27,15 +27,15 @@ from hubmirror.ops.importer import ImportReport, import_path
 from hubmirror.ops.policy import check_repo, describe_policy
 from hubmirror.ops.prefetch import PrefetchReport, prefetch
 from hubmirror.ops.progress import ProgressDisplay, progress_for
-from hubmirror.ops.stats import collect_stats
+from hubmirror.ops.stats import StatsReport, collect_stats
 from hubmirror.ops.sync import read_sync_list, sync
 from hubmirror.ops.verify import VerifyReport, verify
 from hubmirror.services.audit import AuditLog
 from hubmirror.services.eviction import Evictor
 from hubmirror.storage.blobs import BlobStore
+from hubmirror.storage.index_repair import open_index
 from hubmirror.storage.layout import CacheLayout
 from hubmirror.storage.pidfile import PidFile
-from hubmirror.storage.sqlite_index import SqliteIndex
 
 ResultT = TypeVar("ResultT")
 
@@ -52,7 +52,7 @@ def with_mirror(
     """
 
     async def run() -> ResultT:
-        mirror = build_mirror(settings, owns_cache)
+        mirror = await build_mirror(settings, owns_cache)
         try:
             return await operation(mirror)
         finally:
@@ -151,13 +151,21 @@ def verify_command(arguments: argparse.Namespace, settings: Settings) -> int:
 
 def storage_command(arguments: argparse.Namespace, settings: Settings) -> int:
     """`hubmirror gc [--dry-run]`, `pin REPO`, `unpin REPO`: no network needed."""
+    try:
+        return asyncio.run(_storage(arguments, settings))
+    except MirrorError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 1
+
+
+async def _storage(arguments: argparse.Namespace, settings: Settings) -> int:
     layout = CacheLayout(settings.cache_dir)
     layout.create_dirs()
-    index = SqliteIndex(layout.index_path)
+    index = await open_index(layout, may_rebuild=False)
     try:
         if arguments.command == "gc":
             evictor = Evictor(index, BlobStore(layout), settings.max_size, settings.max_age)
-            report = evictor.run(dry_run=arguments.dry_run)
+            report = await evictor.run(dry_run=arguments.dry_run)
             if arguments.json:
                 print(json.dumps(report.as_json(), indent=2))
             else:
@@ -171,30 +179,35 @@ def storage_command(arguments: argparse.Namespace, settings: Settings) -> int:
             return 0
         repo = RepoRef(RepoType(arguments.type), validate_repo_id(arguments.repo))
         if arguments.command == "pin":
-            index.pin(repo)
+            await index.pin(repo)
             print(f"pinned {repo}")
             return 0
-        if not index.unpin(repo):
+        if not await index.unpin(repo):
             print(f"{repo} was not pinned", file=sys.stderr)
             return 1
         print(f"unpinned {repo}")
         return 0
-    except BadRequestError as error:
-        print(f"error: {error.message}", file=sys.stderr)
-        return 1
     finally:
-        index.close()
+        await index.close()
+
+
+async def _stats(settings: Settings) -> StatsReport:
+    layout = CacheLayout(settings.cache_dir)
+    layout.create_dirs()
+    index = await open_index(layout, may_rebuild=False)
+    try:
+        return await collect_stats(index, AuditLog(layout.audit_dir), settings.max_size or None)
+    finally:
+        await index.close()
 
 
 def stats_command(arguments: argparse.Namespace, settings: Settings) -> int:
     """`hubmirror stats` / `du`."""
-    layout = CacheLayout(settings.cache_dir)
-    layout.create_dirs()
-    index = SqliteIndex(layout.index_path)
     try:
-        report = collect_stats(index, AuditLog(layout.audit_dir), settings.max_size or None)
-    finally:
-        index.close()
+        report = asyncio.run(_stats(settings))
+    except MirrorError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 1
     if arguments.json:
         print(json.dumps(report.as_json(), indent=2))
         return 0

@@ -67,21 +67,25 @@ def stop(settings: Settings, timeout: float = 30.0) -> int:
 def _run_server(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
     # The stdlib event loop on purpose: uvloop has no sendfile, hits would be copied.
     scrub_bad_request_logs()
-    app = create_app(settings, reload_settings)
-    mirror = app[MIRROR_KEY]
-    upstreams = ", ".join(status.url for status in mirror.upstream.statuses()) or "none"
-    logger.info(
-        "hubmirror %s listening on http://%s:%d, cache %s, upstream %s, mode %s, policy %s",
-        __version__,
-        settings.host,
-        settings.port,
-        settings.cache_dir.resolve(),
-        upstreams,
-        mirror.status.mode,
-        mirror.guard.policy.settings.profile,
-    )
+
+    async def app() -> web.Application:
+        application = await create_app(settings, reload_settings)
+        mirror = application[MIRROR_KEY]
+        upstreams = ", ".join(status.url for status in mirror.upstream.statuses()) or "none"
+        logger.info(
+            "hubmirror %s listening on http://%s:%d, cache %s, upstream %s, mode %s, policy %s",
+            __version__,
+            settings.host,
+            settings.port,
+            settings.cache_dir.resolve(),
+            upstreams,
+            mirror.status.mode,
+            mirror.guard.policy.settings.profile,
+        )
+        return application
+
     web.run_app(
-        app,
+        app(),
         host=settings.host,
         port=settings.port,
         print=None,

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from hubmirror.core.errors import BadRequestError, MirrorError
-from hubmirror.core.types import FileEntry, RepoRef, is_commit
+from hubmirror.core.types import FileEntry, RepoRef, Visibility, is_commit
 from hubmirror.mirror import Mirror
 from hubmirror.ops.prefetch import list_files, prefetch
 from hubmirror.ops.progress import ProgressDisplay
@@ -110,8 +110,11 @@ def write_hf_cache(
     entries: list[FileEntry],
     target: Path,
     report: ExportReport,
+    visibility: Visibility | None,
+    documents: list[tuple[str, str, str, str | None]],
 ) -> None:
-    """Lay the files out as huggingface_hub's cache (blocking)."""
+    """Lay the files out as huggingface_hub's cache, with the mirror's own metadata of
+    the commit (its visibility and stored documents) beside it (blocking)."""
     root = target / cache_folder_name(repo)
     snapshot = root / "snapshots" / commit
     for entry in entries:
@@ -139,7 +142,6 @@ def write_hf_cache(
         (trees / f"{commit}.json").write_text(json.dumps(listing, indent=1))
     metadata = target / MIRROR_METADATA_DIR / cache_folder_name(repo) / f"{commit}.json"
     metadata.parent.mkdir(parents=True, exist_ok=True)
-    visibility = mirror.index.visibility(repo)
     metadata.write_text(
         json.dumps(
             {
@@ -147,7 +149,7 @@ def write_hf_cache(
                 "repo_id": repo.repo_id,
                 "commit": commit,
                 "visibility": None if visibility is None else visibility.value,
-                "documents": mirror.index.documents_of(repo, commit),
+                "documents": documents,
             }
         )
     )
@@ -191,8 +193,19 @@ async def export(
         bytes=sum(entry.size for entry in chosen),
     )
     if export_format is ExportFormat.HF_CACHE:
+        visibility = await mirror.index.visibility(repo)
+        documents = await mirror.index.documents_of(repo, pinned.commit)
         await asyncio.to_thread(
-            write_hf_cache, mirror, repo, revision, pinned.commit, chosen, target, report
+            write_hf_cache,
+            mirror,
+            repo,
+            revision,
+            pinned.commit,
+            chosen,
+            target,
+            report,
+            visibility,
+            documents,
         )
     else:
         await asyncio.to_thread(write_dir, mirror, chosen, target, report)

@@ -21,9 +21,10 @@ import re
 import shutil
 import tarfile
 import tempfile
+from collections.abc import Coroutine
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from hubmirror.core.errors import BadRequestError
 from hubmirror.core.names import validate_repo_id
@@ -34,6 +35,7 @@ from hubmirror.storage.blobs import new_hasher
 
 _FOLDER = re.compile(r"(?P<type>models|datasets|spaces|kernels)--(?P<id>.+)")
 READ_BLOCK = 8 * 1024 * 1024
+T = TypeVar("T")
 
 
 @dataclass
@@ -75,7 +77,9 @@ def hashes_to(path: Path, key: BlobKey, size: int) -> bool:
     return hasher.hexdigest() == key.hexdigest
 
 
-def adopt_blob(mirror: Mirror, source: Path, key: BlobKey, report: ImportReport) -> bool:
+def adopt_blob(
+    mirror: Mirror, bridge: LoopBridge, source: Path, key: BlobKey, report: ImportReport
+) -> bool:
     """Verify `source` and put it in the store; False when it was rejected (blocking)."""
     size = source.stat().st_size
     if mirror.store.size_of(key) == size:
@@ -95,7 +99,7 @@ def adopt_blob(mirror: Mirror, source: Path, key: BlobKey, report: ImportReport)
         shutil.copyfile(source, temporary)
         report.copied += 1
     os.replace(temporary, final)
-    mirror.index.add_blob(key, size)
+    bridge.call(mirror.index.add_blob(key, size))
     report.blobs_imported += 1
     report.bytes_imported += size
     return True
@@ -121,7 +125,12 @@ def _listed_entries(listing: dict[str, dict[str, Any]]) -> list[FileEntry]:
 
 
 def import_commit(
-    mirror: Mirror, repo: RepoRef, folder: Path, commit: str, report: ImportReport
+    mirror: Mirror,
+    bridge: LoopBridge,
+    repo: RepoRef,
+    folder: Path,
+    commit: str,
+    report: ImportReport,
 ) -> None:
     """Import one snapshot of a repo folder (blocking)."""
     snapshot = folder / "snapshots" / commit
@@ -138,15 +147,19 @@ def import_commit(
         if key is None or blob.parent.name != "blobs":
             report.rejected[f"{repo.repo_id}/{path}"] = "not a link into blobs/<etag>"
             continue
-        if not adopt_blob(mirror, blob, key, report):
+        if not adopt_blob(mirror, bridge, blob, key, report):
             continue
         known = entries.get(path)
         entries[path] = FileEntry(path, blob.stat().st_size, key, known.git_oid if known else None)
-    mirror.index.put_files(repo, commit, entries.values(), complete=listing is not None)
+    bridge.call(
+        mirror.index.put_files(repo, commit, entries.values(), complete=listing is not None)
+    )
     report.commits += 1
 
 
-def import_metadata(mirror: Mirror, root: Path, repo: RepoRef, public: bool) -> None:
+def import_metadata(
+    mirror: Mirror, bridge: LoopBridge, root: Path, repo: RepoRef, public: bool
+) -> None:
     """Restore the mirror's own metadata an export carried, and the repo's visibility."""
     folder = root / MIRROR_METADATA_DIR / cache_folder_name(repo)
     visibility = Visibility.PUBLIC if public else None
@@ -156,60 +169,81 @@ def import_metadata(mirror: Mirror, root: Path, repo: RepoRef, public: bool) -> 
             visibility = Visibility(record["visibility"])
         commit = str(record["commit"])
         for kind, variant, body, next_cursor in record.get("documents", []):
-            mirror.index.put_document(repo, commit, kind, variant, body, next_cursor)
-    if visibility is not None and mirror.index.visibility(repo) is None:
-        mirror.index.set_visibility(repo, visibility)
+            bridge.call(mirror.index.put_document(repo, commit, kind, variant, body, next_cursor))
+    if visibility is not None and bridge.call(mirror.index.visibility(repo)) is None:
+        bridge.call(mirror.index.set_visibility(repo, visibility))
 
 
 def import_repo_folder(
-    mirror: Mirror, root: Path, folder: Path, repo: RepoRef, public: bool, report: ImportReport
+    mirror: Mirror,
+    bridge: LoopBridge,
+    root: Path,
+    folder: Path,
+    repo: RepoRef,
+    public: bool,
+    report: ImportReport,
 ) -> None:
     """Import every snapshot and ref of one `models--ns--name` folder (blocking)."""
     for snapshot in sorted((folder / "snapshots").glob("*")):
         if snapshot.is_dir() and is_commit(snapshot.name):
-            import_commit(mirror, repo, folder, snapshot.name, report)
+            import_commit(mirror, bridge, repo, folder, snapshot.name, report)
     refs = folder / "refs"
     for ref in sorted(refs.rglob("*")) if refs.is_dir() else []:
         commit = ref.read_text().strip() if ref.is_file() else ""
         if is_commit(commit):
             # Marked as checked long ago: an online mirror asks the upstream at once.
-            mirror.index.set_ref(repo, ref.relative_to(refs).as_posix(), commit, checked_at=0.0)
-    import_metadata(mirror, root, repo, public)
+            bridge.call(
+                mirror.index.set_ref(repo, ref.relative_to(refs).as_posix(), commit, checked_at=0.0)
+            )
+    import_metadata(mirror, bridge, root, repo, public)
     report.repos.append(str(repo))
 
 
-def import_folder(mirror: Mirror, path: Path, public: bool) -> ImportReport:
+def import_folder(mirror: Mirror, bridge: LoopBridge, path: Path, public: bool) -> ImportReport:
     """Import a hub cache folder or a single repo folder (blocking)."""
     report = ImportReport()
     own = repo_of_folder(path.name)
     if own is not None:
-        import_repo_folder(mirror, path.parent, path, own, public, report)
+        import_repo_folder(mirror, bridge, path.parent, path, own, public, report)
         return report
     for folder in sorted(path.iterdir()):
         repo = repo_of_folder(folder.name)
         if repo is not None and folder.is_dir():
-            import_repo_folder(mirror, path, folder, repo, public, report)
+            import_repo_folder(mirror, bridge, path, folder, repo, public, report)
     if not report.repos:
         raise BadRequestError(f"{path} holds no huggingface_hub repo folders (models--…)")
     return report
 
 
-def import_bundle(mirror: Mirror, bundle: Path, public: bool) -> ImportReport:
+def import_bundle(mirror: Mirror, bridge: LoopBridge, bundle: Path, public: bool) -> ImportReport:
     """Unpack a bundle tar inside the cache's scratch space and import it (blocking)."""
     with tempfile.TemporaryDirectory(dir=mirror.store.layout.tmp_dir) as scratch:
         with tarfile.open(bundle) as archive:
             archive.extractall(scratch, filter="data")  # no absolute paths, no escapes
-        return import_folder(mirror, Path(scratch), public)
+        return import_folder(mirror, bridge, Path(scratch), public)
 
 
-def _import(mirror: Mirror, path: Path, public: bool) -> ImportReport:
+def _import(mirror: Mirror, bridge: LoopBridge, path: Path, public: bool) -> ImportReport:
     if not path.exists():
         raise BadRequestError(f"{path} does not exist")
     if path.is_file():
-        return import_bundle(mirror, path, public)
-    return import_folder(mirror, path, public)
+        return import_bundle(mirror, bridge, path, public)
+    return import_folder(mirror, bridge, path, public)
 
 
 async def import_path(mirror: Mirror, path: Path, public: bool = False) -> ImportReport:
-    """Seed the mirror from a folder or a bundle (the work runs in a thread)."""
-    return await asyncio.to_thread(_import, mirror, path, public)
+    """Seed the mirror from a folder or a bundle (the file work runs in a thread, which
+    asks the index through the event loop)."""
+    bridge = LoopBridge(asyncio.get_running_loop())
+    return await asyncio.to_thread(_import, mirror, bridge, path, public)
+
+
+class LoopBridge:
+    """Runs the index's coroutines on the event loop for code on a worker thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """The coroutine's result (blocking this thread until the loop ran it)."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()

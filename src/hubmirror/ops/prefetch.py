@@ -79,9 +79,9 @@ async def list_files(
 ) -> tuple[PinnedRevision, list[FileEntry]]:
     """Pin the revision (asking upstream when `fresh`) and return every file of it."""
     pinned = await mirror.revisions.pin(repo, revision, headers, fresh)
-    if not mirror.index.is_listed(repo, pinned.commit):
+    if not await mirror.index.is_listed(repo, pinned.commit):
         await mirror.metadata.repo_info(repo, pinned.commit, True, headers)
-    return pinned, mirror.index.files_under(repo, pinned.commit, "")
+    return pinned, await mirror.index.files_under(repo, pinned.commit, "")
 
 
 async def warm_metadata(
@@ -122,7 +122,7 @@ async def fetch_file(
 ) -> bool:
     """Download one file unless cached; True when it was fetched."""
     name, size = file.entry.path, file.entry.size
-    if mirror.files.cached_path(file) is not None:
+    if await mirror.files.cached_path(file) is not None:
         return False
     download = await mirror.files.download(file, headers)
     if download is None:
@@ -156,11 +156,10 @@ async def prefetch(
     await warm_metadata(mirror, pinned, entries, headers)
     report = PrefetchReport(repo.repo_id, repo.repo_type.value, revision, pinned.commit)
     selected = select_files(mirror, repo, entries, includes, excludes, report)
-    missing = sum(
-        entry.size
-        for entry in selected
-        if mirror.files.cached_path(ResolvedFile(pinned, entry)) is None
-    )
+    missing = 0
+    for entry in selected:
+        if await mirror.files.cached_path(ResolvedFile(pinned, entry)) is None:
+            missing += entry.size
     limit = asyncio.Semaphore(PARALLEL_FILES)
     sink: ProgressSink
 

@@ -51,9 +51,9 @@ class StatsReport:
         return asdict(self)
 
 
-def collect_stats(index: Index, audit: AuditLog, limit_bytes: int | None) -> StatsReport:
+async def collect_stats(index: Index, audit: AuditLog, limit_bytes: int | None) -> StatsReport:
     """Sizes from the index, traffic from the audit log."""
-    blob_count, stored = index.stored_bytes()
+    blob_count, stored = await index.stored_bytes()
     downloads: Counter[str] = Counter()
     hits = served = requests = 0
     for record in audit.read():
@@ -65,10 +65,10 @@ def collect_stats(index: Index, audit: AuditLog, limit_bytes: int | None) -> Sta
         downloads[f"{record.repo_type}:{record.repo}"] += 1
     usage = [
         RepoUsage(str(repo), blobs, size, downloads.get(str(repo), 0))
-        for repo, blobs, size in index.repo_usage()
+        for repo, blobs, size in await index.repo_usage()
     ]
     logical = sum(repo.stored_bytes for repo in usage)
-    fetched = index.counter(UPSTREAM_BYTES_COUNTER)
+    fetched = await index.counter(UPSTREAM_BYTES_COUNTER)
     return StatsReport(
         stored_bytes=stored,
         blob_count=blob_count,

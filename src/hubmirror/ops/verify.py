@@ -99,7 +99,7 @@ async def check_blob(
         progress.finish(name, "CORRUPT")
         report.corrupt.append(name)
         await asyncio.to_thread(mirror.store.delete, key)
-    mirror.index.remove_blob(key)
+    await mirror.index.remove_blob(key)
     return False
 
 
@@ -107,12 +107,12 @@ async def repair_blob(
     mirror: Mirror, key: BlobKey, headers: Mapping[str, str], report: VerifyReport
 ) -> None:
     """Fetch a damaged blob again, through a file the index knows it as."""
-    use = mirror.index.use_of_blob(key)
+    use = await mirror.index.use_of_blob(key)
     if use is None:
         report.unrepaired[str(key)] = "no repo in the index uses this blob"
         return
     repo, commit, entry = use
-    public = mirror.index.visibility(repo) is Visibility.PUBLIC
+    public = await mirror.index.visibility(repo) is Visibility.PUBLIC
     file = ResolvedFile(PinnedRevision(repo, commit, commit, public=public), entry)
     try:
         download = await mirror.files.download(file, headers)
@@ -133,14 +133,15 @@ async def verify(
 ) -> VerifyReport:
     """Check the index, then every stored blob (or those of one repo); repair on
     request (blobs fetched again, blobs on disk indexed again)."""
-    report = VerifyReport(index_problem=mirror.index.integrity_problem(thorough=True))
+    report = VerifyReport(index_problem=await mirror.index.integrity_problem(thorough=True))
     if repo is None:
-        known = {key for key, _ in mirror.index.stored_blobs()}
+        known = {key for key, _ in await mirror.index.stored_blobs()}
         layout = mirror.store.layout
-        report.unindexed = [str(key) for key, _ in layout.stored_blob_files() if key not in known]
+        on_disk = await asyncio.to_thread(lambda: list(layout.stored_blob_files()))
+        report.unindexed = [str(key) for key, _ in on_disk if key not in known]
         if repair and report.unindexed:
-            report.reindexed = reindex_blobs(layout, mirror.index)
-    blobs = mirror.index.stored_blobs(repo)
+            report.reindexed = await reindex_blobs(layout, mirror.index)
+    blobs = await mirror.index.stored_blobs(repo)
     started = time.perf_counter()
     limit = asyncio.Semaphore(PARALLEL_HASHES)
     damaged: list[BlobKey] = []

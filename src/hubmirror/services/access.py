@@ -81,7 +81,7 @@ class AccessGate:
         An anonymous caller never sees a gated or private repo, without asking the
         upstream; an upstream that cannot answer counts as a refusal.
         """
-        visibility = self._index.visibility(repo)
+        visibility = await self._index.visibility(repo)
         if visibility is Visibility.PUBLIC:
             return True
         if token_hash(headers.get("Authorization")) == ANONYMOUS:
@@ -95,7 +95,7 @@ class AccessGate:
         self, repo: RepoRef, commit: str, headers: Mapping[str, str]
     ) -> MirrorError | None:
         """None when the caller may read `repo`, else the refusal to raise."""
-        visibility = self._index.visibility(repo)
+        visibility = await self._index.visibility(repo)
         if visibility is Visibility.PUBLIC:
             return None
         authorization = headers.get("Authorization")

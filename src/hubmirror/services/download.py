@@ -28,7 +28,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, aclosing
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,6 +121,7 @@ class Download:
         tuning: FetchTuning,
         store: BlobStore,
         origin: FileOrigin | None = None,
+        before_commit: Callable[[BlobKey, int], Awaitable[None]] | None = None,
     ) -> None:
         self.key: BlobKey = partial.key
         self.size = partial.size
@@ -135,6 +136,9 @@ class Download:
         self._source = source
         self._tuning = tuning
         self._store = store
+        # Told once the bytes are verified, before they become a blob (the index notes
+        # it, so a crash between the commit and its index row is repaired at start).
+        self._before_commit = before_commit
         self._segmented = self.size >= tuning.segment_threshold and tuning.connections > 1
         segment = tuning.segment_size if self._segmented else None
         self._queue: deque[Piece] = deque(plan_pieces(self.ranges.missing(0, self.size), segment))
@@ -239,6 +243,8 @@ class Download:
             for task in (hashing, checkpointing):
                 task.cancel()
             await asyncio.gather(hashing, checkpointing, return_exceptions=True)
+        if digest == self.key.hexdigest and self._before_commit is not None:
+            await self._before_commit(self.key, self.size)
         return await asyncio.to_thread(self._store.commit, self._partial, digest)
 
     async def _keep_or_discard(self, error: BaseException) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from hubmirror.core.errors import MirrorError
 from hubmirror.core.metrics import MirrorMetrics
 from hubmirror.core.types import BlobKey
 from hubmirror.storage.blobs import BlobStore
@@ -70,30 +71,30 @@ class Evictor:
         """True when any limit is set."""
         return self.max_size is not None or self.max_age is not None
 
-    def _pages(self, accessed_before: float | None) -> list[tuple[BlobKey, int, float]]:
+    async def _pages(self, accessed_before: float | None) -> list[tuple[BlobKey, int, float]]:
         chosen: list[tuple[BlobKey, int, float]] = []
         after: tuple[float, str] | None = None
         while True:
-            page = self._index.eviction_candidates(PAGE, accessed_before, after)
+            page = await self._index.eviction_candidates(PAGE, accessed_before, after)
             chosen.extend(item for item in page if not self._in_use(item[0]))
             if len(page) < PAGE:
                 return chosen
             last_key, _, last_access = page[-1]
             after = (last_access, last_key.hexdigest)
 
-    def plan(self, room: int = 0) -> tuple[list[tuple[BlobKey, int]], int]:
+    async def plan(self, room: int = 0) -> tuple[list[tuple[BlobKey, int]], int]:
         """The blobs to evict, and the stored total before; `room` more bytes are freed
         beyond what the size limit demands (for a download that needs them)."""
-        _, total = self._index.stored_bytes()
+        _, total = await self._index.stored_bytes()
         chosen: dict[BlobKey, int] = {}
         if self.max_age is not None:
-            for key, size, _ in self._pages(self._clock() - self.max_age):
+            for key, size, _ in await self._pages(self._clock() - self.max_age):
                 chosen[key] = size
         if self.max_size is not None:
             excess = max(total - self.max_size, 0) + room - sum(chosen.values())
             after: tuple[float, str] | None = None
             while excess > 0:
-                page = self._index.eviction_candidates(PAGE, None, after)
+                page = await self._index.eviction_candidates(PAGE, None, after)
                 for key, size, _ in page:
                     if excess <= 0:
                         break
@@ -106,15 +107,15 @@ class Evictor:
                 after = (page[-1][2], page[-1][0].hexdigest)
         return list(chosen.items()), total
 
-    def run(self, dry_run: bool = False, room: int = 0) -> EvictionReport:
-        """Evict what the limits demand, and `room` bytes more (blocking: call from a
-        thread on the loop). Only a mirror with a size limit evicts for room."""
-        chosen, total = self.plan(room if self.max_size is not None else 0)
+    async def run(self, dry_run: bool = False, room: int = 0) -> EvictionReport:
+        """Evict what the limits demand, and `room` bytes more. Only a mirror with a size
+        limit evicts for room."""
+        chosen, total = await self.plan(room if self.max_size is not None else 0)
         report = EvictionReport(dry_run, self.max_size, self.max_age, total, total)
         for key, size in chosen:
             if not dry_run:
-                self._store.delete(key)
-                self._index.remove_blob(key)
+                await asyncio.to_thread(self._store.delete, key)
+                await self._index.remove_blob(key)
                 self._metrics.evicted_blobs.inc()
                 self._metrics.evicted_bytes.inc(size)
             report.evicted.append(str(key))
@@ -152,9 +153,9 @@ class EvictionScheduler:
         while True:
             self._again = False
             try:
-                await asyncio.to_thread(self._evictor.run)
-            except OSError:
-                logger.exception("eviction failed")
+                await self._evictor.run()
+            except (OSError, MirrorError) as error:
+                logger.warning("eviction failed: %s", error)
             if not self._again:
                 return
 

@@ -71,7 +71,9 @@ class Fetcher:
             partial.close()
             partial.discard()
             return None
-        download = Download(partial, source, self._tuning, self._store, origin)
+        download = Download(
+            partial, source, self._tuning, self._store, origin, self._index.begin_blob
+        )
         self._inflight[key] = download
         # A fresh context: the download outlives the request that started it, and must
         # not inherit that request's deadline.
@@ -83,34 +85,37 @@ class Fetcher:
         return download
 
     async def _run(self, download: Download) -> None:
+        failure: MirrorError | None = None
         try:
             await download.run()
-        except IntegrityError as error:
-            self._count_fetched(download, "corrupt")
+        except MirrorError as error:
+            failure = error
+        finally:
+            # At once, before any bookkeeping waits: the next request for the blob must
+            # start afresh (or find it stored), not join a download that ended.
+            self._inflight.pop(download.key, None)
+        if isinstance(failure, IntegrityError):
+            await self._count_fetched(download, "corrupt")
             self._metrics.verification_failures.inc()
             logger.warning(
                 "verification failed, blob discarded: %s (%s, %d bytes): %s",
                 download.key,
                 download.origin or "no file recorded",
                 download.size,
-                error.message,
+                failure.message,
             )
-        except CacheUnavailableError as error:
-            self._count_fetched(download, "failed")
-            logger.warning("download of %s failed: %s", download.key, error.message)
-        except MirrorError as error:
-            self._count_fetched(download, "failed")
-            logger.info("download of %s failed: %s", download.key, error.message)
+        elif failure is not None:
+            await self._count_fetched(download, "failed")
+            level = logging.WARNING if isinstance(failure, CacheUnavailableError) else logging.INFO
+            logger.log(level, "download of %s failed: %s", download.key, failure.message)
         else:
-            self._count_fetched(download, "stored")
-            self._index.add_blob(download.key, download.size)
+            await self._count_fetched(download, "stored")
+            await self._index.add_blob(download.key, download.size)
             if self.on_committed is not None:
                 self.on_committed(download.key, download.size)
-        finally:
-            self._inflight.pop(download.key, None)
 
-    def _count_fetched(self, download: Download, outcome: str) -> None:
-        self._index.add_to_counter(UPSTREAM_BYTES_COUNTER, download.upstream_bytes)
+    async def _count_fetched(self, download: Download, outcome: str) -> None:
+        await self._index.add_to_counter(UPSTREAM_BYTES_COUNTER, download.upstream_bytes)
         self._metrics.fetched_bytes.inc(download.upstream_bytes)
         self._metrics.downloads.labels(outcome).inc()
 

@@ -105,8 +105,8 @@ class FileService:
         """
         locating: list[asyncio.Task[FileLocation]] = []
 
-        def locate(known_commit: str | None) -> None:
-            task = self._locate_early(repo, revision, path, headers, known_commit)
+        async def locate(known_commit: str | None) -> None:
+            task = await self._locate_early(repo, revision, path, headers, known_commit)
             if task is not None:
                 locating.append(task)
 
@@ -124,21 +124,25 @@ class FileService:
             located = await self._located(task, repo, commit, path)
         # Rules on the path first: a hidden file is never even asked about upstream.
         self._guard.check_file(repo.repo_type, path, None, commit)
-        entry = self._index.file(repo, commit, path)
-        if entry is None:
-            if self._index.is_listed(repo, commit):
+        entry = await self._index.file(repo, commit, path)
+        if entry is None and await self._index.is_listed(repo, commit):
+            # A listing is stored with its files in one transaction: asked again now,
+            # the file is there if the listing was completed after the first question.
+            entry = await self._index.file(repo, commit, path)
+            if entry is None:
                 raise EntryNotFoundError(
                     f"{path} does not exist in {repo.repo_id} at {commit}", commit
                 )
+        if entry is None:
             metadata = located.metadata if located is not None else None
             if metadata is None:
                 metadata = await self._upstream.file_metadata(repo, commit, path, headers)
             entry = _entry_from_metadata(path, metadata)
-            self._index.put_files(repo, commit, [entry])
+            await self._index.put_files(repo, commit, [entry])
         self._guard.check_file(repo.repo_type, path, entry.size, commit)
         return ResolvedFile(pinned, entry)
 
-    def _locate_early(
+    async def _locate_early(
         self,
         repo: RepoRef,
         revision: str,
@@ -151,7 +155,7 @@ class FileService:
         if not self._guard.would_serve(repo, revision, path):
             return None
         if known_commit is not None:
-            known = self._index.file(repo, known_commit, path)
+            known = await self._index.file(repo, known_commit, path)
             if known is not None and self._store.size_of(known.blob) == known.size:
                 return None  # most likely unchanged, and cached
         return asyncio.create_task(self._upstream.locate_file(repo, revision, path, headers))
@@ -170,7 +174,7 @@ class FileService:
         self._locations[repo, commit, path] = location
         return location
 
-    def cached_path(self, file: ResolvedFile) -> Path | None:
+    async def cached_path(self, file: ResolvedFile) -> Path | None:
         """The verified blob on disk, recording the access; None on a miss."""
         key = file.entry.blob
         if key not in self._small_bodies and self._store.size_of(key) != file.entry.size:
@@ -179,7 +183,7 @@ class FileService:
         if now - self._last_touch.get(key, -TOUCH_INTERVAL_SECONDS) >= TOUCH_INTERVAL_SECONDS:
             # Access times only order eviction: once a minute is precise enough, and it
             # keeps a SQLite write off the path of every hit.
-            self._index.touch_blob(key)
+            await self._index.touch_blob(key)
             self._last_touch[key] = now
         return self._store.path_of(key)
 

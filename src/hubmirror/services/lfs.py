@@ -75,7 +75,7 @@ class LfsService:
         verdicts = []
         for item in objects:
             try:
-                _, entry = self.locate(repo, item.oid, pinned.commit)
+                _, entry = await self.locate(repo, item.oid, pinned.commit)
             except EntryNotFoundError as error:
                 verdicts.append(LfsVerdict(item.oid, item.size, 404, error.message))
                 continue
@@ -98,7 +98,7 @@ class LfsService:
             # Hub revision, but the objects may still be files of the default branch.
             return await self._revisions.pin(repo, DEFAULT_BRANCH, headers)
 
-    def locate(
+    async def locate(
         self, repo: RepoRef, oid: str, preferred_commit: str | None = None
     ) -> tuple[str, FileEntry]:
         """A (commit, file) of `repo` whose content is the object, that the policy shows.
@@ -107,7 +107,7 @@ class LfsService:
         the policy rule when the only such files are hidden).
         """
         key = BlobKey(HashAlgorithm.SHA256, oid)
-        uses = self._index.uses_of_blob_in(repo, key)
+        uses = await self._index.uses_of_blob_in(repo, key)
         uses.sort(key=lambda use: use[0] != preferred_commit)
         denial: str | None = None
         for commit, entry in uses:

@@ -94,26 +94,28 @@ class MetadataService:
         entries_of: Callable[[object], Iterable[FileEntry]] | None = None,
     ) -> MetadataAnswer:
         repo, commit = pinned.repo, pinned.commit
-        stored = self._index.document(repo, commit, kind, variant)
+        stored = await self._index.document(repo, commit, kind, variant)
         if stored is not None:
             text, next_query, fetched = stored.body, stored.next_cursor, False
         else:
             answer = await fetch()
             body = strip_xet_json(answer.body)
             text, next_query, fetched = json.dumps(body), _next_query(answer), True
-            self._index.put_document(repo, commit, kind, variant, text, next_query)
+            await self._index.put_document(repo, commit, kind, variant, text, next_query)
             if entries_of is not None:
-                self._index.put_files(repo, commit, entries_of(body))
+                await self._index.put_files(repo, commit, entries_of(body))
         shaped = self._guard.shape(kind, repo.repo_type, text, (repo, commit, variant))
         return MetadataAnswer(shaped, _status(pinned, fetched), commit, next_query)
 
-    def _raise_if_hidden_or_missing(self, pinned: PinnedRevision, path: str) -> None:
+    async def _raise_if_hidden_or_missing(self, pinned: PinnedRevision, path: str) -> None:
         """Answer EntryNotFound locally for a path the policy hides or the commit lacks."""
         repo, commit = pinned.repo, pinned.commit
         if not path:
             return
         self._guard.check_folder(repo.repo_type, path, commit)
-        if self._index.is_listed(repo, commit) and not self._index.has_path(repo, commit, path):
+        if await self._index.is_listed(repo, commit) and not await self._index.has_path(
+            repo, commit, path
+        ):
             raise EntryNotFoundError(f"{path} does not exist in {repo.repo_id} at {commit}", commit)
 
     async def repo_info(
@@ -123,12 +125,12 @@ class MetadataService:
         pinned = await self._revisions.pin(repo, revision or DEFAULT_BRANCH, headers)
         commit = pinned.commit
         fetched = False
-        full = self._index.document(repo, commit, INFO_DOCUMENT, "")
+        full = await self._index.document(repo, commit, INFO_DOCUMENT, "")
         if full is None:
             answer = await self._upstream.get_json(
                 f"{repo.api_path}/revision/{commit}", headers, {"blobs": "true"}
             )
-            self._revisions.remember_info(repo, commit, answer.body)
+            await self._revisions.remember_info(repo, commit, answer.body)
             full_text, fetched = json.dumps(strip_xet_json(answer.body)), True
         else:
             full_text = full.body
@@ -136,10 +138,10 @@ class MetadataService:
         text = full_text
         if not blobs:
             # The Hub's answer without ?blobs=true: siblings name files only.
-            plain = self._index.document(repo, commit, INFO_DOCUMENT, variant)
+            plain = await self._index.document(repo, commit, INFO_DOCUMENT, variant)
             if plain is None:
                 text = json.dumps(hubjson.without_blob_details(json.loads(full_text)))
-                self._index.put_document(repo, commit, INFO_DOCUMENT, variant, text)
+                await self._index.put_document(repo, commit, INFO_DOCUMENT, variant, text)
             else:
                 text = plain.body
         shaped = self._guard.shape(INFO_DOCUMENT, repo.repo_type, text, (repo, commit, variant))
@@ -157,7 +159,7 @@ class MetadataService:
     ) -> MetadataAnswer:
         """One page of `GET /api/{t}/{repo}/tree/{rev}[/{path}]`."""
         pinned = await self._revisions.pin(repo, revision, headers)
-        self._raise_if_hidden_or_missing(pinned, path)
+        await self._raise_if_hidden_or_missing(pinned, path)
         params = {"recursive": _flag(recursive), "expand": _flag(expand)}
         if cursor:
             params["cursor"] = cursor
@@ -219,8 +221,8 @@ class MetadataService:
         only when that list is unknown is the upstream's own (unfiltered) total used.
         """
         pinned = await self._revisions.pin(repo, revision, headers)
-        self._raise_if_hidden_or_missing(pinned, path)
-        if not self._index.is_listed(repo, pinned.commit):
+        await self._raise_if_hidden_or_missing(pinned, path)
+        if not await self._index.is_listed(repo, pinned.commit):
             suffix = f"/{quote_path(path)}" if path else ""
             return await self._commit_document(
                 pinned,
@@ -232,7 +234,7 @@ class MetadataService:
             )
         total = sum(
             entry.size
-            for entry in self._index.files_under(repo, pinned.commit, path)
+            for entry in await self._index.files_under(repo, pinned.commit, path)
             if self._guard.file_verdict(repo.repo_type, entry.path, entry.size).allowed
         )
         text = json.dumps({"path": path, "size": total})
@@ -250,12 +252,12 @@ class MetadataService:
             )
         except UpstreamUnavailableError:
             # Stale refs only for public repos: no caller check is possible right now.
-            stored = self._index.document(repo, "", "refs", variant)
-            if stored is None or self._index.visibility(repo) is not Visibility.PUBLIC:
+            stored = await self._index.document(repo, "", "refs", variant)
+            if stored is None or await self._index.visibility(repo) is not Visibility.PUBLIC:
                 raise
             shaped = self._guard.shape("refs", repo.repo_type, stored.body, (repo, "", variant))
             return MetadataAnswer(shaped, CacheStatus.STALE)
         text = json.dumps(strip_xet_json(answer.body))
-        self._index.put_document(repo, "", "refs", variant, text)
+        await self._index.put_document(repo, "", "refs", variant, text)
         shaped = self._guard.shape("refs", repo.repo_type, text, (repo, "", text))
         return MetadataAnswer(shaped, CacheStatus.MISS)

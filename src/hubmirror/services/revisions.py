@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from hubmirror.core.errors import (
     OfflineMissError,
@@ -66,7 +66,7 @@ class RevisionResolver:
         revision: str,
         headers: Mapping[str, str],
         fresh: bool = False,
-        while_asking: Callable[[str | None], None] | None = None,
+        while_asking: Callable[[str | None], Awaitable[None]] | None = None,
     ) -> PinnedRevision:
         """The commit `revision` (`DEFAULT_BRANCH` for the default branch) stands for.
 
@@ -92,22 +92,22 @@ class RevisionResolver:
         revision: str,
         headers: Mapping[str, str],
         fresh: bool,
-        while_asking: Callable[[str | None], None] | None,
+        while_asking: Callable[[str | None], Awaitable[None]] | None,
     ) -> PinnedRevision:
-        visibility = self._index.visibility(repo)
+        visibility = await self._index.visibility(repo)
         public = visibility is Visibility.PUBLIC
         if is_commit(revision):
             if visibility is not None:
                 return PinnedRevision(repo, revision, revision, public=public)
             if while_asking is not None:
-                while_asking(revision)
+                await while_asking(revision)
             return await self._ask_upstream(repo, revision, headers)
-        stored = self._index.ref(repo, revision)
+        stored = await self._index.ref(repo, revision)
         recent = stored is not None and self._clock() - stored.checked_at < self._ttl
         if stored is not None and visibility is not None and recent and not fresh:
             return PinnedRevision(repo, revision, stored.commit, public=public)
         if while_asking is not None:
-            while_asking(None if stored is None else stored.commit)
+            await while_asking(None if stored is None else stored.commit)
         try:
             return await self._ask_upstream(repo, revision, headers)
         except UpstreamUnavailableError:
@@ -133,18 +133,20 @@ class RevisionResolver:
         if commit is None or not is_commit(commit):
             raise RevisionNotFoundError(f"upstream gave no commit for revision {revision!r}")
         visibility = hubjson.visibility_of(answer.body)
-        self._index.set_visibility(repo, visibility)
+        await self._index.set_visibility(repo, visibility)
         if not is_commit(revision):
-            self._index.set_ref(repo, revision, commit)
-        self.remember_info(repo, commit, answer.body)
+            await self._index.set_ref(repo, revision, commit)
+        await self.remember_info(repo, commit, answer.body)
         return PinnedRevision(
             repo, revision, commit, public=visibility is Visibility.PUBLIC, from_upstream=True
         )
 
-    def remember_info(self, repo: RepoRef, commit: str, info: object) -> None:
+    async def remember_info(self, repo: RepoRef, commit: str, info: object) -> None:
         """Store a `?blobs=true` repo info as the commit's info document and file list."""
         if not hubjson.has_complete_siblings(info):
             return
         text = json.dumps(strip_xet_json(info))
-        self._index.put_document(repo, commit, INFO_DOCUMENT, "", text)
-        self._index.put_files(repo, commit, hubjson.entries_from_siblings(info), complete=True)
+        await self._index.put_document(repo, commit, INFO_DOCUMENT, "", text)
+        await self._index.put_files(
+            repo, commit, hubjson.entries_from_siblings(info), complete=True
+        )

@@ -58,7 +58,7 @@ class DiskRoom:
         if missing <= 0:
             return
         if self._evictor.max_size is not None:
-            report = await asyncio.to_thread(self._evictor.run, False, missing)
+            report = await self._evictor.run(False, missing)
             logger.info("evicted %d bytes to make room for %s", report.freed_bytes, key)
             missing = needed + self._reserve - await asyncio.to_thread(self.free_bytes)
             if missing <= 0:

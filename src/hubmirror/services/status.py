@@ -151,6 +151,8 @@ class MirrorStatus:
         self.offline = offline
         self.limit_bytes = limit_bytes
         self.requires_upstream = requires_upstream
+        # The cache's usage as last read; scrapes read it, `refresh` renews it.
+        self.last_usage = CacheUsage(0, 0, limit_bytes)
         self._room = room
         self._history: deque[TrafficSample] = deque(maxlen=HISTORY_SAMPLES)
 
@@ -163,10 +165,11 @@ class MirrorStatus:
         """Health of each upstream, in priority order (empty offline)."""
         return self._upstream.statuses()
 
-    def cache_usage(self) -> CacheUsage:
-        """Blob count and stored bytes from the index."""
-        blob_count, stored = self._index.stored_bytes()
-        return CacheUsage(blob_count, stored, self.limit_bytes)
+    async def cache_usage(self) -> CacheUsage:
+        """Blob count and stored bytes from the index (kept for `last_usage`)."""
+        blob_count, stored = await self._index.stored_bytes()
+        self.last_usage = CacheUsage(blob_count, stored, self.limit_bytes)
+        return self.last_usage
 
     def downloads(self) -> list[DownloadView]:
         """Every blob download in flight, oldest first."""
@@ -221,7 +224,7 @@ class MirrorStatus:
         upstream answers is reported too, and required only with `requires_upstream`."""
         return Readiness(
             [
-                await asyncio.to_thread(self._index_check),
+                await self._index_check(),
                 await asyncio.to_thread(writable_check, os.fspath(self._layout.tmp_dir)),
                 await asyncio.to_thread(self._space_check),
                 upstream_check(self.offline, self.upstreams(), self.requires_upstream),
@@ -246,9 +249,9 @@ class MirrorStatus:
             )
         return Check("cache_space", True, "the cache disk has room", False)
 
-    def _index_check(self) -> Check:
+    async def _index_check(self) -> Check:
         try:
-            self._index.stored_bytes()
+            await self._index.stored_bytes()
         except MirrorError as error:
             return Check("index", False, f"the index cannot be read: {error}")
         return Check("index", True, "the index is open")
@@ -273,7 +276,7 @@ class StatusCollector(Collector):
                 "policy_profile": self._policy_profile,
             },
         )
-        usage = status.cache_usage()
+        usage = status.last_usage
         yield GaugeMetricFamily(
             "hubmirror_cache_size_bytes", "Bytes of verified blobs stored", value=usage.stored_bytes
         )

@@ -10,91 +10,119 @@ says which commits and paths they belong to, which the upstream can tell again. 
   happened and where the old file went; what is lost is fetched again as clients ask.
 - An index that knows no blob while blobs lie on disk (deleted, or a zero-length file)
   gets them indexed again the same way.
-- `reindex_blobs` adds the blobs on disk that the index lacks (a crash between a
-  blob's commit and its index row; `hubmirror verify --repair`).
+- A blob is noted (`begin_blob`) before it is committed; one a crash committed but
+  never indexed is indexed at the next start (`reconcile_pending`).
+- `reindex_blobs` adds the blobs on disk that the index lacks (`hubmirror verify
+  --repair`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
 
 from hubmirror.core.errors import CacheUnavailableError, IndexDamagedError
+from hubmirror.core.types import BlobKey
 from hubmirror.storage.index import Index
 from hubmirror.storage.layout import CacheLayout
+from hubmirror.storage.sqlite_database import SqliteDatabase
 from hubmirror.storage.sqlite_index import SqliteIndex
 
 logger = logging.getLogger(__name__)
 
 
-def open_index(layout: CacheLayout, may_rebuild: bool) -> SqliteIndex:
+async def open_index(layout: CacheLayout, may_rebuild: bool) -> SqliteIndex:
     """The cache's index, checked; a damaged one is moved aside and rebuilt when
     `may_rebuild` (only the process that owns the cache folder: the server, or a
-    command while no server runs), else refused with IndexDamagedError.
+    command while no server runs), else refused with IndexDamagedError. Blobs a crash
+    left committed but unindexed are indexed.
 
     Raises CacheUnavailableError when not even a fresh index can be made (a read-only
     or full disk): the server then refuses to start, saying so in one line.
     """
-    index: SqliteIndex | None = None
-    problem: str | None
-    try:
-        index = SqliteIndex(layout.index_path)
-    except IndexDamagedError as error:
-        problem = error.message
-    else:
-        problem = index.integrity_problem()
-        if problem is not None:
-            index.close()
-    if index is None or problem is not None:
-        problem = problem or "unreadable"
-        if not may_rebuild:
-            raise IndexDamagedError(
-                f"the index is damaged ({problem}): stop the server, then run "
-                "hubmirror verify --repair (or start the server: it rebuilds the index)"
-            )
-        return rebuild(layout, problem)
-    if index.stored_bytes()[0] == 0:
-        added = reindex_blobs(layout, index)
-        if added:
-            logger.warning(
-                "the index knew no blob while %d were on disk: indexed them again", added
-            )
+    database, rebuilt = await asyncio.to_thread(_open_database, layout, may_rebuild)
+    index = SqliteIndex(database)
+    await reconcile_pending(layout, index)
+    if rebuilt is not None or (await index.stored_bytes())[0] == 0:
+        added = await reindex_blobs(layout, index)
+        if rebuilt is not None:
+            logger.warning("%s, and indexed %d blobs found on disk", rebuilt, added)
+        elif added:
+            logger.warning("the index knew no blob while %d were on disk: indexed them", added)
     return index
 
 
-def rebuild(layout: CacheLayout, problem: str) -> SqliteIndex:
-    """Move the damaged index aside and build a new one from what survives."""
+def _open_database(layout: CacheLayout, may_rebuild: bool) -> tuple[SqliteDatabase, str | None]:
+    """The checked database, and what was done if it had to be rebuilt (blocking)."""
+    database: SqliteDatabase | None = None
+    problem: str | None
+    try:
+        database = SqliteDatabase(layout.index_path)
+    except IndexDamagedError as error:
+        problem = error.message
+    else:
+        problem = database.integrity_problem()
+        if problem is not None:
+            database.close()
+    if database is not None and problem is None:
+        return database, None
+    problem = problem or "unreadable"
+    if not may_rebuild:
+        raise IndexDamagedError(
+            f"the index is damaged ({problem}): stop the server, then run "
+            "hubmirror verify --repair (or start the server: it rebuilds the index)"
+        )
+    return _rebuild(layout, problem)
+
+
+def _rebuild(layout: CacheLayout, problem: str) -> tuple[SqliteDatabase, str]:
+    """Move the damaged index aside and start a new one with what survives."""
     aside = layout.damaged_index_path(time.strftime("%Y%m%d-%H%M%S"))
     try:
         for suffix in ("", "-wal", "-shm"):
             source = layout.index_path.with_name(layout.index_path.name + suffix)
             if source.exists():
                 os.replace(source, aside.with_name(aside.name + suffix))
-        index = SqliteIndex(layout.index_path)
+        database = SqliteDatabase(layout.index_path)
     except OSError as error:
         raise CacheUnavailableError(
             f"the index is damaged ({problem}) and cannot be rebuilt: {error}"
         ) from error
-    kept = index.copy_rows_from(aside)
-    added = reindex_blobs(layout, index)
-    logger.warning(
-        "the index was damaged (%s): moved to %s and rebuilt, keeping %d rows and "
-        "indexing %d blobs found on disk; the rest is fetched again as clients ask",
-        problem,
-        aside,
-        sum(kept.values()),
-        added,
+    kept = database.copy_rows_from(aside)
+    return database, (
+        f"the index was damaged ({problem}): moved to {aside} and rebuilt, keeping "
+        f"{sum(kept.values())} rows; what is lost is fetched again as clients ask"
     )
-    return index
 
 
-def reindex_blobs(layout: CacheLayout, index: Index) -> int:
+async def reconcile_pending(layout: CacheLayout, index: Index) -> None:
+    """Index the blobs a crash committed without indexing (noted by `begin_blob`);
+    forget those it never committed."""
+    for key, size in await index.pending_blobs():
+        stored = await asyncio.to_thread(_stored_size, layout, key)
+        if stored == size:
+            await index.add_blob(key, size)
+            logger.info("indexed %s, committed before a crash but not indexed", key)
+        else:
+            await index.abandon_blob(key)
+
+
+def _stored_size(layout: CacheLayout, key: BlobKey) -> int | None:
+    try:
+        return os.stat(layout.blob_location(key)).st_size
+    except FileNotFoundError:
+        return None
+
+
+async def reindex_blobs(layout: CacheLayout, index: Index) -> int:
     """Index every blob on disk that the index does not know; how many were added."""
-    known = {key for key, _ in index.stored_blobs()}
+    known = {key for key, _ in await index.stored_blobs()}
+    on_disk = await asyncio.to_thread(lambda: list(layout.stored_blob_files()))
     added = 0
-    for key, size in layout.stored_blob_files():
+    for key, size in on_disk:
         if key not in known:
-            index.add_blob(key, size)
+            await index.add_blob(key, size)
             added += 1
     return added

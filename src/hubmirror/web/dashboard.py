@@ -114,9 +114,9 @@ async def handle_dashboard_api(request: web.Request, route: Route, mirror: Mirro
 async def _status(call: ApiRequest) -> dict[str, Any]:
     mirror = call.mirror
     status = mirror.status
-    usage = status.cache_usage()
+    usage = await status.cache_usage()
     traffic = status.traffic()
-    logical = sum(size for _, _, size in mirror.index.repo_usage())
+    logical = sum(size for _, _, size in await mirror.index.repo_usage())
     return {
         "version": __version__,
         "mode": status.mode,
@@ -176,7 +176,7 @@ async def _history(call: ApiRequest) -> list[dict[str, Any]]:
 
 async def _top_repos(call: ApiRequest) -> list[dict[str, Any]]:
     visible = []
-    for repo, blobs, size in call.mirror.index.repo_usage():
+    for repo, blobs, size in await call.mirror.index.repo_usage():
         if not await call.viewer.may_see(repo):
             continue
         visible.append(
@@ -230,7 +230,7 @@ async def _repo(call: ApiRequest) -> dict[str, Any]:
     repo = RepoRef(repo_type, validate_repo_id(query.get("id", "")))
     revision = validate_revision(query.get("revision", "main"))
     mirror = call.mirror
-    stored_ref = None if is_commit(revision) else mirror.index.ref(repo, revision)
+    stored_ref = None if is_commit(revision) else await mirror.index.ref(repo, revision)
     commit = revision if is_commit(revision) else stored_ref.commit if stored_ref else None
     if commit is None or not await call.viewer.may_see(repo, commit):
         # The same answer for "not cached" and "not yours": names are not confirmed.
@@ -238,7 +238,8 @@ async def _repo(call: ApiRequest) -> dict[str, Any]:
     guard = mirror.guard
     repo_verdict = guard.policy.repo_verdict(repo)
     files = []
-    for entry in sorted(mirror.index.files_under(repo, commit, ""), key=lambda e: e.path):
+    listed = await mirror.index.files_under(repo, commit, "")
+    for entry in sorted(listed, key=lambda e: e.path):
         verdict = guard.file_verdict(repo_type, entry.path, entry.size)
         files.append(
             {
@@ -255,7 +256,7 @@ async def _repo(call: ApiRequest) -> dict[str, Any]:
         "repo": repo.repo_id,
         "revision": revision,
         "commit": commit,
-        "complete": mirror.index.is_listed(repo, commit),
+        "complete": await mirror.index.is_listed(repo, commit),
         "repo_hidden_by_policy": not repo_verdict.allowed,
         "files": files,
     }

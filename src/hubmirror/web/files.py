@@ -182,7 +182,7 @@ async def _serve_file(
     served.commit = file.pinned.commit
     size = file.entry.size
     byte_range = parse_range(request.headers.get("Range"), size)
-    cached = files.cached_path(file)
+    cached = await files.cached_path(file)
     if cached is None:
         status = CacheStatus.MISS
     else:
@@ -207,7 +207,7 @@ async def _serve_file(
             else:
                 served.result = "aborted: upstream failed mid-body"
             return response
-        cached = files.cached_path(file)  # another process finished it meanwhile
+        cached = await files.cached_path(file)  # another process finished it meanwhile
         if cached is None:
             raise UpstreamUnavailableError(f"{file.entry.path} vanished from the cache")
     body = await files.small_body(file, cached)

@@ -36,7 +36,7 @@ async def handle_lfs(request: web.Request, route: Route, mirror: Mirror) -> web.
     try:
         if route.endpoint is Endpoint.LFS_BATCH:
             return await _batch(request, route, mirror)
-        commit, entry = mirror.lfs.locate(route.repo, route.extras["oid"])
+        commit, entry = await mirror.lfs.locate(route.repo, route.extras["oid"])
         resolve = Route(Endpoint.RESOLVE, route.repo, commit, entry.path)
         return await handle_resolve(request, resolve, mirror.files, mirror.audit, mirror.metrics)
     except MirrorError as error:

@@ -44,8 +44,10 @@ def route_label(request: web.Request) -> str:
     return INVALID_ROUTE if isinstance(found, MirrorError) else found.endpoint.value
 
 
-async def handle_metrics(metrics: MirrorMetrics) -> web.Response:
-    """Every metric in the Prometheus text format."""
+async def handle_metrics(metrics: MirrorMetrics, status: MirrorStatus) -> web.Response:
+    """Every metric in the Prometheus text format (the index's figures read first: the
+    gauges computed at scrape time read them synchronously)."""
+    await status.cache_usage()
     body, content_type = metrics.render()
     response = web.Response(body=body)
     response.headers["Content-Type"] = content_type
