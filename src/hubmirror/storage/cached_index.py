@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from cachetools import LRUCache
 
@@ -55,7 +55,7 @@ class CachedIndex:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.inner = inner
-        self._pending: deque[Callable[[], None]] = deque(maxlen=PENDING_WRITES)
+        self._pending: deque[Callable[[], Awaitable[None]]] = deque(maxlen=PENDING_WRITES)
         self._warned_at = -WARNING_INTERVAL_SECONDS
         self._mutable_seconds = mutable_seconds
         self._clock = clock
@@ -69,67 +69,69 @@ class CachedIndex:
         self._listed: LRUCache[tuple[RepoRef, str], bool] = LRUCache(ROWS_KEPT)
 
     # cached reads ---------------------------------------------------------------------
-    def ref(self, repo: RepoRef, revision: str) -> StoredRef | None:
+    async def ref(self, repo: RepoRef, revision: str) -> StoredRef | None:
         """The last known commit of a branch or tag."""
         key = (repo, revision)
         now = self._clock()
         kept = self._refs.get(key)
         if kept is not None and now - kept[0] < self._mutable_seconds:
             return kept[1]
-        stored = self.inner.ref(repo, revision)
+        stored = await self.inner.ref(repo, revision)
         if stored is not None:
             self._refs[key] = (now, stored)
         return stored
 
-    def visibility(self, repo: RepoRef) -> Visibility | None:
+    async def visibility(self, repo: RepoRef) -> Visibility | None:
         """How the upstream last described the repo; None when never seen."""
         now = self._clock()
         kept = self._visibility.get(repo)
         if kept is not None and now - kept[0] < self._mutable_seconds:
             return kept[1]
-        visibility = self.inner.visibility(repo)
+        visibility = await self.inner.visibility(repo)
         if visibility is not None:
             self._visibility[repo] = (now, visibility)
         return visibility
 
-    def document(
+    async def document(
         self, repo: RepoRef, commit: str, kind: str, variant: str
     ) -> StoredDocument | None:
         """A cached commit-addressed JSON body."""
         key = (repo, commit, kind, variant)
         document = self._documents.get(key)
         if document is None:
-            document = self.inner.document(repo, commit, kind, variant)
+            document = await self.inner.document(repo, commit, kind, variant)
             if document is not None and commit and _document_size(document) < DOCUMENT_BYTES_KEPT:
                 self._documents[key] = document
         return document
 
-    def file(self, repo: RepoRef, commit: str, path: str) -> FileEntry | None:
+    async def file(self, repo: RepoRef, commit: str, path: str) -> FileEntry | None:
         """Which blob a path is at a commit, when known."""
         key = (repo, commit, path)
         entry = self._files.get(key)
         if entry is None:
-            entry = self.inner.file(repo, commit, path)
+            entry = await self.inner.file(repo, commit, path)
             if entry is not None:
                 self._files[key] = entry
         return entry
 
-    def is_listed(self, repo: RepoRef, commit: str) -> bool:
+    async def is_listed(self, repo: RepoRef, commit: str) -> bool:
         """True when `files` holds every file of the repo at that commit."""
         key = (repo, commit)
         if key in self._listed:
             return True
-        listed = self.inner.is_listed(repo, commit)
+        listed = await self.inner.is_listed(repo, commit)
         if listed:
             self._listed[key] = True
         return listed
 
     # writes, through to the index -----------------------------------------------------
-    def _tolerated(self, what: str, write: Callable[[], None], retry: bool) -> bool:
+    async def _tolerated(
+        self, what: str, write: Callable[[], Awaitable[None]], retry: bool
+    ) -> bool:
         """Run `write`; on a cache disk that cannot take it, warn (and keep it for later
         when `retry`) instead of failing the request. True when it was written."""
         try:
-            write()
+            await write()
         except CacheUnavailableError as error:
             if retry:
                 self._pending.append(write)
@@ -143,39 +145,39 @@ class CachedIndex:
                     len(self._pending),
                 )
             return False
-        self._flush_pending()
+        await self._flush_pending()
         return True
 
-    def _flush_pending(self) -> None:
+    async def _flush_pending(self) -> None:
         while self._pending:
             write = self._pending[0]
             try:
-                write()
+                await write()
             except CacheUnavailableError:
                 return
             self._pending.popleft()
 
-    def set_ref(
+    async def set_ref(
         self, repo: RepoRef, revision: str, commit: str, checked_at: float | None = None
     ) -> None:
         """Record that `revision` is `commit`, as the upstream said now (or `checked_at`)."""
         stored = StoredRef(commit, time.time() if checked_at is None else checked_at)
         self._refs.pop((repo, revision), None)
-        if not self._tolerated(
+        if not await self._tolerated(
             "a branch's commit",
             lambda: self.inner.set_ref(repo, revision, commit, stored.checked_at),
             retry=False,
         ):
             self._refs[repo, revision] = (self._clock(), stored)
 
-    def set_visibility(self, repo: RepoRef, visibility: Visibility) -> None:
+    async def set_visibility(self, repo: RepoRef, visibility: Visibility) -> None:
         """Record the repo's visibility as the upstream last reported it."""
-        self._tolerated(
+        await self._tolerated(
             "a repo's visibility", lambda: self.inner.set_visibility(repo, visibility), False
         )
         self._visibility[repo] = (self._clock(), visibility)
 
-    def put_document(
+    async def put_document(
         self,
         repo: RepoRef,
         commit: str,
@@ -188,7 +190,7 @@ class CachedIndex:
         key = (repo, commit, kind, variant)
         self._documents.pop(key, None)
         if (
-            not self._tolerated(
+            not await self._tolerated(
                 "a JSON answer",
                 lambda: self.inner.put_document(repo, commit, kind, variant, body, next_cursor),
                 retry=False,
@@ -197,12 +199,12 @@ class CachedIndex:
         ):
             self._documents[key] = StoredDocument(body, next_cursor)
 
-    def put_files(
+    async def put_files(
         self, repo: RepoRef, commit: str, entries: Iterable[FileEntry], complete: bool = False
     ) -> None:
         """Record path → blob for a commit; `complete` marks the list as the whole repo."""
         listed = list(entries)
-        if not self._tolerated(
+        if not await self._tolerated(
             "a file list",
             lambda: self.inner.put_files(repo, commit, listed, complete),
             retry=False,
@@ -211,86 +213,104 @@ class CachedIndex:
                 self._files[repo, commit, entry.path] = entry
 
     # everything else: straight to the index -------------------------------------------
-    def close(self) -> None:
+    async def close(self) -> None:
         """Close the connection (idempotent)."""
-        self.inner.close()
+        await self.inner.close()
 
-    def integrity_problem(self, thorough: bool = False) -> str | None:
+    async def integrity_problem(self, thorough: bool = False) -> str | None:
         """What the database's own check finds wrong (None: nothing)."""
-        return self.inner.integrity_problem(thorough)
+        return await self.inner.integrity_problem(thorough)
 
-    def documents_of(self, repo: RepoRef, commit: str) -> list[tuple[str, str, str, str | None]]:
+    async def documents_of(
+        self, repo: RepoRef, commit: str
+    ) -> list[tuple[str, str, str, str | None]]:
         """Every stored document of a commit: (kind, variant, body, next cursor)."""
-        return self.inner.documents_of(repo, commit)
+        return await self.inner.documents_of(repo, commit)
 
-    def files_under(self, repo: RepoRef, commit: str, folder: str) -> list[FileEntry]:
+    async def files_under(self, repo: RepoRef, commit: str, folder: str) -> list[FileEntry]:
         """Every known file at or below `folder` (`""` for the whole repo)."""
-        return self.inner.files_under(repo, commit, folder)
+        return await self.inner.files_under(repo, commit, folder)
 
-    def has_path(self, repo: RepoRef, commit: str, path: str) -> bool:
+    async def has_path(self, repo: RepoRef, commit: str, path: str) -> bool:
         """True when `path` is a file, or a folder holding files, at the commit."""
-        return self.inner.has_path(repo, commit, path)
+        return await self.inner.has_path(repo, commit, path)
 
-    def add_blob(self, key: BlobKey, size: int) -> None:
+    async def begin_blob(self, key: BlobKey, size: int) -> None:
+        """Note that a blob is about to be committed (see `pending_blobs`)."""
+        await self._tolerated("a blob's commit", lambda: self.inner.begin_blob(key, size), False)
+
+    async def pending_blobs(self) -> list[tuple[BlobKey, int]]:
+        """Blobs noted by `begin_blob` and neither added nor abandoned since."""
+        return await self.inner.pending_blobs()
+
+    async def abandon_blob(self, key: BlobKey) -> None:
+        """The blob noted by `begin_blob` was not committed after all."""
+        await self._tolerated("a blob not committed", lambda: self.inner.abandon_blob(key), True)
+
+    async def add_blob(self, key: BlobKey, size: int) -> None:
         """Record a newly committed blob (kept for later when the disk is full)."""
-        self._tolerated("a stored blob", lambda: self.inner.add_blob(key, size), retry=True)
+        await self._tolerated("a stored blob", lambda: self.inner.add_blob(key, size), retry=True)
 
-    def touch_blob(self, key: BlobKey, at: float | None = None) -> None:
+    async def touch_blob(self, key: BlobKey, at: float | None = None) -> None:
         """Record that a blob was read now (or `at`), for least-recently-used eviction."""
         when = time.time() if at is None else at
-        self._tolerated("an access time", lambda: self.inner.touch_blob(key, when), retry=True)
+        await self._tolerated(
+            "an access time", lambda: self.inner.touch_blob(key, when), retry=True
+        )
 
-    def stored_blobs(self, repo: RepoRef | None = None) -> list[tuple[BlobKey, int]]:
+    async def stored_blobs(self, repo: RepoRef | None = None) -> list[tuple[BlobKey, int]]:
         """Blobs the index records as stored: all, or those some commit of `repo` uses."""
-        return self.inner.stored_blobs(repo)
+        return await self.inner.stored_blobs(repo)
 
-    def use_of_blob(self, key: BlobKey) -> tuple[RepoRef, str, FileEntry] | None:
+    async def use_of_blob(self, key: BlobKey) -> tuple[RepoRef, str, FileEntry] | None:
         """One (repo, commit, file) whose content is this blob, to fetch it again."""
-        return self.inner.use_of_blob(key)
+        return await self.inner.use_of_blob(key)
 
-    def uses_of_blob_in(
+    async def uses_of_blob_in(
         self, repo: RepoRef, key: BlobKey, limit: int = 100
     ) -> list[tuple[str, FileEntry]]:
         """Known (commit, file) pairs of `repo` whose content is this blob."""
-        return self.inner.uses_of_blob_in(repo, key, limit)
+        return await self.inner.uses_of_blob_in(repo, key, limit)
 
-    def stored_bytes(self) -> tuple[int, int]:
+    async def stored_bytes(self) -> tuple[int, int]:
         """How many blobs are stored, and their total size."""
-        return self.inner.stored_bytes()
+        return await self.inner.stored_bytes()
 
-    def eviction_candidates(
+    async def eviction_candidates(
         self,
         limit: int,
         accessed_before: float | None = None,
         after: tuple[float, str] | None = None,
     ) -> list[tuple[BlobKey, int, float]]:
         """Unpinned blobs, least recently read first: (key, size, last access)."""
-        return self.inner.eviction_candidates(limit, accessed_before, after)
+        return await self.inner.eviction_candidates(limit, accessed_before, after)
 
-    def add_to_counter(self, name: str, amount: int) -> None:
+    async def add_to_counter(self, name: str, amount: int) -> None:
         """Add `amount` to a running total (kept for later when the disk is full)."""
-        self._tolerated("a counter", lambda: self.inner.add_to_counter(name, amount), retry=True)
+        await self._tolerated(
+            "a counter", lambda: self.inner.add_to_counter(name, amount), retry=True
+        )
 
-    def counter(self, name: str) -> int:
+    async def counter(self, name: str) -> int:
         """A running total (0 when never added to)."""
-        return self.inner.counter(name)
+        return await self.inner.counter(name)
 
-    def repo_usage(self) -> list[tuple[RepoRef, int, int]]:
+    async def repo_usage(self) -> list[tuple[RepoRef, int, int]]:
         """Per repo: how many stored blobs its files use, and their size (each once)."""
-        return self.inner.repo_usage()
+        return await self.inner.repo_usage()
 
-    def pin(self, repo: RepoRef) -> None:
+    async def pin(self, repo: RepoRef) -> None:
         """Protect every blob of the repo from eviction."""
-        self.inner.pin(repo)
+        await self.inner.pin(repo)
 
-    def unpin(self, repo: RepoRef) -> bool:
+    async def unpin(self, repo: RepoRef) -> bool:
         """Lift the protection; False when the repo was not pinned."""
-        return self.inner.unpin(repo)
+        return await self.inner.unpin(repo)
 
-    def pinned(self) -> list[RepoRef]:
+    async def pinned(self) -> list[RepoRef]:
         """The pinned repos."""
-        return self.inner.pinned()
+        return await self.inner.pinned()
 
-    def remove_blob(self, key: BlobKey) -> None:
+    async def remove_blob(self, key: BlobKey) -> None:
         """Forget a blob (after it was deleted or found corrupt)."""
-        self.inner.remove_blob(key)
+        await self.inner.remove_blob(key)

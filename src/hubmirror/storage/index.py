@@ -2,8 +2,8 @@
 blobs and their access times, pins and counters.
 
 `Index` is the protocol services depend on; `storage.sqlite_index.SqliteIndex` is the
-embedded implementation and `storage.cached_index.CachedIndex` keeps the hot answers of
-any index in memory. Every method is one short transaction.
+embedded implementation (SQLite on a thread of its own) and
+`storage.cached_index.CachedIndex` keeps the hot answers of any index in memory.
 """
 
 from __future__ import annotations
@@ -32,41 +32,43 @@ class StoredDocument:
 
 
 class Index(Protocol):
-    """The mirror's index (see the module docstring)."""
+    """The mirror's index (see the module docstring). Every method is a coroutine and
+    one short transaction; errors are the mirror's own (CacheUnavailableError and its
+    subclasses), never a database driver's."""
 
-    def close(self) -> None:
+    async def integrity_problem(self, thorough: bool = False) -> str | None:
+        """What SQLite's own check finds wrong with the file (None: nothing)."""
+        ...
+
+    async def close(self) -> None:
         """Close the connection (idempotent)."""
         ...
 
-    def integrity_problem(self, thorough: bool = False) -> str | None:
-        """What the database's own check finds wrong (None: nothing)."""
-        ...
-
-    def ref(self, repo: RepoRef, revision: str) -> StoredRef | None:
+    async def ref(self, repo: RepoRef, revision: str) -> StoredRef | None:
         """The last known commit of a branch or tag."""
         ...
 
-    def set_ref(
+    async def set_ref(
         self, repo: RepoRef, revision: str, commit: str, checked_at: float | None = None
     ) -> None:
         """Record that `revision` is `commit`, as the upstream said now (or `checked_at`)."""
         ...
 
-    def visibility(self, repo: RepoRef) -> Visibility | None:
+    async def visibility(self, repo: RepoRef) -> Visibility | None:
         """How the upstream last described the repo; None when never seen."""
         ...
 
-    def set_visibility(self, repo: RepoRef, visibility: Visibility) -> None:
+    async def set_visibility(self, repo: RepoRef, visibility: Visibility) -> None:
         """Record the repo's visibility as the upstream last reported it."""
         ...
 
-    def document(
+    async def document(
         self, repo: RepoRef, commit: str, kind: str, variant: str
     ) -> StoredDocument | None:
         """A cached commit-addressed JSON body."""
         ...
 
-    def put_document(
+    async def put_document(
         self,
         repo: RepoRef,
         commit: str,
@@ -78,59 +80,74 @@ class Index(Protocol):
         """Store a commit-addressed JSON body (immutable: a second store overwrites it)."""
         ...
 
-    def documents_of(self, repo: RepoRef, commit: str) -> list[tuple[str, str, str, str | None]]:
+    async def documents_of(
+        self, repo: RepoRef, commit: str
+    ) -> list[tuple[str, str, str, str | None]]:
         """Every stored document of a commit: (kind, variant, body, next cursor)."""
         ...
 
-    def file(self, repo: RepoRef, commit: str, path: str) -> FileEntry | None:
+    async def file(self, repo: RepoRef, commit: str, path: str) -> FileEntry | None:
         """Which blob a path is at a commit, when known."""
         ...
 
-    def put_files(
+    async def put_files(
         self, repo: RepoRef, commit: str, entries: Iterable[FileEntry], complete: bool = False
     ) -> None:
         """Record path → blob for a commit; `complete` marks the list as the whole repo."""
         ...
 
-    def files_under(self, repo: RepoRef, commit: str, folder: str) -> list[FileEntry]:
+    async def files_under(self, repo: RepoRef, commit: str, folder: str) -> list[FileEntry]:
         """Every known file at or below `folder` (`""` for the whole repo)."""
         ...
 
-    def has_path(self, repo: RepoRef, commit: str, path: str) -> bool:
+    async def has_path(self, repo: RepoRef, commit: str, path: str) -> bool:
         """True when `path` is a file, or a folder holding files, at the commit."""
         ...
 
-    def is_listed(self, repo: RepoRef, commit: str) -> bool:
+    async def is_listed(self, repo: RepoRef, commit: str) -> bool:
         """True when `files` holds every file of the repo at that commit."""
         ...
 
-    def add_blob(self, key: BlobKey, size: int) -> None:
-        """Record a newly committed blob."""
+    async def begin_blob(self, key: BlobKey, size: int) -> None:
+        """Note that a blob is about to be committed (see `pending_blobs`)."""
         ...
 
-    def touch_blob(self, key: BlobKey, at: float | None = None) -> None:
+    async def pending_blobs(self) -> list[tuple[BlobKey, int]]:
+        """Blobs noted by `begin_blob` and neither added nor abandoned since (a crash
+        may have committed them without indexing them)."""
+        ...
+
+    async def abandon_blob(self, key: BlobKey) -> None:
+        """The blob noted by `begin_blob` was not committed after all."""
+        ...
+
+    async def add_blob(self, key: BlobKey, size: int) -> None:
+        """Record a newly committed blob (and that it is no longer pending)."""
+        ...
+
+    async def touch_blob(self, key: BlobKey, at: float | None = None) -> None:
         """Record that a blob was read now (or `at`), for least-recently-used eviction."""
         ...
 
-    def stored_blobs(self, repo: RepoRef | None = None) -> list[tuple[BlobKey, int]]:
+    async def stored_blobs(self, repo: RepoRef | None = None) -> list[tuple[BlobKey, int]]:
         """Blobs the index records as stored: all, or those some commit of `repo` uses."""
         ...
 
-    def use_of_blob(self, key: BlobKey) -> tuple[RepoRef, str, FileEntry] | None:
+    async def use_of_blob(self, key: BlobKey) -> tuple[RepoRef, str, FileEntry] | None:
         """One (repo, commit, file) whose content is this blob, to fetch it again."""
         ...
 
-    def uses_of_blob_in(
+    async def uses_of_blob_in(
         self, repo: RepoRef, key: BlobKey, limit: int = 100
     ) -> list[tuple[str, FileEntry]]:
         """Known (commit, file) pairs of `repo` whose content is this blob."""
         ...
 
-    def stored_bytes(self) -> tuple[int, int]:
+    async def stored_bytes(self) -> tuple[int, int]:
         """How many blobs are stored, and their total size."""
         ...
 
-    def eviction_candidates(
+    async def eviction_candidates(
         self,
         limit: int,
         accessed_before: float | None = None,
@@ -139,30 +156,30 @@ class Index(Protocol):
         """Unpinned blobs, least recently read first: (key, size, last access)."""
         ...
 
-    def add_to_counter(self, name: str, amount: int) -> None:
+    async def add_to_counter(self, name: str, amount: int) -> None:
         """Add `amount` to a running total."""
         ...
 
-    def counter(self, name: str) -> int:
+    async def counter(self, name: str) -> int:
         """A running total (0 when never added to)."""
         ...
 
-    def repo_usage(self) -> list[tuple[RepoRef, int, int]]:
+    async def repo_usage(self) -> list[tuple[RepoRef, int, int]]:
         """Per repo: how many stored blobs its files use, and their size (each once)."""
         ...
 
-    def pin(self, repo: RepoRef) -> None:
+    async def pin(self, repo: RepoRef) -> None:
         """Protect every blob of the repo from eviction."""
         ...
 
-    def unpin(self, repo: RepoRef) -> bool:
+    async def unpin(self, repo: RepoRef) -> bool:
         """Lift the protection; False when the repo was not pinned."""
         ...
 
-    def pinned(self) -> list[RepoRef]:
+    async def pinned(self) -> list[RepoRef]:
         """The pinned repos."""
         ...
 
-    def remove_blob(self, key: BlobKey) -> None:
+    async def remove_blob(self, key: BlobKey) -> None:
         """Forget a blob (after it was deleted or found corrupt)."""
         ...

@@ -1,255 +1,73 @@
-"""The SQLite index: refs, commit-addressed documents, path → blob, blobs and access times.
+"""The embedded index: SQLite on a thread of its own, behind the async `Index`.
 
-The embedded `Index` (`storage.index`). All SQL of the project lives here, behind
-methods named for what they answer. The database runs in WAL mode so a server and a
-CLI command can share one cache folder. Calls are short and synchronous; one connection
-is shared under a lock, so the index may be used from the event loop and from worker
-threads alike.
-
-Tables:
-    refs        (repo, revision) → commit, with the time it was last confirmed upstream
-    repos       repo → public, gated or private (the last two are checked upstream)
-    documents   (repo, commit, kind, variant) → a Hub JSON body, immutable once stored
-    files       (repo, commit, path) → size and blob key
-    listings    (repo, commit) whose complete file list is in `files`
-    blobs       blob key → size, first stored, last read
-    pins        repos whose blobs eviction never removes
-    counters    running totals (bytes fetched from upstream)
+`SqliteDatabase` (`storage.sqlite_database`) holds every query; this class runs them,
+one at a time, on a single worker thread, so no call blocks the event loop and the one
+connection is never used from two threads at once. A slow disk or a locked database
+slows the index's callers, never every request.
 """
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
-import threading
-import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+import asyncio
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
-from hubmirror.core.errors import (
-    CacheFullError,
-    CacheReadOnlyError,
-    CacheUnavailableError,
-    IndexDamagedError,
-    MirrorError,
-)
-from hubmirror.core.types import (
-    BlobKey,
-    FileEntry,
-    HashAlgorithm,
-    RepoRef,
-    RepoType,
-    Visibility,
-)
+from hubmirror.core.types import BlobKey, FileEntry, RepoRef, Visibility
 from hubmirror.storage.index import StoredDocument, StoredRef
+from hubmirror.storage.sqlite_database import SqliteDatabase
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS refs (
-    repo_type TEXT NOT NULL, repo_id TEXT NOT NULL, revision TEXT NOT NULL,
-    commit_sha TEXT NOT NULL, checked_at REAL NOT NULL,
-    PRIMARY KEY (repo_type, repo_id, revision)
-);
-CREATE TABLE IF NOT EXISTS repos (
-    repo_type TEXT NOT NULL, repo_id TEXT NOT NULL, visibility TEXT NOT NULL,
-    PRIMARY KEY (repo_type, repo_id)
-);
-CREATE TABLE IF NOT EXISTS documents (
-    repo_type TEXT NOT NULL, repo_id TEXT NOT NULL, commit_sha TEXT NOT NULL,
-    kind TEXT NOT NULL, variant TEXT NOT NULL, body TEXT NOT NULL, next_cursor TEXT,
-    PRIMARY KEY (repo_type, repo_id, commit_sha, kind, variant)
-);
-CREATE TABLE IF NOT EXISTS files (
-    repo_type TEXT NOT NULL, repo_id TEXT NOT NULL, commit_sha TEXT NOT NULL,
-    path TEXT NOT NULL, size INTEGER NOT NULL, algorithm TEXT NOT NULL,
-    hexdigest TEXT NOT NULL, git_oid TEXT,
-    PRIMARY KEY (repo_type, repo_id, commit_sha, path)
-);
-CREATE TABLE IF NOT EXISTS listings (
-    repo_type TEXT NOT NULL, repo_id TEXT NOT NULL, commit_sha TEXT NOT NULL,
-    PRIMARY KEY (repo_type, repo_id, commit_sha)
-);
-CREATE TABLE IF NOT EXISTS blobs (
-    algorithm TEXT NOT NULL, hexdigest TEXT NOT NULL, size INTEGER NOT NULL,
-    stored_at REAL NOT NULL, last_access REAL NOT NULL,
-    PRIMARY KEY (algorithm, hexdigest)
-);
-CREATE INDEX IF NOT EXISTS blobs_by_access ON blobs (last_access);
-CREATE INDEX IF NOT EXISTS files_by_blob ON files (algorithm, hexdigest);
-CREATE TABLE IF NOT EXISTS counters (
-    name TEXT PRIMARY KEY, value INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS pins (
-    repo_type TEXT NOT NULL, repo_id TEXT NOT NULL,
-    PRIMARY KEY (repo_type, repo_id)
-);
-"""
-
-
-# Every table, in the order a salvage copies them.
-TABLES = ("refs", "repos", "documents", "files", "listings", "blobs", "counters", "pins")
-
-
-def sqlite_error(error: sqlite3.Error) -> MirrorError:
-    """SQLite's error as the mirror's: a full disk, a read-only folder, a damaged file."""
-    text = str(error).lower()
-    if "full" in text:
-        return CacheFullError(f"the cache disk is full: the index cannot be written ({error})")
-    if "readonly" in text or "read-only" in text:
-        return CacheReadOnlyError(f"the index cannot be written ({error})")
-    if "malformed" in text or "not a database" in text or "corrupt" in text:
-        return IndexDamagedError(f"the index is damaged ({error}): run hubmirror verify --repair")
-    return CacheUnavailableError(f"the index failed: {error}")
+T = TypeVar("T")
 
 
 class SqliteIndex:
-    """The mirror's SQLite index. Thread-safe; every method is one short transaction."""
+    """An `Index` over one SQLite file (see the module docstring)."""
 
-    def __init__(self, path: Path) -> None:
-        self._lock = threading.Lock()
-        try:
-            self._connection = sqlite3.connect(
-                path, check_same_thread=False, isolation_level=None, timeout=30.0
-            )
-            self._connection.execute("PRAGMA journal_mode=WAL")
-            self._connection.execute("PRAGMA synchronous=NORMAL")
-            self._connection.execute("PRAGMA busy_timeout=30000")
-            self._connection.executescript(_SCHEMA)
-        except sqlite3.Error as error:
-            raise sqlite_error(error) from error
+    def __init__(self, database: SqliteDatabase) -> None:
+        self.database = database
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-index")
+        self._closed = False
 
-    # health -------------------------------------------------------------------------
-    def integrity_problem(self, thorough: bool = False) -> str | None:
-        """What SQLite's own check finds wrong with the file (None: nothing).
+    async def _run(self, call: Callable[..., T], *arguments: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, call, *arguments)
 
-        `quick_check` by default (fast, at every start); `integrity_check` when
-        `thorough` (also cross-checks every index, for `hubmirror verify`).
-        """
-        pragma = "integrity_check" if thorough else "quick_check"
-        try:
-            with self._lock:
-                rows = self._connection.execute(f"PRAGMA {pragma}(20)").fetchall()
-        except sqlite3.DatabaseError as error:
-            return str(error)
-        findings = [str(row[0]) for row in rows]
-        return None if findings == ["ok"] else "; ".join(findings)
+    async def integrity_problem(self, thorough: bool = False) -> str | None:
+        """What SQLite's own check finds wrong with the file (None: nothing)."""
+        return await self._run(self.database.integrity_problem, thorough)
 
-    def copy_rows_from(self, damaged: Path) -> dict[str, int]:
-        """Copy, table by table, the rows a damaged index file still gives up (each
-        table up to its first unreadable page); how many were kept per table."""
-        kept: dict[str, int] = {}
-        try:
-            source = sqlite3.connect(f"file:{damaged}?mode=ro", uri=True)
-        except sqlite3.Error:
-            return kept
-        try:
-            for table in TABLES:
-                rows: list[tuple[object, ...]] = []
-                # What was read before the damage is kept.
-                with contextlib.suppress(sqlite3.Error):
-                    rows.extend(source.execute(f"SELECT * FROM {table}"))  # noqa: S608
-                if rows:
-                    marks = ", ".join("?" * len(rows[0]))
-                    with self._transaction() as cursor:
-                        cursor.executemany(
-                            f"INSERT OR IGNORE INTO {table} VALUES ({marks})",  # noqa: S608
-                            rows,
-                        )
-                kept[table] = len(rows)
-        finally:
-            source.close()
-        return kept
+    async def close(self) -> None:
+        """Close the connection and stop the thread (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._run(self.database.close)
+        self._thread.shutdown(wait=False)
 
-    def close(self) -> None:
-        """Close the connection (idempotent)."""
-        with self._lock:
-            self._connection.close()
-
-    @contextmanager
-    def _using(self) -> Iterator[sqlite3.Connection]:
-        """The connection, under the lock; SQLite's errors become the mirror's."""
-        with self._lock:
-            try:
-                yield self._connection
-            except sqlite3.Error as error:
-                raise sqlite_error(error) from error
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Cursor]:
-        with self._using() as connection:
-            cursor = connection.cursor()
-            cursor.execute("BEGIN IMMEDIATE")
-            try:
-                yield cursor
-            except BaseException:
-                if connection.in_transaction:
-                    cursor.execute("ROLLBACK")
-                raise
-            cursor.execute("COMMIT")
-
-    def _query_one(self, sql: str, parameters: tuple[object, ...]) -> tuple[object, ...] | None:
-        with self._using() as connection:
-            row: tuple[object, ...] | None = connection.execute(sql, parameters).fetchone()
-            return row
-
-    # refs ---------------------------------------------------------------------------
-    def ref(self, repo: RepoRef, revision: str) -> StoredRef | None:
+    async def ref(self, repo: RepoRef, revision: str) -> StoredRef | None:
         """The last known commit of a branch or tag."""
-        row = self._query_one(
-            "SELECT commit_sha, checked_at FROM refs "
-            "WHERE repo_type = ? AND repo_id = ? AND revision = ?",
-            (repo.repo_type.value, repo.repo_id, revision),
-        )
-        return None if row is None else StoredRef(str(row[0]), float(str(row[1])))
+        return await self._run(self.database.ref, repo, revision)
 
-    def set_ref(
+    async def set_ref(
         self, repo: RepoRef, revision: str, commit: str, checked_at: float | None = None
     ) -> None:
         """Record that `revision` is `commit`, as the upstream said now (or `checked_at`)."""
-        with self._transaction() as cursor:
-            cursor.execute(
-                "INSERT OR REPLACE INTO refs VALUES (?, ?, ?, ?, ?)",
-                (
-                    repo.repo_type.value,
-                    repo.repo_id,
-                    revision,
-                    commit,
-                    time.time() if checked_at is None else checked_at,
-                ),
-            )
+        await self._run(self.database.set_ref, repo, revision, commit, checked_at)
 
-    # repos --------------------------------------------------------------------------
-    def visibility(self, repo: RepoRef) -> Visibility | None:
+    async def visibility(self, repo: RepoRef) -> Visibility | None:
         """How the upstream last described the repo; None when never seen."""
-        row = self._query_one(
-            "SELECT visibility FROM repos WHERE repo_type = ? AND repo_id = ?",
-            (repo.repo_type.value, repo.repo_id),
-        )
-        return None if row is None else Visibility(str(row[0]))
+        return await self._run(self.database.visibility, repo)
 
-    def set_visibility(self, repo: RepoRef, visibility: Visibility) -> None:
+    async def set_visibility(self, repo: RepoRef, visibility: Visibility) -> None:
         """Record the repo's visibility as the upstream last reported it."""
-        with self._transaction() as cursor:
-            cursor.execute(
-                "INSERT OR REPLACE INTO repos VALUES (?, ?, ?)",
-                (repo.repo_type.value, repo.repo_id, visibility.value),
-            )
+        await self._run(self.database.set_visibility, repo, visibility)
 
-    # documents ------------------------------------------------------------------------
-    def document(
+    async def document(
         self, repo: RepoRef, commit: str, kind: str, variant: str
     ) -> StoredDocument | None:
         """A cached commit-addressed JSON body."""
-        row = self._query_one(
-            "SELECT body, next_cursor FROM documents WHERE repo_type = ? AND repo_id = ? "
-            "AND commit_sha = ? AND kind = ? AND variant = ?",
-            (repo.repo_type.value, repo.repo_id, commit, kind, variant),
-        )
-        if row is None:
-            return None
-        return StoredDocument(str(row[0]), None if row[1] is None else str(row[1]))
+        return await self._run(self.database.document, repo, commit, kind, variant)
 
-    def put_document(
+    async def put_document(
         self,
         repo: RepoRef,
         commit: str,
@@ -259,256 +77,107 @@ class SqliteIndex:
         next_cursor: str | None = None,
     ) -> None:
         """Store a commit-addressed JSON body (immutable: a second store overwrites it)."""
-        with self._transaction() as cursor:
-            cursor.execute(
-                "INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (repo.repo_type.value, repo.repo_id, commit, kind, variant, body, next_cursor),
-            )
+        await self._run(self.database.put_document, repo, commit, kind, variant, body, next_cursor)
 
-    def documents_of(self, repo: RepoRef, commit: str) -> list[tuple[str, str, str, str | None]]:
+    async def documents_of(
+        self, repo: RepoRef, commit: str
+    ) -> list[tuple[str, str, str, str | None]]:
         """Every stored document of a commit: (kind, variant, body, next cursor)."""
-        with self._using() as connection:
-            rows = connection.execute(
-                "SELECT kind, variant, body, next_cursor FROM documents "
-                "WHERE repo_type = ? AND repo_id = ? AND commit_sha = ?",
-                (repo.repo_type.value, repo.repo_id, commit),
-            ).fetchall()
-        return [(str(k), str(v), str(b), None if n is None else str(n)) for k, v, b, n in rows]
+        return await self._run(self.database.documents_of, repo, commit)
 
-    # files --------------------------------------------------------------------------
-    def file(self, repo: RepoRef, commit: str, path: str) -> FileEntry | None:
+    async def file(self, repo: RepoRef, commit: str, path: str) -> FileEntry | None:
         """Which blob a path is at a commit, when known."""
-        row = self._query_one(
-            "SELECT size, algorithm, hexdigest, git_oid FROM files "
-            "WHERE repo_type = ? AND repo_id = ? AND commit_sha = ? AND path = ?",
-            (repo.repo_type.value, repo.repo_id, commit, path),
-        )
-        if row is None:
-            return None
-        key = BlobKey(HashAlgorithm(str(row[1])), str(row[2]))
-        return FileEntry(path, int(str(row[0])), key, None if row[3] is None else str(row[3]))
+        return await self._run(self.database.file, repo, commit, path)
 
-    def put_files(
+    async def put_files(
         self, repo: RepoRef, commit: str, entries: Iterable[FileEntry], complete: bool = False
     ) -> None:
         """Record path → blob for a commit; `complete` marks the list as the whole repo."""
-        rows = [
-            (
-                repo.repo_type.value,
-                repo.repo_id,
-                commit,
-                entry.path,
-                entry.size,
-                entry.blob.algorithm.value,
-                entry.blob.hexdigest,
-                entry.git_oid,
-            )
-            for entry in entries
-        ]
-        with self._transaction() as cursor:
-            cursor.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            if complete:
-                cursor.execute(
-                    "INSERT OR IGNORE INTO listings VALUES (?, ?, ?)",
-                    (repo.repo_type.value, repo.repo_id, commit),
-                )
+        await self._run(self.database.put_files, repo, commit, entries, complete)
 
-    def files_under(self, repo: RepoRef, commit: str, folder: str) -> list[FileEntry]:
+    async def files_under(self, repo: RepoRef, commit: str, folder: str) -> list[FileEntry]:
         """Every known file at or below `folder` (`""` for the whole repo)."""
-        with self._using() as connection:
-            rows = connection.execute(
-                "SELECT path, size, algorithm, hexdigest, git_oid FROM files "
-                "WHERE repo_type = ? AND repo_id = ? AND commit_sha = ? "
-                "AND (? = '' OR path = ? OR (path > ? AND path < ?))",
-                (
-                    repo.repo_type.value,
-                    repo.repo_id,
-                    commit,
-                    folder,
-                    folder,
-                    f"{folder}/",
-                    f"{folder}0",
-                ),
-            ).fetchall()
-        return [
-            FileEntry(
-                str(path),
-                int(size),
-                BlobKey(HashAlgorithm(str(algorithm)), str(digest)),
-                None if oid is None else str(oid),
-            )
-            for path, size, algorithm, digest, oid in rows
-        ]
+        return await self._run(self.database.files_under, repo, commit, folder)
 
-    def has_path(self, repo: RepoRef, commit: str, path: str) -> bool:
+    async def has_path(self, repo: RepoRef, commit: str, path: str) -> bool:
         """True when `path` is a file, or a folder holding files, at the commit."""
-        row = self._query_one(
-            "SELECT 1 FROM files WHERE repo_type = ? AND repo_id = ? AND commit_sha = ? "
-            "AND (path = ? OR (path > ? AND path < ?)) LIMIT 1",
-            (repo.repo_type.value, repo.repo_id, commit, path, f"{path}/", f"{path}0"),
-        )
-        return row is not None
+        return await self._run(self.database.has_path, repo, commit, path)
 
-    def is_listed(self, repo: RepoRef, commit: str) -> bool:
+    async def is_listed(self, repo: RepoRef, commit: str) -> bool:
         """True when `files` holds every file of the repo at that commit."""
-        row = self._query_one(
-            "SELECT 1 FROM listings WHERE repo_type = ? AND repo_id = ? AND commit_sha = ?",
-            (repo.repo_type.value, repo.repo_id, commit),
-        )
-        return row is not None
+        return await self._run(self.database.is_listed, repo, commit)
 
-    # blobs --------------------------------------------------------------------------
-    def add_blob(self, key: BlobKey, size: int) -> None:
-        """Record a newly committed blob."""
-        now = time.time()
-        with self._transaction() as cursor:
-            cursor.execute(
-                "INSERT OR REPLACE INTO blobs VALUES (?, ?, ?, ?, ?)",
-                (key.algorithm.value, key.hexdigest, size, now, now),
-            )
+    async def begin_blob(self, key: BlobKey, size: int) -> None:
+        """Note that a blob is about to be committed (see `pending_blobs`)."""
+        await self._run(self.database.begin_blob, key, size)
 
-    def touch_blob(self, key: BlobKey, at: float | None = None) -> None:
+    async def pending_blobs(self) -> list[tuple[BlobKey, int]]:
+        """Blobs noted by `begin_blob` and neither added nor abandoned since: a crash"""
+        return await self._run(self.database.pending_blobs)
+
+    async def abandon_blob(self, key: BlobKey) -> None:
+        """The blob noted by `begin_blob` was not committed after all."""
+        await self._run(self.database.abandon_blob, key)
+
+    async def add_blob(self, key: BlobKey, size: int) -> None:
+        """Record a newly committed blob (and that it is no longer pending)."""
+        await self._run(self.database.add_blob, key, size)
+
+    async def touch_blob(self, key: BlobKey, at: float | None = None) -> None:
         """Record that a blob was read now (or `at`), for least-recently-used eviction."""
-        with self._transaction() as cursor:
-            cursor.execute(
-                "UPDATE blobs SET last_access = ? WHERE algorithm = ? AND hexdigest = ?",
-                (time.time() if at is None else at, key.algorithm.value, key.hexdigest),
-            )
+        await self._run(self.database.touch_blob, key, at)
 
-    def stored_blobs(self, repo: RepoRef | None = None) -> list[tuple[BlobKey, int]]:
+    async def stored_blobs(self, repo: RepoRef | None = None) -> list[tuple[BlobKey, int]]:
         """Blobs the index records as stored: all, or those some commit of `repo` uses."""
-        parameters: tuple[str, ...] = ()
-        if repo is None:
-            sql = "SELECT algorithm, hexdigest, size FROM blobs"
-        else:
-            sql = (
-                "SELECT DISTINCT b.algorithm, b.hexdigest, b.size FROM blobs b JOIN files f "
-                "ON f.algorithm = b.algorithm AND f.hexdigest = b.hexdigest "
-                "WHERE f.repo_type = ? AND f.repo_id = ?"
-            )
-            parameters = (repo.repo_type.value, repo.repo_id)
-        with self._using() as connection:
-            rows = connection.execute(sql, parameters).fetchall()
-        return [(BlobKey(HashAlgorithm(str(a)), str(h)), int(s)) for a, h, s in rows]
+        return await self._run(self.database.stored_blobs, repo)
 
-    def use_of_blob(self, key: BlobKey) -> tuple[RepoRef, str, FileEntry] | None:
+    async def use_of_blob(self, key: BlobKey) -> tuple[RepoRef, str, FileEntry] | None:
         """One (repo, commit, file) whose content is this blob, to fetch it again."""
-        row = self._query_one(
-            "SELECT repo_type, repo_id, commit_sha, path, size, git_oid FROM files "
-            "WHERE algorithm = ? AND hexdigest = ? LIMIT 1",
-            (key.algorithm.value, key.hexdigest),
-        )
-        if row is None:
-            return None
-        repo = RepoRef(RepoType(str(row[0])), str(row[1]))
-        entry = FileEntry(
-            str(row[3]), int(str(row[4])), key, None if row[5] is None else str(row[5])
-        )
-        return repo, str(row[2]), entry
+        return await self._run(self.database.use_of_blob, key)
 
-    def uses_of_blob_in(
+    async def uses_of_blob_in(
         self, repo: RepoRef, key: BlobKey, limit: int = 100
     ) -> list[tuple[str, FileEntry]]:
         """Known (commit, file) pairs of `repo` whose content is this blob."""
-        with self._using() as connection:
-            rows = connection.execute(
-                "SELECT commit_sha, path, size, git_oid FROM files "
-                "WHERE algorithm = ? AND hexdigest = ? AND repo_type = ? AND repo_id = ? "
-                "LIMIT ?",
-                (key.algorithm.value, key.hexdigest, repo.repo_type.value, repo.repo_id, limit),
-            ).fetchall()
-        return [
-            (str(commit), FileEntry(str(path), int(size), key, None if oid is None else str(oid)))
-            for commit, path, size, oid in rows
-        ]
+        return await self._run(self.database.uses_of_blob_in, repo, key, limit)
 
-    def stored_bytes(self) -> tuple[int, int]:
+    async def stored_bytes(self) -> tuple[int, int]:
         """How many blobs are stored, and their total size."""
-        row = self._query_one("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM blobs", ())
-        assert row is not None
-        return int(str(row[0])), int(str(row[1]))
+        return await self._run(self.database.stored_bytes)
 
-    def eviction_candidates(
+    async def eviction_candidates(
         self,
         limit: int,
         accessed_before: float | None = None,
         after: tuple[float, str] | None = None,
     ) -> list[tuple[BlobKey, int, float]]:
-        """Unpinned blobs, least recently read first: (key, size, last access).
+        """Unpinned blobs, least recently read first: (key, size, last access)."""
+        return await self._run(self.database.eviction_candidates, limit, accessed_before, after)
 
-        `accessed_before` keeps only blobs not read since then; `after` continues a
-        previous page (its last access time and hex digest).
-        """
-        sql = (
-            "SELECT b.algorithm, b.hexdigest, b.size, b.last_access FROM blobs b "
-            "WHERE NOT EXISTS (SELECT 1 FROM files f JOIN pins p "
-            "ON p.repo_type = f.repo_type AND p.repo_id = f.repo_id "
-            "WHERE f.algorithm = b.algorithm AND f.hexdigest = b.hexdigest) "
-        )
-        parameters: list[object] = []
-        if accessed_before is not None:
-            sql += "AND b.last_access < ? "
-            parameters.append(accessed_before)
-        if after is not None:
-            sql += "AND (b.last_access, b.hexdigest) > (?, ?) "
-            parameters += [after[0], after[1]]
-        sql += "ORDER BY b.last_access, b.hexdigest LIMIT ?"
-        parameters.append(limit)
-        with self._using() as connection:
-            rows = connection.execute(sql, parameters).fetchall()
-        return [(BlobKey(HashAlgorithm(str(a)), str(h)), int(s), float(t)) for a, h, s, t in rows]
-
-    def add_to_counter(self, name: str, amount: int) -> None:
+    async def add_to_counter(self, name: str, amount: int) -> None:
         """Add `amount` to a running total."""
-        with self._transaction() as cursor:
-            cursor.execute(
-                "INSERT INTO counters VALUES (?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
-                (name, amount),
-            )
+        await self._run(self.database.add_to_counter, name, amount)
 
-    def counter(self, name: str) -> int:
+    async def counter(self, name: str) -> int:
         """A running total (0 when never added to)."""
-        row = self._query_one("SELECT value FROM counters WHERE name = ?", (name,))
-        return 0 if row is None else int(str(row[0]))
+        return await self._run(self.database.counter, name)
 
-    def repo_usage(self) -> list[tuple[RepoRef, int, int]]:
+    async def repo_usage(self) -> list[tuple[RepoRef, int, int]]:
         """Per repo: how many stored blobs its files use, and their size (each once)."""
-        with self._using() as connection:
-            rows = connection.execute(
-                "SELECT u.repo_type, u.repo_id, COUNT(*), SUM(b.size) FROM "
-                "(SELECT DISTINCT repo_type, repo_id, algorithm, hexdigest FROM files) u "
-                "JOIN blobs b ON b.algorithm = u.algorithm AND b.hexdigest = u.hexdigest "
-                "GROUP BY u.repo_type, u.repo_id ORDER BY SUM(b.size) DESC"
-            ).fetchall()
-        return [(RepoRef(RepoType(str(t)), str(i)), int(c), int(s)) for t, i, c, s in rows]
+        return await self._run(self.database.repo_usage)
 
-    def pin(self, repo: RepoRef) -> None:
+    async def pin(self, repo: RepoRef) -> None:
         """Protect every blob of the repo from eviction."""
-        with self._transaction() as cursor:
-            cursor.execute(
-                "INSERT OR IGNORE INTO pins VALUES (?, ?)", (repo.repo_type.value, repo.repo_id)
-            )
+        await self._run(self.database.pin, repo)
 
-    def unpin(self, repo: RepoRef) -> bool:
+    async def unpin(self, repo: RepoRef) -> bool:
         """Lift the protection; False when the repo was not pinned."""
-        with self._transaction() as cursor:
-            cursor.execute(
-                "DELETE FROM pins WHERE repo_type = ? AND repo_id = ?",
-                (repo.repo_type.value, repo.repo_id),
-            )
-            return cursor.rowcount > 0
+        return await self._run(self.database.unpin, repo)
 
-    def pinned(self) -> list[RepoRef]:
+    async def pinned(self) -> list[RepoRef]:
         """The pinned repos."""
-        with self._using() as connection:
-            rows = connection.execute("SELECT repo_type, repo_id FROM pins").fetchall()
-        return [RepoRef(RepoType(str(t)), str(i)) for t, i in rows]
+        return await self._run(self.database.pinned)
 
-    def remove_blob(self, key: BlobKey) -> None:
+    async def remove_blob(self, key: BlobKey) -> None:
         """Forget a blob (after it was deleted or found corrupt)."""
-        with self._transaction() as cursor:
-            cursor.execute(
-                "DELETE FROM blobs WHERE algorithm = ? AND hexdigest = ?",
-                (key.algorithm.value, key.hexdigest),
-            )
+        await self._run(self.database.remove_blob, key)

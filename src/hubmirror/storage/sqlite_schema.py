@@ -1,0 +1,122 @@
+"""The SQLite index's tables, versioned: each migration runs once, in order.
+
+`PRAGMA user_version` records the version a file has reached. A file made before
+versioning reads as version 0 and takes migration 1, whose `CREATE ... IF NOT EXISTS`
+statements leave its tables (and rows) as they are, so an existing install opens and
+upgrades in place. Each migration runs in one transaction with its version bump.
+
+Tables:
+    refs           (repo, revision) → commit, with the time it was last confirmed upstream
+    repos          repo → public, gated or private (the last two are checked upstream)
+    documents      (repo, commit, kind, variant) → a Hub JSON body, immutable once stored
+    files          (repo, commit, path) → size and blob key
+    listings       (repo, commit) whose complete file list is in `files`
+    blobs          blob key → size, first stored, last read
+    pins           repos whose blobs eviction never removes
+    counters       running totals (bytes fetched from upstream)
+    pending_blobs  blobs being committed: a crash between the commit and its `blobs`
+                   row leaves one here, and the next start indexes it (reconcile)
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+_FIRST_TABLES = """
+CREATE TABLE IF NOT EXISTS refs (
+    repo_type TEXT NOT NULL, repo_id TEXT NOT NULL, revision TEXT NOT NULL,
+    commit_sha TEXT NOT NULL, checked_at REAL NOT NULL,
+    PRIMARY KEY (repo_type, repo_id, revision)
+);
+CREATE TABLE IF NOT EXISTS repos (
+    repo_type TEXT NOT NULL, repo_id TEXT NOT NULL, visibility TEXT NOT NULL,
+    PRIMARY KEY (repo_type, repo_id)
+);
+CREATE TABLE IF NOT EXISTS documents (
+    repo_type TEXT NOT NULL, repo_id TEXT NOT NULL, commit_sha TEXT NOT NULL,
+    kind TEXT NOT NULL, variant TEXT NOT NULL, body TEXT NOT NULL, next_cursor TEXT,
+    PRIMARY KEY (repo_type, repo_id, commit_sha, kind, variant)
+);
+CREATE TABLE IF NOT EXISTS files (
+    repo_type TEXT NOT NULL, repo_id TEXT NOT NULL, commit_sha TEXT NOT NULL,
+    path TEXT NOT NULL, size INTEGER NOT NULL, algorithm TEXT NOT NULL,
+    hexdigest TEXT NOT NULL, git_oid TEXT,
+    PRIMARY KEY (repo_type, repo_id, commit_sha, path)
+);
+CREATE TABLE IF NOT EXISTS listings (
+    repo_type TEXT NOT NULL, repo_id TEXT NOT NULL, commit_sha TEXT NOT NULL,
+    PRIMARY KEY (repo_type, repo_id, commit_sha)
+);
+CREATE TABLE IF NOT EXISTS blobs (
+    algorithm TEXT NOT NULL, hexdigest TEXT NOT NULL, size INTEGER NOT NULL,
+    stored_at REAL NOT NULL, last_access REAL NOT NULL,
+    PRIMARY KEY (algorithm, hexdigest)
+);
+CREATE INDEX IF NOT EXISTS blobs_by_access ON blobs (last_access);
+CREATE INDEX IF NOT EXISTS files_by_blob ON files (algorithm, hexdigest);
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY, value INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pins (
+    repo_type TEXT NOT NULL, repo_id TEXT NOT NULL,
+    PRIMARY KEY (repo_type, repo_id)
+);
+"""
+
+_PENDING_BLOBS = """
+CREATE TABLE IF NOT EXISTS pending_blobs (
+    algorithm TEXT NOT NULL, hexdigest TEXT NOT NULL, size INTEGER NOT NULL,
+    PRIMARY KEY (algorithm, hexdigest)
+);
+"""
+
+# (version reached, statements), in order.
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _FIRST_TABLES), (2, _PENDING_BLOBS))
+LATEST_VERSION = MIGRATIONS[-1][0]
+
+# Every table, in the order a salvage copies them.
+TABLES = (
+    "refs",
+    "repos",
+    "documents",
+    "files",
+    "listings",
+    "blobs",
+    "counters",
+    "pins",
+    "pending_blobs",
+)
+
+
+def schema_version(connection: sqlite3.Connection) -> int:
+    """The migration a database file has reached (0: before versioning, or new)."""
+    version: int = connection.execute("PRAGMA user_version").fetchone()[0]
+    return version
+
+
+def migrate(connection: sqlite3.Connection) -> int:
+    """Apply the migrations the file has not had; the version it has now.
+
+    Raises ValueError for a file written by a newer hubmirror (downgrades are refused).
+    """
+    current = schema_version(connection)
+    if current > LATEST_VERSION:
+        raise ValueError(
+            f"the index is at schema version {current}, newer than this hubmirror "
+            f"({LATEST_VERSION}): upgrade hubmirror"
+        )
+    for version, statements in MIGRATIONS:
+        if version <= current:
+            continue
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in statements.split(";"):
+                if statement.strip():
+                    connection.execute(statement)
+            connection.execute(f"PRAGMA user_version = {version}")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+        current = version
+    return current
