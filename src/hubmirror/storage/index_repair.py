@@ -16,6 +16,7 @@ says which commits and paths they belong to, which the upstream can tell again. 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -23,12 +24,13 @@ import time
 from hubmirror.core.errors import CacheUnavailableError, IndexDamagedError
 from hubmirror.storage.index import Index
 from hubmirror.storage.layout import CacheLayout
+from hubmirror.storage.sqlite_database import SqliteDatabase
 from hubmirror.storage.sqlite_index import SqliteIndex
 
 logger = logging.getLogger(__name__)
 
 
-def open_index(layout: CacheLayout, may_rebuild: bool) -> SqliteIndex:
+async def open_index(layout: CacheLayout, may_rebuild: bool) -> SqliteIndex:
     """The cache's index, checked; a damaged one is moved aside and rebuilt when
     `may_rebuild` (only the process that owns the cache folder: the server, or a
     command while no server runs), else refused with IndexDamagedError.
@@ -39,13 +41,13 @@ def open_index(layout: CacheLayout, may_rebuild: bool) -> SqliteIndex:
     index: SqliteIndex | None = None
     problem: str | None
     try:
-        index = SqliteIndex(layout.index_path)
+        index = SqliteIndex(await asyncio.to_thread(SqliteDatabase, layout.index_path))
     except IndexDamagedError as error:
         problem = error.message
     else:
-        problem = index.integrity_problem()
+        problem = await index.integrity_problem()
         if problem is not None:
-            index.close()
+            await index.close()
     if index is None or problem is not None:
         problem = problem or "unreadable"
         if not may_rebuild:
@@ -53,9 +55,9 @@ def open_index(layout: CacheLayout, may_rebuild: bool) -> SqliteIndex:
                 f"the index is damaged ({problem}): stop the server, then run "
                 "hubmirror verify --repair (or start the server: it rebuilds the index)"
             )
-        return rebuild(layout, problem)
-    if index.stored_bytes()[0] == 0:
-        added = reindex_blobs(layout, index)
+        return await rebuild(layout, problem)
+    if (await index.stored_bytes())[0] == 0:
+        added = await reindex_blobs(layout, index)
         if added:
             logger.warning(
                 "the index knew no blob while %d were on disk: indexed them again", added
@@ -63,7 +65,7 @@ def open_index(layout: CacheLayout, may_rebuild: bool) -> SqliteIndex:
     return index
 
 
-def rebuild(layout: CacheLayout, problem: str) -> SqliteIndex:
+async def rebuild(layout: CacheLayout, problem: str) -> SqliteIndex:
     """Move the damaged index aside and build a new one from what survives."""
     aside = layout.damaged_index_path(time.strftime("%Y%m%d-%H%M%S"))
     try:
@@ -71,13 +73,14 @@ def rebuild(layout: CacheLayout, problem: str) -> SqliteIndex:
             source = layout.index_path.with_name(layout.index_path.name + suffix)
             if source.exists():
                 os.replace(source, aside.with_name(aside.name + suffix))
-        index = SqliteIndex(layout.index_path)
+        database = await asyncio.to_thread(SqliteDatabase, layout.index_path)
     except OSError as error:
         raise CacheUnavailableError(
             f"the index is damaged ({problem}) and cannot be rebuilt: {error}"
         ) from error
-    kept = index.copy_rows_from(aside)
-    added = reindex_blobs(layout, index)
+    index = SqliteIndex(database)
+    kept = await asyncio.to_thread(database.copy_rows_from, aside)
+    added = await reindex_blobs(layout, index)
     logger.warning(
         "the index was damaged (%s): moved to %s and rebuilt, keeping %d rows and "
         "indexing %d blobs found on disk; the rest is fetched again as clients ask",
@@ -89,12 +92,13 @@ def rebuild(layout: CacheLayout, problem: str) -> SqliteIndex:
     return index
 
 
-def reindex_blobs(layout: CacheLayout, index: Index) -> int:
+async def reindex_blobs(layout: CacheLayout, index: Index) -> int:
     """Index every blob on disk that the index does not know; how many were added."""
-    known = {key for key, _ in index.stored_blobs()}
+    known = {key for key, _ in await index.stored_blobs()}
+    on_disk = await asyncio.to_thread(lambda: list(layout.stored_blob_files()))
     added = 0
-    for key, size in layout.stored_blob_files():
+    for key, size in on_disk:
         if key not in known:
-            index.add_blob(key, size)
+            await index.add_blob(key, size)
             added += 1
     return added
