@@ -1,0 +1,1 @@
+"""Real engines the tests start on loopback (PostgreSQL)."""
