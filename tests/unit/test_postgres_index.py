@@ -18,6 +18,7 @@ from hubmirror.core.types import BlobKey, FileEntry, HashAlgorithm, RepoRef, Rep
 from hubmirror.storage.postgres_connection import PoolBounds
 from hubmirror.storage.postgres_index import PostgresIndex
 from hubmirror.storage.postgres_schema import LATEST_VERSION, MIGRATIONS, migrate
+from tests.engines.partition import partition_relay
 from tests.engines.postgres import DATABASE, PostgresServer
 
 REPO = RepoRef(RepoType.MODEL, "ns/model")
@@ -171,6 +172,28 @@ async def test_calls_fail_promptly_while_postgres_is_down_and_work_again_after_i
         assert await index.counter("after") == 5
     finally:
         await index.close()
+
+
+@pytest.mark.timeout(60)
+async def test_a_database_that_goes_silent_fails_calls_within_their_deadline(
+    postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    async with partition_relay(postgres_server.port) as relay:
+        url = postgres_url.replace(f":{postgres_server.port}/", f":{relay.port}/")
+        index = await PostgresIndex.open(url, QUICK)
+        try:
+            await index.add_to_counter("before", 1)
+            with relay.partitioned():
+                # On the pooled connection mid-call, then on a new one.
+                for _ in range(2):
+                    started = time.monotonic()
+                    with pytest.raises(IndexUnreachableError, match="did not answer within 1 s"):
+                        await index.counter("before")
+                    # The deadline, not the deadline and the connection's clean-up.
+                    assert time.monotonic() - started < 1.8
+            assert await index.counter("before") == 1
+        finally:
+            await index.close()
 
 
 @pytest.mark.parametrize(

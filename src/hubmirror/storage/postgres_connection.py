@@ -116,6 +116,13 @@ def translated(error: BaseException, address: DatabaseAddress, seconds: float) -
     return CacheUnavailableError(f"{where} failed: {detail}")
 
 
+async def _keep_session(connection: asyncpg.Connection[asyncpg.Record]) -> None:
+    """What a connection needs before its next call: nothing. The index never changes a
+    session outside a transaction (SET LOCAL, transaction-scoped locks), so asyncpg's
+    default reset (RESET ALL, UNLISTEN, ...) would be a round trip per call for
+    nothing; a transaction left open is still rolled back."""
+
+
 async def open_pool(address: DatabaseAddress, bounds: PoolBounds) -> asyncpg.Pool[asyncpg.Record]:
     """A pool of connections to the database, its first one open (driver errors as
     they come: the caller translates them)."""
@@ -134,5 +141,6 @@ async def open_pool(address: DatabaseAddress, bounds: PoolBounds) -> asyncpg.Poo
         timeout=bounds.connect_seconds,
         command_timeout=bounds.call_seconds,
         server_settings=settings,
+        reset=_keep_session,
     )
     return pool

@@ -12,6 +12,7 @@ or too slow).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -44,6 +45,10 @@ Record = asyncpg.Record
 # Seconds `close` waits for calls in progress before cutting their connections.
 CLOSE_SECONDS = 5.0
 
+# Seconds a connection may take to be ready again after its call (a call cut by its
+# deadline waits for the server to confirm the cancellation), in the background.
+RELEASE_SECONDS = 1.0
+
 # Rows of `files` per executemany: each batch of a large listing (a dataset of 100,000
 # files) gets the time of one call.
 FILES_PER_BATCH = 10_000
@@ -68,6 +73,7 @@ class PostgresIndex:
         self._address = address
         self._bounds = bounds
         self._closed = False
+        self._releasing: set[asyncio.Task[None]] = set()
 
     @classmethod
     async def open(cls, url: str, bounds: PoolBounds | None = None) -> PostgresIndex:
@@ -110,12 +116,33 @@ class PostgresIndex:
         default); driver errors become the mirror's (`from None`: the driver's
         traceback, which holds the connection, is not kept)."""
         seconds = seconds or self._bounds.call_seconds
+        deadline = asyncio.get_running_loop().time() + seconds
         try:
-            async with asyncio.timeout(seconds):
-                async with self._pool.acquire() as connection:
-                    yield connection
+            async with asyncio.timeout_at(deadline):
+                connection = await self._pool.acquire()
         except DRIVER_ERRORS as error:
             raise translated(error, self._address, seconds) from None
+        try:
+            async with asyncio.timeout_at(deadline):
+                yield connection
+        except BaseException as error:
+            # The caller hears of the failure now; the connection follows in its time.
+            self._release_in_background(connection)
+            if isinstance(error, DRIVER_ERRORS):
+                raise translated(error, self._address, seconds) from None
+            raise
+        await self._release(connection)
+
+    async def _release(self, connection: PoolConnectionProxy[Record]) -> None:
+        """Give a connection back to the pool; one that does not come back in time (a
+        call cut short, its cancellation unanswered by a silent server) is closed."""
+        with contextlib.suppress(*DRIVER_ERRORS):
+            await self._pool.release(connection, timeout=RELEASE_SECONDS)
+
+    def _release_in_background(self, connection: PoolConnectionProxy[Record]) -> None:
+        task = asyncio.get_running_loop().create_task(self._release(connection))
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
 
     @asynccontextmanager
     async def _transaction(
@@ -156,6 +183,7 @@ class PostgresIndex:
         if self._closed:
             return
         self._closed = True
+        await asyncio.gather(*self._releasing)
         try:
             await asyncio.wait_for(self._pool.close(), CLOSE_SECONDS)
         except (TimeoutError, *DRIVER_ERRORS):
