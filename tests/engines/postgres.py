@@ -75,10 +75,12 @@ class PostgresServer:
 
     def _run_as_owner(self, *command: str) -> None:
         with self.log_path.open("ab") as log:
-            subprocess.run(
-                command, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=self.root,
+            done = subprocess.run(
+                command, check=False, stdout=log, stderr=subprocess.STDOUT, cwd=self.root,
                 user=self._uid, group=self._gid, extra_groups=self._groups, timeout=120,
             )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"{Path(command[0]).name} failed:\n{self.log_tail()}")
 
     def initialize(self) -> None:
         """Make the data folder (initdb), its superuser reachable on the socket only."""

@@ -8,7 +8,7 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 import pytest
@@ -182,16 +182,21 @@ async def test_a_database_that_goes_silent_fails_calls_within_their_deadline(
         url = postgres_url.replace(f":{postgres_server.port}/", f":{relay.port}/")
         index = await PostgresIndex.open(url, QUICK)
         try:
-            await index.add_to_counter("before", 1)
+            await index.add_blob(KEY, 5)
             with relay.partitioned():
-                # On the pooled connection mid-call, then on a new one.
-                for _ in range(2):
+                # A read on the pooled connection, a read and a write on new ones.
+                calls: list[Callable[[], Awaitable[object]]] = [
+                    lambda: index.counter("before"),
+                    lambda: index.counter("again"),
+                    lambda: index.add_blob(KEY, 6),
+                ]
+                for call in calls:
                     started = time.monotonic()
                     with pytest.raises(IndexUnreachableError, match="did not answer within 1 s"):
-                        await index.counter("before")
+                        await call()
                     # The deadline, not the deadline and the connection's clean-up.
                     assert time.monotonic() - started < 1.8
-            assert await index.counter("before") == 1
+            assert [key for key, _ in await index.stored_blobs()] == [KEY]
         finally:
             await index.close()
 
