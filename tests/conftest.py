@@ -1,4 +1,5 @@
-"""Session-wide servers: one fake Hub and one mirror in front of it."""
+"""Session-wide servers: one fake Hub, one mirror in front of it, and PostgreSQL for
+the index tests that need it (started only when one asks)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.mirror_process import MirrorProcess, running_mirror
+from tests.engines.postgres import postgres_server_fixture, postgres_url_fixture
 from tests.fakehub import FakeHub
 from tests.fakehub.fixtures import fake_hub_fixture
 
-__all__ = ["fake_hub_fixture"]
+__all__ = ["fake_hub_fixture", "postgres_server_fixture", "postgres_url_fixture"]
 
 
 @pytest.fixture(scope="session")

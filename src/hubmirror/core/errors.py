@@ -24,7 +24,9 @@ HTTP status, an `X-Error-Code` and a message.
     └── CacheUnavailableError      the mirror's own storage cannot take what is asked
         ├── CacheFullError         the cache disk is full (or the room is reserved)
         ├── CacheReadOnlyError     the cache folder cannot be written
-        └── IndexDamagedError      the index file is corrupt
+        ├── IndexDamagedError      the index file is corrupt
+        └── IndexUnreachableError  the index database (PostgreSQL) cannot be reached or
+                                   did not answer in time
 """
 
 from __future__ import annotations
@@ -134,6 +136,11 @@ class CacheReadOnlyError(CacheUnavailableError):
 
 class IndexDamagedError(CacheUnavailableError):
     """The index's file is corrupt; `hubmirror verify --repair` rebuilds it."""
+
+
+class IndexUnreachableError(CacheUnavailableError):
+    """The index's database server is down, refuses us, or does not answer in time
+    (readiness names the index as the dependency that is down)."""
 
 
 def detached(error: MirrorError) -> Callable[[], MirrorError]:

@@ -204,6 +204,9 @@ class CachedIndex:
     ) -> None:
         """Record path → blob for a commit; `complete` marks the list as the whole repo."""
         listed = list(entries)
+        # As with documents: a path stored again answers with what was stored last.
+        for entry in listed:
+            self._files.pop((repo, commit, entry.path), None)
         if not await self._tolerated(
             "a file list",
             lambda: self.inner.put_files(repo, commit, listed, complete),

@@ -2,7 +2,9 @@
 blobs and their access times, pins and counters.
 
 `Index` is the protocol services depend on; `storage.sqlite_index.SqliteIndex` is the
-embedded implementation (SQLite on a thread of its own) and
+embedded implementation (SQLite on a thread of its own),
+`storage.postgres_index.PostgresIndex` the shared one (PostgreSQL, for several nodes),
+`storage.index_factory` opens the one the `--index` setting names, and
 `storage.cached_index.CachedIndex` keeps the hot answers of any index in memory.
 """
 
@@ -37,7 +39,9 @@ class Index(Protocol):
     subclasses), never a database driver's."""
 
     async def integrity_problem(self, thorough: bool = False) -> str | None:
-        """What SQLite's own check finds wrong with the file (None: nothing)."""
+        """What the index's own check finds wrong (None: nothing): SQLite's
+        quick_check (integrity_check when `thorough`); PostgreSQL's schema version
+        (and its tables when `thorough`)."""
         ...
 
     async def close(self) -> None:
