@@ -45,6 +45,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8090
     cache_dir: Path = Path("hubmirror-data")
+    # Where the index lives: "" (the cache folder's SQLite file) or a PostgreSQL URL,
+    # whose password must never be printed (hence no repr).
+    index: str = dataclasses.field(default="", repr=False)
     upstream: str = "https://huggingface.co"
     offline: bool = False
     revision_ttl: float = 300.0

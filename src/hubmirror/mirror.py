@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hubmirror.config import Settings
+from hubmirror.config import ConfigError, Settings
 from hubmirror.core.metrics import MirrorMetrics
 from hubmirror.core.policy import Policy
 from hubmirror.services.access import AccessGate
@@ -28,7 +28,7 @@ from hubmirror.storage.blobs import BlobStore
 from hubmirror.storage.cached_index import CachedIndex
 from hubmirror.storage.gitanswers import GitAnswerStore
 from hubmirror.storage.index import Index
-from hubmirror.storage.index_repair import open_index
+from hubmirror.storage.index_factory import open_index_url
 from hubmirror.storage.layout import CacheLayout
 from hubmirror.upstream.client import UpstreamClient
 from hubmirror.upstream.negative import NegativeCache
@@ -106,7 +106,11 @@ async def build_mirror(settings: Settings, owns_cache: bool = False) -> Mirror:
     metrics = MirrorMetrics()
     layout = CacheLayout(settings.cache_dir)
     layout.create_dirs()
-    index = CachedIndex(await open_index(layout, may_rebuild=owns_cache))
+    try:
+        opened = await open_index_url(settings.index or None, layout, may_rebuild=owns_cache)
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
+    index = CachedIndex(opened)
     store = BlobStore(layout)
     upstream: Upstream = OfflineUpstream()
     prober = None

@@ -168,7 +168,7 @@ def running_postgres() -> Iterator[PostgresServer]:
     """A started server with the test role and database, stopped and removed after."""
     binaries = server_binaries()
     if binaries is None:
-        pytest.skip("PostgreSQL's server comes from .ci/run's apt-get step")
+        pytest.fail("the PostgreSQL tests need Debian's postgresql package (.ci/run installs it)")
     # Not pytest's tmp_path: its folders are closed to the postgres user.
     root = Path(tempfile.mkdtemp(prefix="hubmirror-postgres-"))
     server = PostgresServer(binaries, root)

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hubmirror.config import (
+    ConfigError,
     Settings,
     parse_duration,
 )
@@ -33,7 +34,7 @@ from hubmirror.ops.verify import VerifyReport, verify
 from hubmirror.services.audit import AuditLog
 from hubmirror.services.eviction import Evictor
 from hubmirror.storage.blobs import BlobStore
-from hubmirror.storage.index_repair import open_index
+from hubmirror.storage.index_factory import open_index_url
 from hubmirror.storage.layout import CacheLayout
 from hubmirror.storage.pidfile import PidFile
 
@@ -62,6 +63,9 @@ def with_mirror(
         return asyncio.run(run())
     except MirrorError as error:
         print(f"error: {error.message}", file=sys.stderr)
+        return None
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
         return None
 
 
@@ -161,7 +165,7 @@ def storage_command(arguments: argparse.Namespace, settings: Settings) -> int:
 async def _storage(arguments: argparse.Namespace, settings: Settings) -> int:
     layout = CacheLayout(settings.cache_dir)
     layout.create_dirs()
-    index = await open_index(layout, may_rebuild=False)
+    index = await open_index_url(settings.index or None, layout, may_rebuild=False)
     try:
         if arguments.command == "gc":
             evictor = Evictor(index, BlobStore(layout), settings.max_size, settings.max_age)
@@ -194,7 +198,7 @@ async def _storage(arguments: argparse.Namespace, settings: Settings) -> int:
 async def _stats(settings: Settings) -> StatsReport:
     layout = CacheLayout(settings.cache_dir)
     layout.create_dirs()
-    index = await open_index(layout, may_rebuild=False)
+    index = await open_index_url(settings.index or None, layout, may_rebuild=False)
     try:
         return await collect_stats(index, AuditLog(layout.audit_dir), settings.max_size or None)
     finally:

@@ -23,6 +23,11 @@ def _add_common_settings(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="TOML config file ($HUBMIRROR_CONFIG)")
     parser.add_argument("--cache-dir", type=Path, help="cache folder (default ./hubmirror-data)")
     parser.add_argument(
+        "--index",
+        help="the index: the cache folder's SQLite file (default) or "
+        "postgresql://USER[:PASSWORD]@HOST:PORT/DATABASE, shared by a cluster's nodes",
+    )
+    parser.add_argument(
         "--upstream",
         action="append",
         help="upstream Hub URL (default https://huggingface.co); repeat for failover, "

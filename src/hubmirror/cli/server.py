@@ -13,9 +13,7 @@ from aiohttp import web
 
 from hubmirror import __version__
 from hubmirror.app import MIRROR_KEY, create_app
-from hubmirror.config import (
-    Settings,
-)
+from hubmirror.config import ConfigError, Settings
 from hubmirror.core.errors import MirrorError
 from hubmirror.storage.layout import CacheLayout
 from hubmirror.storage.pidfile import PidFile, ServerRunningError, read_pid
@@ -40,6 +38,9 @@ def serve(settings: Settings, reload_settings: Callable[[], Settings]) -> int:
     except MirrorError as error:  # the cache cannot be used (a damaged, unwritable disk)
         print(f"error: {error.message}", file=sys.stderr)
         return 1
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     finally:
         pid_file.release()
     return 0
