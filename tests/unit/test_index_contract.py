@@ -390,3 +390,38 @@ async def test_a_fresh_index_has_no_integrity_problem(index: Index) -> None:
 async def test_closing_twice_is_harmless(index: Index) -> None:
     await index.close()
     await index.close()
+
+
+# stored sizes and the cluster -------------------------------------------------------------
+async def test_the_stored_size_of_a_blob_follows_add_and_remove(index: Index) -> None:
+    key = blob(70)
+    assert await index.stored_size(key) is None
+    await index.add_blob(key, 1234)
+    assert await index.stored_size(key) == 1234
+    await index.remove_blob(key)
+    assert await index.stored_size(key) is None
+
+
+async def test_live_nodes_are_those_heard_from_lately(index: Index) -> None:
+    now = time.time()
+    await index.heartbeat("node-b", "http://b:8090", at=now)
+    await index.heartbeat("node-a", "http://a:8090", at=now - 1)
+    await index.heartbeat("node-c", "http://c:8090", at=now - 60)
+    assert await index.live_nodes(within=10) == [
+        ("node-a", "http://a:8090"),
+        ("node-b", "http://b:8090"),
+    ]
+    await index.heartbeat("node-c", "http://c:9000")  # back, at another address
+    assert ("node-c", "http://c:9000") in await index.live_nodes(within=10)
+    await index.remove_node("node-a")
+    assert [node for node, _ in await index.live_nodes(within=10)] == ["node-b", "node-c"]
+
+
+async def test_a_lease_has_one_holder_until_it_expires(index: Index) -> None:
+    assert await index.hold_lease("gc", "node-a", seconds=30)
+    assert await index.hold_lease("gc", "node-a", seconds=30)  # renewed
+    assert not await index.hold_lease("gc", "node-b", seconds=30)
+    assert await index.hold_lease("eviction", "node-b", seconds=30)  # another lease
+    assert await index.hold_lease("gc", "node-a", seconds=-1)  # renewed as expired
+    assert await index.hold_lease("gc", "node-b", seconds=30)  # free: taken over
+    assert not await index.hold_lease("gc", "node-a", seconds=30)

@@ -38,6 +38,9 @@ async def connection(postgres_url: str) -> AsyncIterator[asyncpg.Connection[asyn
         await plain.close()
 
 
+ALL_VERSIONS = [version for version, _ in MIGRATIONS]
+
+
 async def applied_versions(connection: asyncpg.Connection[asyncpg.Record]) -> list[int]:
     rows = await connection.fetch("SELECT version FROM schema_migrations ORDER BY version")
     return [int(row[0]) for row in rows]
@@ -57,7 +60,7 @@ async def test_migrations_run_once_across_opens(
         assert await connection.fetch("SELECT version, applied_at FROM schema_migrations") == (
             applied
         )
-        assert await applied_versions(connection) == [LATEST_VERSION]
+        assert await applied_versions(connection) == ALL_VERSIONS
     finally:
         await second.close()
 
@@ -69,7 +72,7 @@ async def test_nodes_starting_together_on_an_empty_database_migrate_once(
     try:
         await asyncio.gather(*(index.add_to_counter("nodes", 1) for index in indexes))
         assert await indexes[0].counter("nodes") == 4
-        assert await applied_versions(connection) == [LATEST_VERSION]
+        assert await applied_versions(connection) == ALL_VERSIONS
     finally:
         await asyncio.gather(*(index.close() for index in indexes))
 
@@ -87,12 +90,12 @@ async def test_an_older_schema_upgrades_with_its_rows(
         (
             LATEST_VERSION + 1,
             "ALTER TABLE blobs ADD COLUMN verified_at DOUBLE PRECISION; "
-            "CREATE TABLE leases (key TEXT PRIMARY KEY, holder TEXT NOT NULL)",
+            "CREATE TABLE verifications (key TEXT PRIMARY KEY, holder TEXT NOT NULL)",
         ),
     )
     assert await migrate(connection, upgrade) == (LATEST_VERSION, LATEST_VERSION + 1)
     assert await migrate(connection, upgrade) == (LATEST_VERSION + 1, LATEST_VERSION + 1)
-    assert await applied_versions(connection) == [LATEST_VERSION, LATEST_VERSION + 1]
+    assert await applied_versions(connection) == [*ALL_VERSIONS, LATEST_VERSION + 1]
     row = await connection.fetchrow("SELECT size, verified_at FROM blobs")
     assert row is not None
     assert tuple(row) == (5, None)

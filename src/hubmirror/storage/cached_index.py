@@ -67,6 +67,7 @@ class CachedIndex:
         )
         self._files: LRUCache[tuple[RepoRef, str, str], FileEntry] = LRUCache(ROWS_KEPT)
         self._listed: LRUCache[tuple[RepoRef, str], bool] = LRUCache(ROWS_KEPT)
+        self._sizes: LRUCache[BlobKey, tuple[float, int]] = LRUCache(ROWS_KEPT)
 
     # cached reads ---------------------------------------------------------------------
     async def ref(self, repo: RepoRef, revision: str) -> StoredRef | None:
@@ -316,4 +317,33 @@ class CachedIndex:
 
     async def remove_blob(self, key: BlobKey) -> None:
         """Forget a blob (after it was deleted or found corrupt)."""
+        self._sizes.pop(key, None)
         await self.inner.remove_blob(key)
+
+    async def stored_size(self, key: BlobKey) -> int | None:
+        """The size the index records for a stored blob (None: not recorded); a blob
+        another node evicts is noticed within `mutable_seconds`."""
+        now = self._clock()
+        kept = self._sizes.get(key)
+        if kept is not None and now - kept[0] < self._mutable_seconds:
+            return kept[1]
+        size = await self.inner.stored_size(key)
+        if size is not None:
+            self._sizes[key] = (now, size)
+        return size
+
+    async def heartbeat(self, node_id: str, url: str, at: float | None = None) -> None:
+        """Record that a node is alive now (or `at`) and reachable at `url`."""
+        await self.inner.heartbeat(node_id, url, at)
+
+    async def live_nodes(self, within: float) -> list[tuple[str, str]]:
+        """(node id, URL) of the nodes heard from in the last `within` seconds, by id."""
+        return await self.inner.live_nodes(within)
+
+    async def remove_node(self, node_id: str) -> None:
+        """Forget a node (it is leaving)."""
+        await self.inner.remove_node(node_id)
+
+    async def hold_lease(self, name: str, holder: str, seconds: float) -> bool:
+        """Take or renew the lease `name` for `seconds`: True when `holder` holds it now."""
+        return await self.inner.hold_lease(name, holder, seconds)

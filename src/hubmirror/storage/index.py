@@ -187,3 +187,24 @@ class Index(Protocol):
     async def remove_blob(self, key: BlobKey) -> None:
         """Forget a blob (after it was deleted or found corrupt)."""
         ...
+
+    async def stored_size(self, key: BlobKey) -> int | None:
+        """The size the index records for a stored blob (None: not recorded)."""
+        ...
+
+    async def heartbeat(self, node_id: str, url: str, at: float | None = None) -> None:
+        """Record that a node is alive now (or `at`) and reachable at `url`."""
+        ...
+
+    async def live_nodes(self, within: float) -> list[tuple[str, str]]:
+        """(node id, URL) of the nodes heard from in the last `within` seconds, by id."""
+        ...
+
+    async def remove_node(self, node_id: str) -> None:
+        """Forget a node (it is leaving)."""
+        ...
+
+    async def hold_lease(self, name: str, holder: str, seconds: float) -> bool:
+        """Take or renew the lease `name` for `seconds`: True when `holder` holds it now
+        (it was free, expired, or already theirs)."""
+        ...

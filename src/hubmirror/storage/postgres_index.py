@@ -531,3 +531,45 @@ class PostgresIndex:
         """The pinned repos."""
         rows = await self._fetch("SELECT repo_type, repo_id FROM pins")
         return [RepoRef(RepoType(str(t)), str(i)) for t, i in rows]
+
+    async def stored_size(self, key: BlobKey) -> int | None:
+        """The size the index records for a stored blob (None: not recorded)."""
+        row = await self._fetch_one(
+            "SELECT size FROM blobs WHERE algorithm = $1 AND hexdigest = $2",
+            (key.algorithm.value, key.hexdigest),
+        )
+        return None if row is None else int(row[0])
+
+    # the cluster ----------------------------------------------------------------------
+    async def heartbeat(self, node_id: str, url: str, at: float | None = None) -> None:
+        """Record that a node is alive now (or `at`) and reachable at `url`."""
+        await self._execute(
+            "INSERT INTO nodes VALUES ($1, $2, $3) ON CONFLICT (node_id) DO UPDATE SET "
+            "url = EXCLUDED.url, heartbeat_at = EXCLUDED.heartbeat_at",
+            (node_id, url, time.time() if at is None else at),
+        )
+
+    async def live_nodes(self, within: float) -> list[tuple[str, str]]:
+        """(node id, URL) of the nodes heard from in the last `within` seconds, by id."""
+        rows = await self._fetch(
+            'SELECT node_id, url FROM nodes WHERE heartbeat_at >= $1 ORDER BY node_id COLLATE "C"',
+            (time.time() - within,),
+        )
+        return [(str(node), str(url)) for node, url in rows]
+
+    async def remove_node(self, node_id: str) -> None:
+        """Forget a node (it is leaving)."""
+        await self._execute("DELETE FROM nodes WHERE node_id = $1", (node_id,))
+
+    async def hold_lease(self, name: str, holder: str, seconds: float) -> bool:
+        """Take or renew the lease `name` for `seconds`: True when `holder` holds it now
+        (it was free, expired, or already theirs)."""
+        now = time.time()
+        row = await self._fetch_one(
+            "INSERT INTO leases VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE SET "
+            "holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at "
+            "WHERE leases.holder = EXCLUDED.holder OR leases.expires_at < $4 "
+            "RETURNING holder",
+            (name, holder, now + seconds, now),
+        )
+        return row is not None and str(row[0]) == holder

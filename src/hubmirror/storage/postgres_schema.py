@@ -81,7 +81,16 @@ CREATE TABLE pending_blobs (
 """
 
 # (version reached, statements), in order.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _FIRST_TABLES),)
+_CLUSTER = """
+CREATE TABLE nodes (
+    node_id TEXT PRIMARY KEY, url TEXT NOT NULL, heartbeat_at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL
+)
+"""
+
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _FIRST_TABLES), (2, _CLUSTER))
 LATEST_VERSION = MIGRATIONS[-1][0]
 
 TABLES = (
@@ -94,6 +103,8 @@ TABLES = (
     "counters",
     "pins",
     "pending_blobs",
+    "nodes",
+    "leases",
 )
 
 

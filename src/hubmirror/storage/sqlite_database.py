@@ -482,6 +482,51 @@ class SqliteDatabase:
             rows = connection.execute("SELECT repo_type, repo_id FROM pins").fetchall()
         return [RepoRef(RepoType(str(t)), str(i)) for t, i in rows]
 
+    def stored_size(self, key: BlobKey) -> int | None:
+        """The size the index records for a stored blob (None: not recorded)."""
+        row = self._query_one(
+            "SELECT size FROM blobs WHERE algorithm = ? AND hexdigest = ?",
+            (key.algorithm.value, key.hexdigest),
+        )
+        return None if row is None else int(str(row[0]))
+
+    # the cluster ----------------------------------------------------------------------
+    def heartbeat(self, node_id: str, url: str, at: float | None = None) -> None:
+        """Record that a node is alive now (or `at`) and reachable at `url`."""
+        with self._transaction() as cursor:
+            cursor.execute(
+                "INSERT OR REPLACE INTO nodes VALUES (?, ?, ?)",
+                (node_id, url, time.time() if at is None else at),
+            )
+
+    def live_nodes(self, within: float) -> list[tuple[str, str]]:
+        """(node id, URL) of the nodes heard from in the last `within` seconds."""
+        with self._using() as connection:
+            rows = connection.execute(
+                "SELECT node_id, url FROM nodes WHERE heartbeat_at >= ? ORDER BY node_id",
+                (time.time() - within,),
+            ).fetchall()
+        return [(str(node), str(url)) for node, url in rows]
+
+    def remove_node(self, node_id: str) -> None:
+        """Forget a node (it is leaving)."""
+        with self._transaction() as cursor:
+            cursor.execute("DELETE FROM nodes WHERE node_id = ?", (node_id,))
+
+    def hold_lease(self, name: str, holder: str, seconds: float) -> bool:
+        """Take or renew the lease `name` for `seconds`: True when `holder` holds it now
+        (it was free, expired, or already theirs)."""
+        now = time.time()
+        with self._transaction() as cursor:
+            cursor.execute(
+                "INSERT INTO leases VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+                "holder = excluded.holder, expires_at = excluded.expires_at "
+                "WHERE leases.holder = excluded.holder OR leases.expires_at < ?",
+                (name, holder, now + seconds, now),
+            )
+            row = cursor.execute("SELECT holder FROM leases WHERE name = ?", (name,)).fetchone()
+        return row is not None and str(row[0]) == holder
+
     def remove_blob(self, key: BlobKey) -> None:
         """Forget a blob (after it was deleted or found corrupt)."""
         with self._transaction() as cursor:

@@ -181,3 +181,23 @@ class SqliteIndex:
     async def remove_blob(self, key: BlobKey) -> None:
         """Forget a blob (after it was deleted or found corrupt)."""
         await self._run(self.database.remove_blob, key)
+
+    async def stored_size(self, key: BlobKey) -> int | None:
+        """The size the index records for a stored blob (None: not recorded)."""
+        return await self._run(self.database.stored_size, key)
+
+    async def heartbeat(self, node_id: str, url: str, at: float | None = None) -> None:
+        """Record that a node is alive now (or `at`) and reachable at `url`."""
+        await self._run(self.database.heartbeat, node_id, url, at)
+
+    async def live_nodes(self, within: float) -> list[tuple[str, str]]:
+        """(node id, URL) of the nodes heard from in the last `within` seconds, by id."""
+        return await self._run(self.database.live_nodes, within)
+
+    async def remove_node(self, node_id: str) -> None:
+        """Forget a node (it is leaving)."""
+        await self._run(self.database.remove_node, node_id)
+
+    async def hold_lease(self, name: str, holder: str, seconds: float) -> bool:
+        """Take or renew the lease `name` for `seconds`: True when `holder` holds it now."""
+        return await self._run(self.database.hold_lease, name, holder, seconds)

@@ -16,6 +16,8 @@ Tables:
     counters       running totals (bytes fetched from upstream)
     pending_blobs  blobs being committed: a crash between the commit and its `blobs`
                    row leaves one here, and the next start indexes it (reconcile)
+    nodes          the cluster's nodes: id, the URL the others reach it at, last heartbeat
+    leases         cluster-wide jobs (eviction, gc): who runs each, until when
 """
 
 from __future__ import annotations
@@ -70,8 +72,21 @@ CREATE TABLE IF NOT EXISTS pending_blobs (
 );
 """
 
+_CLUSTER = """
+CREATE TABLE IF NOT EXISTS nodes (
+    node_id TEXT PRIMARY KEY, url TEXT NOT NULL, heartbeat_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS leases (
+    name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at REAL NOT NULL
+);
+"""
+
 # (version reached, statements), in order.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _FIRST_TABLES), (2, _PENDING_BLOBS))
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (1, _FIRST_TABLES),
+    (2, _PENDING_BLOBS),
+    (3, _CLUSTER),
+)
 LATEST_VERSION = MIGRATIONS[-1][0]
 
 # Every table, in the order a salvage copies them.
@@ -85,6 +100,8 @@ TABLES = (
     "counters",
     "pins",
     "pending_blobs",
+    "nodes",
+    "leases",
 )
 
 
