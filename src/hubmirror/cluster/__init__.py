@@ -1,0 +1,1 @@
+"""Several nodes as one mirror: membership, blob ownership, cluster-wide jobs, peers."""

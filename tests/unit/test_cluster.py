@@ -1,0 +1,70 @@
+"""Cluster mechanics over a real index: who owns a blob, who is alive, who leads a job."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from hubmirror.cluster.leadership import Leadership
+from hubmirror.cluster.membership import Membership
+from hubmirror.cluster.ownership import Node, owner_of
+from hubmirror.core.types import BlobKey, HashAlgorithm
+from hubmirror.storage.sqlite_database import SqliteDatabase
+from hubmirror.storage.sqlite_index import SqliteIndex
+
+NODES = [Node(f"node-{letter}", f"http://{letter}:8090") for letter in "abc"]
+KEYS = [BlobKey(HashAlgorithm.SHA256, f"{number:064x}") for number in range(3000)]
+
+
+def test_every_node_computes_the_same_owner_and_owners_are_balanced() -> None:
+    owners = Counter(owner_of(key, NODES).node_id for key in KEYS)
+    assert owner_of(KEYS[0], NODES) == owner_of(KEYS[0], list(reversed(NODES)))
+    assert set(owners) == {node.node_id for node in NODES}
+    assert all(800 < count < 1200 for count in owners.values()), owners
+
+
+def test_a_node_leaving_moves_only_its_own_blobs() -> None:
+    before = {key: owner_of(key, NODES) for key in KEYS}
+    after = {key: owner_of(key, NODES[:2]) for key in KEYS}
+    moved = [key for key in KEYS if before[key] != after[key]]
+    assert all(before[key] == NODES[2] for key in moved)
+    assert all(after[key] == before[key] for key in KEYS if before[key] != NODES[2])
+
+
+def test_no_node_owns_nothing() -> None:
+    with pytest.raises(ValueError, match="no live node"):
+        owner_of(KEYS[0], [])
+
+
+async def test_nodes_see_each_other_and_a_silent_one_drops_out(tmp_path: Path) -> None:
+    index = SqliteIndex(SqliteDatabase(tmp_path / "index.sqlite3"))
+    first = Membership(index, "http://a:8090", lifetime=0.5, node_id="node-a")
+    second = Membership(index, "http://b:8090", lifetime=0.5, node_id="node-b")
+    await first.beat()
+    await second.beat()
+    await first.beat()
+    assert [node.node_id for node in first.nodes] == ["node-a", "node-b"]
+    await asyncio.sleep(0.6)  # node-b says nothing for longer than its lifetime
+    await first.beat()
+    assert first.nodes == (first.me,)
+    await second.beat()
+    await second.leave()
+    await first.beat()
+    assert first.nodes == (first.me,)
+    await index.close()
+
+
+async def test_one_node_leads_a_job_until_its_lease_runs_out(tmp_path: Path) -> None:
+    index = SqliteIndex(SqliteDatabase(tmp_path / "index.sqlite3"))
+    first = Leadership(index, "eviction", "node-a", seconds=0.3)
+    second = Leadership(index, "eviction", "node-b", seconds=0.3)
+    assert await first.leads()
+    assert not await second.leads()
+    assert await first.leads()
+    await asyncio.sleep(0.4)  # node-a stopped renewing
+    assert await second.leads()
+    assert not await first.leads()
+    await index.close()
