@@ -1,4 +1,4 @@
-"""Session-wide servers: one fake Hub and one mirror in front of it."""
+"""Session-wide servers: one fake Hub and one mirror in front of it; SeaweedFS on use."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.mirror_process import MirrorProcess, running_mirror
+from tests.engines.fixtures import seaweed_fixture
 from tests.fakehub import FakeHub
 from tests.fakehub.fixtures import fake_hub_fixture
 
-__all__ = ["fake_hub_fixture"]
+__all__ = ["fake_hub_fixture", "seaweed_fixture"]
 
 
 @pytest.fixture(scope="session")

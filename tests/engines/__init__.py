@@ -1,0 +1,1 @@
+"""Real storage engines on loopback for the tests and the benchmark (SeaweedFS)."""
