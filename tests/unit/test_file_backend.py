@@ -3,9 +3,10 @@ and a staged file must be on the cache's filesystem."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,17 +40,25 @@ async def test_a_verified_put_replaces_a_damaged_copy(layout: CacheLayout) -> No
     assert not staged.exists()
 
 
-async def test_a_staged_file_on_another_filesystem_is_refused(layout: CacheLayout) -> None:
+@pytest.fixture
+def staged_elsewhere(layout: CacheLayout) -> Iterator[Path]:
+    """A staged file on another filesystem than the cache's (tmpfs at /dev/shm)."""
     other = Path("/dev/shm")
-    if not os.path.isdir(other) or os.stat(other).st_dev == os.stat(layout.root).st_dev:
+    if not other.is_dir() or other.stat().st_dev == layout.root.stat().st_dev:
         pytest.skip("no second filesystem at /dev/shm")
+    with tempfile.TemporaryDirectory(dir=other) as folder:
+        staged = Path(folder) / "staged"
+        staged.write_bytes(CONTENT)
+        yield staged
+
+
+async def test_a_staged_file_on_another_filesystem_is_refused(
+    layout: CacheLayout, staged_elsewhere: Path
+) -> None:
     backend = FileBackend(layout)
-    with tempfile.NamedTemporaryFile(dir=other) as staged:
-        staged.write(CONTENT)
-        staged.flush()
 
-        with pytest.raises(ValueError, match="not on the cache's filesystem"):
-            await backend.put_verified(KEY, Path(staged.name))
+    with pytest.raises(ValueError, match="not on the cache's filesystem"):
+        await backend.put_verified(KEY, staged_elsewhere)
 
-        assert os.path.exists(staged.name)
+    assert await asyncio.to_thread(staged_elsewhere.exists)
     assert not layout.blob_path(KEY).exists()
