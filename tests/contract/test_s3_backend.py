@@ -16,7 +16,8 @@ import pytest
 
 from hubmirror.core.errors import CacheUnavailableError
 from hubmirror.core.types import BlobKey
-from hubmirror.storage.s3_backend import S3Backend, S3Settings
+from hubmirror.storage.s3_backend import S3Backend, S3Settings, default_region
+from hubmirror.storage.s3_location import S3Location
 from hubmirror.storage.s3_upload import MIB
 from tests.contract.backends import (
     TEST_PART_SIZE,
@@ -67,6 +68,7 @@ def every_call(backend: S3Backend, key: BlobKey, staged: Path) -> list[Call]:
             pass
 
     return [
+        backend.check,
         lambda: backend.size_of(key),
         read,
         lambda: backend.put_verified(key, staged),
@@ -97,6 +99,23 @@ def counting_requests(backend: S3Backend) -> Iterator[Counter[str]]:
 
     with on_request(backend, "", count):
         yield counts
+
+
+async def test_the_check_asks_for_the_bucket(
+    seaweed: SeaweedServer, s3: S3Backend, s3_environment: dict[str, str]
+) -> None:
+    await s3.check()
+
+    elsewhere = await S3Backend.connect(
+        S3Location("no-such-bucket-here"),
+        endpoint=seaweed.endpoint,
+        region=default_region(s3_environment),
+    )
+    try:
+        with pytest.raises(CacheUnavailableError, match="has no bucket 'no-such-bucket-here'"):
+            await elsewhere.check()
+    finally:
+        await elsewhere.close()
 
 
 async def test_wrong_credentials_are_a_cache_unavailable_error(
@@ -191,6 +210,30 @@ async def test_a_cancelled_put_aborts_its_multipart_upload(
         put.cancel()
         with pytest.raises(asyncio.CancelledError):
             await put
+
+    assert case.pending_uploads() == []
+    assert case.stored_names() == []
+
+
+async def test_a_put_cancelled_while_its_upload_starts_aborts_it_once_started(
+    seaweed: SeaweedServer, s3: S3Backend, staging: Path
+) -> None:
+    case = case_of(s3, seaweed, staging)
+    key, staged = stage_random(case, 2 * TEST_PART_SIZE)
+    starting = asyncio.Event()
+
+    def on_start(**_: Any) -> None:
+        starting.set()
+
+    with on_request(s3, "CreateMultipartUpload", on_start):
+        put = asyncio.create_task(s3.put_verified(key, staged))
+        leaving = asyncio.create_task(starting.wait())
+        await asyncio.wait({put, leaving}, return_when=asyncio.FIRST_COMPLETED)
+        assert starting.is_set(), "the put ended before it started its upload"
+        put.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await put
+        await s3.close()  # waits for the aborts
 
     assert case.pending_uploads() == []
     assert case.stored_names() == []

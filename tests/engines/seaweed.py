@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -44,6 +45,13 @@ PORT_FLAGS = (
     "s3.port",
     "s3.port.grpc",
 )
+
+
+def dying_with_parent(command: list[str]) -> list[str]:
+    """`command`, killed when the process that started it dies, however it dies (a killed
+    pytest leaves no `weed` behind): util-linux's `setpriv --pdeathsig`, where it exists."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--", *command] if setpriv else command
 
 
 def free_ports(count: int) -> list[int]:
@@ -144,7 +152,7 @@ class SeaweedServer:
         begun = time.monotonic()
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(
-                self._command(),
+                dying_with_parent(self._command()),
                 stdout=log,
                 stderr=log,
                 stdin=subprocess.DEVNULL,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from hubmirror.core.errors import BlobMissingError
 from hubmirror.core.types import BlobKey
+from hubmirror.storage.descriptors import open_read_only
 from hubmirror.storage.diskerrors import on_disk
 from hubmirror.storage.layout import CacheLayout
 
@@ -61,7 +62,7 @@ class FileBackend:
             raise ValueError(f"not a byte range: [{start}, {end})")
         if start == end:
             return
-        descriptor = await asyncio.to_thread(self._open, key)
+        descriptor = await self._open(key)
         try:
             offset = start
             while offset < end:
@@ -76,10 +77,10 @@ class FileBackend:
         finally:
             os.close(descriptor)
 
-    def _open(self, key: BlobKey) -> int:
+    async def _open(self, key: BlobKey) -> int:
         with on_disk(f"read {key}"):
             try:
-                return os.open(self.layout.blob_location(key), os.O_RDONLY)
+                return await open_read_only(self.layout.blob_location(key))
             except FileNotFoundError:
                 raise BlobMissingError(f"{key} is not in the blob store") from None
 

@@ -5,9 +5,10 @@ larger one goes as a multipart upload: parts of `part_size` (more when the file 
 need over 10,000 parts), `parts_in_flight` at a time, and the upload is completed only
 after every part was stored, so nothing is visible under the key before the whole
 content is. Any failure, a timeout or a cancellation aborts the upload, in a task of its
-own that a second cancellation cannot stop, so no parts are left behind while the store
-can be reached (a lifecycle rule that aborts incomplete uploads after a day covers a
-store that could not be reached, or a node killed mid-upload).
+own that a second cancellation cannot stop (a cancellation that came while the store was
+starting the upload aborts it once its id arrives), so no parts are left behind while
+the store can be reached. A lifecycle rule that aborts incomplete uploads after a day
+covers a store that could not be reached, or a node killed mid-upload.
 
 Nothing large is held or computed on the event loop: each part's MD5 is computed in a
 thread and sent as Content-MD5 (the store rejects a part that changed on the way), and
@@ -27,14 +28,18 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from hubmirror.core.errors import CacheUnavailableError
+from hubmirror.storage.descriptors import open_read_only
 from hubmirror.storage.diskerrors import on_disk
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
-    from types_aiobotocore_s3.type_defs import CompletedPartTypeDef
+    from types_aiobotocore_s3.type_defs import (
+        CompletedPartTypeDef,
+        CreateMultipartUploadOutputTypeDef,
+    )
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +165,8 @@ class Uploader:
         self._part_size = part_size
         self._parts_in_flight = parts_in_flight
         self._read_timeout = read_timeout
-        self._aborts: set[asyncio.Task[None]] = set()
+        # Aborts still running, and starts of cancelled uploads (to abort once started).
+        self._cleanups: set[asyncio.Future[Any]] = set()
 
     def part_timeout(self, length: int) -> float:
         """How long one request carrying `length` bytes may take."""
@@ -173,7 +179,7 @@ class Uploader:
         and the local disk's errors as the mirror's.
         """
         with on_disk(f"read the staged file {path.name}"):
-            descriptor = await asyncio.to_thread(os.open, path, os.O_RDONLY)
+            descriptor = await open_read_only(path)
         try:
             size = os.fstat(descriptor).st_size
             part_size = part_size_for(size, self._part_size)
@@ -205,8 +211,16 @@ class Uploader:
             )
 
     async def _put_in_parts(self, object_key: str, descriptor: int, parts: Iterator[Part]) -> None:
-        started = await self._client.create_multipart_upload(Bucket=self._bucket, Key=object_key)
-        upload_id = started["UploadId"]
+        creating = asyncio.ensure_future(
+            self._client.create_multipart_upload(Bucket=self._bucket, Key=object_key)
+        )
+        try:
+            upload_id = (await asyncio.shield(creating))["UploadId"]
+        except asyncio.CancelledError:
+            # The store may have started the upload already: abort it once its id is known.
+            creating.add_done_callback(lambda created: self._abort_created(object_key, created))
+            self._track(creating)
+            raise
         completed = False
         try:
             stored: list[CompletedPartTypeDef] = []
@@ -258,10 +272,22 @@ class Uploader:
             stored.append({"PartNumber": part.number, "ETag": answer["ETag"]})
 
     async def _abort_shielded(self, object_key: str, upload_id: str) -> None:
-        task = asyncio.create_task(self._abort(object_key, upload_id))
-        self._aborts.add(task)
-        task.add_done_callback(self._aborts.discard)
-        await asyncio.shield(task)
+        await asyncio.shield(self._start_abort(object_key, upload_id))
+
+    def _abort_created(
+        self, object_key: str, created: asyncio.Future[CreateMultipartUploadOutputTypeDef]
+    ) -> None:
+        if not created.cancelled() and created.exception() is None:
+            self._start_abort(object_key, created.result()["UploadId"])
+
+    def _start_abort(self, object_key: str, upload_id: str) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(self._abort(object_key, upload_id))
+        self._track(task)
+        return task
+
+    def _track(self, cleanup: asyncio.Future[Any]) -> None:
+        self._cleanups.add(cleanup)
+        cleanup.add_done_callback(self._cleanups.discard)
 
     async def _abort(self, object_key: str, upload_id: str) -> None:
         try:
@@ -278,6 +304,7 @@ class Uploader:
             )
 
     async def wait_for_aborts(self) -> None:
-        """Let the aborts still running finish (before the client is closed)."""
-        if self._aborts:
-            await asyncio.gather(*self._aborts, return_exceptions=True)
+        """Let the aborts still running finish (before the client is closed), and those
+        of uploads whose start was still under way."""
+        while self._cleanups:
+            await asyncio.gather(*self._cleanups, return_exceptions=True)
