@@ -1,27 +1,33 @@
-"""obstore against aiobotocore on a local SeaweedFS, as the S3 blob backend would use them.
+"""obstore against aiobotocore on a local SeaweedFS, as the S3 blob backend uses them.
 
-    python -m bench.s3_clients [--size-mib 512] [--ranges 200] [--rounds 2]
+    pip install -e '.[test,bench]' && python -m bench.s3_clients [--size-mib 512]
+        [--ranges 200] [--rounds 4]
 
 Starts SeaweedFS on loopback (`tests.engines.seaweed`, S3 authentication on), writes one
 random file, then runs each client in a fresh process of its own (so peak RSS is that
-client's alone): a multipart PUT of the file (32 MiB parts, 4 in flight), a full
-streamed GET, and 1 MiB ranged GETs at random offsets. Each phase records wall time,
-CPU time of the process (all threads) and the longest stall of the asyncio event loop
-(a ticker every 5 ms), which is what every other request of the mirror would wait.
-`aiobotocore-defaults` is aiobotocore as configured out of the box (payload signed and
-CRC32 computed over plain HTTP, on the event loop); `aiobotocore` is configured the way
-the backend uses it (unsigned payload, Content-MD5 computed in a thread, bodies streamed
-from the file). Prints a table and ratios; writes bench/results/s3-clients-<date>.json.
+client's alone), rounds alternating the order: a multipart PUT of the file (32 MiB
+parts, 4 in flight), a full streamed GET, 1 MiB ranged GETs at random offsets, and a PUT
+cancelled once the store has its multipart upload (are uploads left pending?). Each
+phase records wall time, CPU time of the process (all threads) and the longest stall of
+the asyncio event loop (a ticker every 5 ms): what every other request would wait.
+
+- `obstore`: obstore's `put_async` from the file's path, `get_async(...).stream()`;
+- `aiobotocore`: hubmirror's own `S3Backend` (unsigned payload, Content-MD5 in a
+  thread, bodies streamed from the file, aborts shielded from cancellation);
+- `aiobotocore-defaults`: aiobotocore out of the box (payload signed and CRC32
+  computed over plain HTTP on the event loop; parts read into memory).
+
+A child that finished its work and died at exit is counted ("died at exit"). Prints a
+table and ratios; writes bench/results/s3-clients-<date>.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
+import contextlib
 import datetime
 import hashlib
-import io
 import json
 import os
 import random
@@ -32,11 +38,13 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
-from typing import Any
-
-from tests.engines.seaweed import SeaweedServer
+from typing import TYPE_CHECKING, Any
 
 from bench.tools import REPOSITORY
+
+if TYPE_CHECKING:
+    from hubmirror.core.types import BlobKey
+    from hubmirror.storage.s3_backend import S3Backend
 
 PART_SIZE = 32 * 1024 * 1024
 PARTS_IN_FLIGHT = 4
@@ -78,57 +86,6 @@ class StallMeter:
             self._task.cancel()
 
 
-class FileSlice(io.RawIOBase):
-    """Bytes `[offset, offset + length)` of an open file, read with pread (a part body)."""
-
-    def __init__(self, descriptor: int, offset: int, length: int) -> None:
-        super().__init__()
-        self._descriptor, self._offset, self._length, self._position = (
-            descriptor,
-            offset,
-            length,
-            0,
-        )
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
-        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._position, os.SEEK_END: self._length}[whence]
-        self._position = min(max(base + offset, 0), self._length)
-        return self._position
-
-    def read(self, size: int = -1) -> bytes:
-        remaining = self._length - self._position
-        size = remaining if size < 0 else min(size, remaining)
-        data = os.pread(self._descriptor, size, self._offset + self._position)
-        self._position += len(data)
-        return data
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-
-def part_md5(path: Path, offset: int, length: int) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as file:
-        file.seek(offset)
-        remaining = length
-        while remaining:
-            chunk = file.read(min(remaining, 1024 * 1024))
-            digest.update(chunk)
-            remaining -= len(chunk)
-    return base64.b64encode(digest.digest()).decode()
-
-
 async def measured(name: str, results: dict[str, Any], work: Awaitable[Any]) -> Any:
     with StallMeter() as stall:
         wall, cpu = time.perf_counter(), time.process_time()
@@ -142,6 +99,8 @@ async def measured(name: str, results: dict[str, Any], work: Awaitable[Any]) -> 
 
 
 class Obstore:
+    """obstore's S3Store: multipart `put_async` from the file's path, streamed GETs."""
+
     def __init__(self, endpoint: str, bucket: str) -> None:
         import obstore
         from obstore.store import S3Store
@@ -159,6 +118,9 @@ class Obstore:
             retry_config={"max_retries": 2},
         )
 
+    def object_name(self, key: str) -> str:
+        return key
+
     async def put(self, key: str, path: Path) -> None:
         await self.obstore.put_async(
             self.store, key, path, chunk_size=PART_SIZE, max_concurrency=PARTS_IN_FLIGHT
@@ -173,52 +135,89 @@ class Obstore:
         pass
 
 
-class Aiobotocore:
-    def __init__(self, endpoint: str, bucket: str, *, defaults: bool = False) -> None:
+class Backend:
+    """hubmirror's own S3Backend (aiobotocore), exactly as the mirror would use it."""
+
+    def __init__(self, endpoint: str, bucket: str) -> None:
+        # Imported here: each child loads only the library it measures.
+        from hubmirror.storage.s3_location import S3Location
+
+        self.endpoint = endpoint
+        self.location = S3Location(bucket, "bench")
+        self.backend: S3Backend | None = None
+
+    async def open(self) -> None:
+        from hubmirror.storage.s3_backend import S3Backend, S3Settings, default_region
+
+        self.backend = await S3Backend.connect(
+            self.location,
+            endpoint=self.endpoint,
+            region=default_region(os.environ),
+            settings=S3Settings(part_size=PART_SIZE, parts_in_flight=PARTS_IN_FLIGHT),
+        )
+        await self.backend.check()  # botocore's one-time set-up of a first request
+
+    def blob(self, key: str) -> BlobKey:
+        from hubmirror.core.types import BlobKey, HashAlgorithm
+
+        # The backend trusts its caller's verification: any name will do for a bench.
+        return BlobKey(HashAlgorithm.SHA256, hashlib.sha256(key.encode()).hexdigest())
+
+    def object_name(self, key: str) -> str:
+        return self.location.object_key(self.blob(key))
+
+    async def put(self, key: str, path: Path) -> None:
+        assert self.backend is not None
+        staged = path.with_name(f"staged-{time.time_ns()}")
+        os.link(path, staged)  # put_verified consumes the staged file
+        try:
+            await self.backend.put_verified(self.blob(key), staged)
+        finally:
+            staged.unlink(missing_ok=True)
+
+    async def get(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
+        assert self.backend is not None
+        async for chunk in self.backend.read(self.blob(key), start, end):
+            yield chunk
+
+    async def close(self) -> None:
+        if self.backend is not None:
+            await self.backend.close()
+
+
+class AiobotocoreDefaults:
+    """aiobotocore as configured out of the box, parts sent one after another in a
+    simple loop: payload signed and CRC32 computed, on the event loop."""
+
+    def __init__(self, endpoint: str, bucket: str) -> None:
         import aiobotocore.session
         from aiobotocore.config import AioConfig
 
-        settings: dict[str, Any] = {
-            "connect_timeout": 5,
-            "read_timeout": 30,
-            "retries": {"max_attempts": 3, "mode": "standard"},
-            "max_pool_connections": 16,
-            "s3": {"addressing_style": "path"},
-        }
-        if not defaults:
-            settings["s3"]["payload_signing_enabled"] = False
-            settings["request_checksum_calculation"] = "when_required"
-            settings["response_checksum_validation"] = "when_required"
-        self.defaults = defaults
         self.bucket = bucket
         self._context = aiobotocore.session.get_session().create_client(
-            "s3", endpoint_url=endpoint, config=AioConfig(**settings)
+            "s3",
+            endpoint_url=endpoint,
+            config=AioConfig(connect_timeout=5, read_timeout=30, s3={"addressing_style": "path"}),
         )
         self.client: Any = None
 
     async def open(self) -> None:
         self.client = await self._context.__aenter__()
 
+    def object_name(self, key: str) -> str:
+        return key
+
     async def put(self, key: str, path: Path) -> None:
         size = os.stat(path).st_size
         started = await self.client.create_multipart_upload(Bucket=self.bucket, Key=key)
         upload_id = started["UploadId"]
         gate = asyncio.Semaphore(PARTS_IN_FLIGHT)
-        descriptor = os.open(path, os.O_RDONLY)
 
         async def send(number: int, offset: int) -> dict[str, Any]:
-            length = min(PART_SIZE, size - offset)
             async with gate:
-                extra: dict[str, Any] = {"Body": FileSlice(descriptor, offset, length)}
-                if not self.defaults:
-                    extra["ContentMD5"] = await asyncio.to_thread(part_md5, path, offset, length)
+                body = await asyncio.to_thread(read_part, path, offset)
                 answer = await self.client.upload_part(
-                    Bucket=self.bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    ContentLength=length,
-                    **extra,
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
                 )
             return {"PartNumber": number, "ETag": answer["ETag"]}
 
@@ -237,8 +236,6 @@ class Aiobotocore:
                 Bucket=self.bucket, Key=key, UploadId=upload_id
             )
             raise
-        finally:
-            os.close(descriptor)
 
     async def get(self, key: str, start: int, end: int) -> AsyncIterator[bytes]:
         answer = await self.client.get_object(
@@ -252,6 +249,15 @@ class Aiobotocore:
         await self._context.__aexit__(None, None, None)
 
 
+def read_part(path: Path, offset: int) -> bytes:
+    with path.open("rb") as file:
+        file.seek(offset)
+        return file.read(PART_SIZE)
+
+
+Client = Obstore | Backend | AiobotocoreDefaults
+
+
 async def drain(chunks: AsyncIterator[bytes]) -> int:
     return sum([len(chunk) async for chunk in chunks])
 
@@ -259,11 +265,14 @@ async def drain(chunks: AsyncIterator[bytes]) -> int:
 async def run_child(client_name: str, path: Path, ranges: int) -> dict[str, Any]:
     endpoint, bucket = os.environ["BENCH_S3_ENDPOINT"], os.environ["BENCH_S3_BUCKET"]
     results: dict[str, Any] = {"client": client_name}
-    client: Obstore | Aiobotocore
+    client: Client
     if client_name == "obstore":
         client = Obstore(endpoint, bucket)
+    elif client_name == "aiobotocore":
+        client = Backend(endpoint, bucket)
+        await client.open()
     else:
-        client = Aiobotocore(endpoint, bucket, defaults=client_name == "aiobotocore-defaults")
+        client = AiobotocoreDefaults(endpoint, bucket)
         await client.open()
     results["rss_after_start_mib"] = round(rss_mib(), 1)
     size = os.stat(path).st_size
@@ -282,10 +291,38 @@ async def run_child(client_name: str, path: Path, ranges: int) -> dict[str, Any]
                     raise RuntimeError(f"{client_name}: ranged GET gave {got} bytes")
 
         await measured("ranged", results, ranged())
+        results["peak_rss_mib"] = round(peak_rss_mib(), 1)
+        results["pending_after_cancel"] = await pending_after_cancel(client, path, bucket)
     finally:
         await client.close()
-    results["peak_rss_mib"] = round(peak_rss_mib(), 1)
     return results
+
+
+async def pending_after_cancel(client: Client, path: Path, bucket: str) -> int:
+    """Cancel a PUT once the store has its multipart upload; the uploads still pending."""
+    import botocore.session
+
+    admin = botocore.session.get_session().create_client(
+        "s3", endpoint_url=os.environ["BENCH_S3_ENDPOINT"]
+    )
+    key = f"bench/cancelled/{time.time_ns()}"
+    name = client.object_name(key)
+    try:
+        put = asyncio.ensure_future(client.put(key, path))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not put.done():
+            answer = await asyncio.to_thread(
+                admin.list_multipart_uploads, Bucket=bucket, Prefix=name
+            )
+            if answer.get("Uploads"):
+                break
+        put.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await put
+        answer = admin.list_multipart_uploads(Bucket=bucket, Prefix=name)
+        return len(answer.get("Uploads", []))
+    finally:
+        admin.close()
 
 
 def write_random_file(path: Path, size: int) -> None:
@@ -301,6 +338,9 @@ def best_of(rounds: list[dict[str, Any]]) -> dict[str, Any]:
     for phase in ("put", "get", "ranged"):
         best[phase] = min((item[phase] for item in rounds), key=lambda item: item["seconds"])
     best["peak_rss_mib"] = max(item["peak_rss_mib"] for item in rounds)
+    best["pending_after_cancel"] = max(item["pending_after_cancel"] for item in rounds)
+    best["failed_exits"] = sum(item["exit_status"] != 0 for item in rounds)
+    best["rounds"] = len(rounds)
     best["rss_after_start_mib"] = max(item["rss_after_start_mib"] for item in rounds)
     return best
 
@@ -309,8 +349,9 @@ def table(results: dict[str, dict[str, Any]], size: int, ranges: int) -> str:
     mib = size / 2**20
     lines = [
         "| client | PUT MiB/s | PUT CPU s | PUT stall ms | GET MiB/s | GET CPU s "
-        "| GET stall ms | 1 MiB ranged GET ms | peak RSS MiB | RSS at start MiB |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| GET stall ms | 1 MiB ranged GET ms | peak RSS MiB | RSS at start MiB "
+        "| uploads left by a cancel | died at exit |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, item in results.items():
         put, get, ranged = item["put"], item["get"], item["ranged"]
@@ -319,7 +360,8 @@ def table(results: dict[str, dict[str, Any]], size: int, ranges: int) -> str:
             f"| {put['longest_loop_stall_ms']:.0f} | {mib / get['seconds']:.0f} "
             f"| {get['cpu_seconds']:.2f} | {get['longest_loop_stall_ms']:.0f} "
             f"| {ranged['seconds'] / ranges * 1000:.1f} | {item['peak_rss_mib']:.0f} "
-            f"| {item['rss_after_start_mib']:.0f} |"
+            f"| {item['rss_after_start_mib']:.0f} | {item['pending_after_cancel']} "
+            f"| {item['failed_exits']} of {item['rounds']} |"
         )
     return "\n".join(lines)
 
@@ -351,6 +393,8 @@ def main() -> None:
     if arguments.child:
         print(json.dumps(asyncio.run(run_child(arguments.child, arguments.file, arguments.ranges))))
         return
+
+    from tests.engines.seaweed import SeaweedServer  # botocore: not in the children
 
     size = arguments.size_mib * 2**20
     clients = arguments.clients.split(",")
@@ -389,12 +433,15 @@ def main() -> None:
                         cwd=REPOSITORY,
                         timeout=900,
                     )
-                    if completed.returncode != 0:
+                    lines = completed.stdout.splitlines()
+                    if not lines or not lines[-1].startswith("{"):
                         raise RuntimeError(
-                            f"{name} exited with {completed.returncode}: "
-                            f"{completed.stdout[-2000:]} {completed.stderr[-3000:]}"
+                            f"{name} exited with {completed.returncode}: {completed.stderr[-3000:]}"
                         )
-                    rounds[name].append(json.loads(completed.stdout.splitlines()[-1]))
+                    # A child that finished its work and then died at exit is counted.
+                    rounds[name].append(
+                        {**json.loads(lines[-1]), "exit_status": completed.returncode}
+                    )
                     print(f"round {round_number + 1}: {name} done", file=sys.stderr)
     results = {name: best_of(items) for name, items in rounds.items()}
     report = table(results, size, arguments.ranges)

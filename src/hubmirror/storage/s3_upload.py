@@ -6,7 +6,7 @@ need over 10,000 parts), `parts_in_flight` at a time, and the upload is complete
 after every part was stored, so nothing is visible under the key before the whole
 content is. Any failure, a timeout or a cancellation aborts the upload, in a task of its
 own that a second cancellation cannot stop (a cancellation that came while the store was
-starting the upload aborts it once its id arrives), so no parts are left behind while
+starting the upload waits for its id to abort it), so no parts are left behind while
 the store can be reached. A lifecycle rule that aborts incomplete uploads after a day
 covers a store that could not be reached, or a node killed mid-upload.
 
@@ -28,7 +28,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, cast
+from typing import IO, TYPE_CHECKING, cast
 
 from hubmirror.core.errors import CacheUnavailableError
 from hubmirror.storage.descriptors import open_read_only
@@ -165,8 +165,7 @@ class Uploader:
         self._part_size = part_size
         self._parts_in_flight = parts_in_flight
         self._read_timeout = read_timeout
-        # Aborts still running, and starts of cancelled uploads (to abort once started).
-        self._cleanups: set[asyncio.Future[Any]] = set()
+        self._cleanups: set[asyncio.Future[None]] = set()
 
     def part_timeout(self, length: int) -> float:
         """How long one request carrying `length` bytes may take."""
@@ -218,8 +217,9 @@ class Uploader:
             upload_id = (await asyncio.shield(creating))["UploadId"]
         except asyncio.CancelledError:
             # The store may have started the upload already: abort it once its id is known.
-            creating.add_done_callback(lambda created: self._abort_created(object_key, created))
-            self._track(creating)
+            cleanup = asyncio.ensure_future(self._abort_once_started(object_key, creating))
+            self._track(cleanup)
+            await asyncio.shield(cleanup)
             raise
         completed = False
         try:
@@ -274,18 +274,21 @@ class Uploader:
     async def _abort_shielded(self, object_key: str, upload_id: str) -> None:
         await asyncio.shield(self._start_abort(object_key, upload_id))
 
-    def _abort_created(
-        self, object_key: str, created: asyncio.Future[CreateMultipartUploadOutputTypeDef]
+    async def _abort_once_started(
+        self, object_key: str, creating: asyncio.Future[CreateMultipartUploadOutputTypeDef]
     ) -> None:
-        if not created.cancelled() and created.exception() is None:
-            self._start_abort(object_key, created.result()["UploadId"])
+        try:
+            upload_id = (await creating)["UploadId"]
+        except Exception:
+            return  # the store did not start it
+        await self._abort(object_key, upload_id)
 
     def _start_abort(self, object_key: str, upload_id: str) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(self._abort(object_key, upload_id))
         self._track(task)
         return task
 
-    def _track(self, cleanup: asyncio.Future[Any]) -> None:
+    def _track(self, cleanup: asyncio.Future[None]) -> None:
         self._cleanups.add(cleanup)
         cleanup.add_done_callback(self._cleanups.discard)
 
@@ -304,7 +307,7 @@ class Uploader:
             )
 
     async def wait_for_aborts(self) -> None:
-        """Let the aborts still running finish (before the client is closed), and those
-        of uploads whose start was still under way."""
-        while self._cleanups:
+        """Let the aborts still running finish (before the client is closed): those
+        that a second cancellation of their upload left running on."""
+        if self._cleanups:
             await asyncio.gather(*self._cleanups, return_exceptions=True)
