@@ -14,6 +14,13 @@ uploaded part, and at most `attempts` tries, so a store that is down yields
 CacheUnavailableError within seconds. Every client, network and HTTP error becomes one
 (`storage.s3_errors`). Memory stays bounded whatever the blob's size: reads are streamed
 in chunks, uploads streamed from the staged file (`storage.s3_upload`).
+
+aiobotocore over obstore, measured in `bench/s3_clients.py` (512 MiB on SeaweedFS):
+about as fast (PUT 0.85x, GET 1.45x, 1 MiB ranged GETs 1.0x obstore's speed), 0.4x its
+peak RSS, and it lets the backend abort every failed or cancelled multipart upload
+(obstore's `put` leaves a cancelled one pending and has no call to abort or list it);
+botocore also reads every credential source (profiles, SSO, roles) and shares aiohttp
+with the mirror. It costs more CPU per request (about 1.5x) and ~35 MB of botocore.
 """
 
 from __future__ import annotations
