@@ -1,5 +1,5 @@
-"""Session-wide servers: one fake Hub, one mirror in front of it, and PostgreSQL for
-the index tests that need it (started only when one asks)."""
+"""Session-wide servers: one fake Hub, one mirror in front of it, and the real engines
+(PostgreSQL, SeaweedFS) for the tests that ask for them."""
 
 from __future__ import annotations
 
@@ -9,11 +9,17 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.mirror_process import MirrorProcess, running_mirror
+from tests.engines.fixtures import seaweed_fixture
 from tests.engines.postgres import postgres_server_fixture, postgres_url_fixture
 from tests.fakehub import FakeHub
 from tests.fakehub.fixtures import fake_hub_fixture
 
-__all__ = ["fake_hub_fixture", "postgres_server_fixture", "postgres_url_fixture"]
+__all__ = [
+    "fake_hub_fixture",
+    "postgres_server_fixture",
+    "postgres_url_fixture",
+    "seaweed_fixture",
+]
 
 
 @pytest.fixture(scope="session")

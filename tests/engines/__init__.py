@@ -1,2 +1,2 @@
-"""Real engines the tests start on loopback (PostgreSQL), and a relay that can go
-silent between a client and one of them (a network partition)."""
+"""Real engines the tests and benchmarks start on loopback (PostgreSQL, SeaweedFS), and
+a relay that can go silent between a client and one of them (a network partition)."""

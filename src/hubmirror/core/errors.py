@@ -21,6 +21,8 @@ HTTP status, an `X-Error-Code` and a message.
     │   └── OfflineMissError       offline mode: the upstream is never asked
     ├── IntegrityError             upstream bytes did not match the advertised hash/size
     ├── RangeNotSatisfiableError   a Range that lies past the end of the file
+    ├── BlobMissingError           a blob the index names is not in the blob backend
+    │                              (callers treat it as a miss)
     └── CacheUnavailableError      the mirror's own storage cannot take what is asked
         ├── CacheFullError         the cache disk is full (or the room is reserved)
         ├── CacheReadOnlyError     the cache folder cannot be written
@@ -122,8 +124,16 @@ class RangeNotSatisfiableError(MirrorError):
         self.size = size
 
 
+class BlobMissingError(MirrorError):
+    """A blob the index names is not (or no longer wholly) in the blob backend.
+
+    Not a failure of the backend: callers treat it as a miss (fetch it again, forget it).
+    """
+
+
 class CacheUnavailableError(MirrorError):
-    """The mirror's own disk failed this request (what is stored is still served)."""
+    """The mirror's own storage (its disk, or the object store that holds its blobs)
+    failed this request."""
 
 
 class CacheFullError(CacheUnavailableError):

@@ -1,0 +1,50 @@
+"""Opening a file in a thread: a cancelled caller leaks no descriptor."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from hubmirror.storage import descriptors
+from hubmirror.storage.descriptors import open_read_only
+
+
+def open_descriptors() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+async def test_a_cancelled_open_closes_the_descriptor_it_got(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "blob"
+    path.write_bytes(b"content")
+    opening, release, closed = threading.Event(), threading.Event(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+    real_open, real_close = os.open, descriptors._close_unclaimed
+
+    def slow_open(name: str, flags: int) -> int:
+        opening.set()
+        release.wait(10)
+        return real_open(name, flags)
+
+    def close_and_tell(opened: asyncio.Future[int]) -> None:
+        real_close(opened)
+        closed.set()
+
+    monkeypatch.setattr(os, "open", slow_open)
+    monkeypatch.setattr(descriptors, "_close_unclaimed", close_and_tell)
+    before = open_descriptors()
+
+    task = asyncio.create_task(open_read_only(path))
+    await loop.run_in_executor(None, opening.wait, 10)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    release.set()
+    await asyncio.wait_for(closed.wait(), 10)
+
+    assert open_descriptors() <= before
