@@ -48,6 +48,12 @@ class Settings:
     # Where the index lives: "" (the cache folder's SQLite file) or a PostgreSQL URL,
     # whose password must never be printed (hence no repr).
     index: str = dataclasses.field(default="", repr=False)
+    # Where verified blobs live: "" (the cache folder), file://DIR or s3://BUCKET[/PREFIX].
+    storage: str = ""
+    # The object store's URL (AWS's when empty); may carry user information: no repr.
+    s3_endpoint: str = dataclasses.field(default="", repr=False)
+    # Bytes of an object store's blobs kept on this node's disk for sendfile (0: none).
+    local_cache_size: int = 0
     upstream: str = "https://huggingface.co"
     offline: bool = False
     revision_ttl: float = 300.0
@@ -101,7 +107,9 @@ class Settings:
 
 
 # Integer settings given in bytes, which also accept `32M`, `1G`, `512k`.
-SIZE_FIELDS = frozenset({"segment_threshold", "segment_size", "max_size", "disk_reserve"})
+SIZE_FIELDS = frozenset(
+    {"segment_threshold", "segment_size", "max_size", "disk_reserve", "local_cache_size"}
+)
 _SIZE = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>[kmgt]?)i?b?")
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 

@@ -6,6 +6,8 @@ prefetch, a verify or a sync uses exactly the engine, policy and index the serve
 
 from __future__ import annotations
 
+import asyncio
+import os
 from dataclasses import dataclass
 
 from hubmirror.config import ConfigError, Settings
@@ -24,12 +26,17 @@ from hubmirror.services.policy import PolicyGuard
 from hubmirror.services.revisions import RevisionResolver
 from hubmirror.services.room import DiskRoom
 from hubmirror.services.status import MirrorStatus, StatusCollector
+from hubmirror.storage.backend import BlobBackend
+from hubmirror.storage.backend_factory import open_backend
 from hubmirror.storage.blobs import BlobStore
 from hubmirror.storage.cached_index import CachedIndex
+from hubmirror.storage.file_backend import FileBackend
 from hubmirror.storage.gitanswers import GitAnswerStore
 from hubmirror.storage.index import Index
 from hubmirror.storage.index_factory import open_index_url
 from hubmirror.storage.layout import CacheLayout
+from hubmirror.storage.local_tier import LocalTier
+from hubmirror.storage.s3_backend import default_region
 from hubmirror.upstream.client import UpstreamClient
 from hubmirror.upstream.negative import NegativeCache
 from hubmirror.upstream.pool import PoolLimits, PoolObserver, UpstreamPool
@@ -68,6 +75,7 @@ class Mirror:
         await self.upstream.close()
         self.audit.close()
         await self.index.close()
+        await self.store.close()
 
 
 def build_upstreams(settings: Settings, observer: PoolObserver | None = None) -> Upstream:
@@ -96,22 +104,62 @@ def build_pool(settings: Settings, observer: PoolObserver | None = None) -> Upst
     return pool
 
 
-async def build_mirror(settings: Settings, owns_cache: bool = False) -> Mirror:
-    """Create the cache folder and wire the services together.
+@dataclass(slots=True)
+class OpenedStorage:
+    """The cache folder, the blob backend and the index that the settings name."""
+
+    layout: CacheLayout
+    backend: BlobBackend
+    index: Index
+
+    async def close(self) -> None:
+        """Close the index and the backend's connections."""
+        await self.index.close()
+        await self.backend.close()
+
+
+async def open_storage(settings: Settings, owns_cache: bool = False) -> OpenedStorage:
+    """Create the cache folder, then open the configured blob backend and index.
 
     `owns_cache`: this process holds the cache folder (the server; a command while no
-    server runs) and may rebuild a damaged index.
+    server runs) and may rebuild a damaged index. Raises ConfigError for settings that
+    name no usable store or index, CacheUnavailableError when one cannot be opened.
     """
-    # Created first: every service (and, with several upstreams, the pool) counts into it.
-    metrics = MirrorMetrics()
     layout = CacheLayout(settings.cache_dir)
     layout.create_dirs()
     try:
-        opened = await open_index_url(settings.index or None, layout, may_rebuild=owns_cache)
+        backend = await open_backend(
+            settings.storage,
+            layout,
+            s3_endpoint=settings.s3_endpoint or None,
+            region=default_region(os.environ),
+        )
     except ValueError as error:
         raise ConfigError(str(error)) from error
-    index = CachedIndex(opened)
-    store = BlobStore(layout)
+    try:
+        index = await open_index_url(
+            settings.index or None, layout, backend, may_rebuild=owns_cache
+        )
+    except BaseException as error:
+        await backend.close()
+        if isinstance(error, ValueError):
+            raise ConfigError(str(error)) from error
+        raise
+    return OpenedStorage(layout, backend, index)
+
+
+async def build_mirror(settings: Settings, owns_cache: bool = False) -> Mirror:
+    """Create the cache folder and wire the services together (see `open_storage`)."""
+    # Created first: every service (and, with several upstreams, the pool) counts into it.
+    metrics = MirrorMetrics()
+    opened = await open_storage(settings, owns_cache)
+    layout = opened.layout
+    index = CachedIndex(opened.index)
+    tier = None
+    if not isinstance(opened.backend, FileBackend) and settings.local_cache_size > 0:
+        tier = LocalTier(layout.blobs, settings.local_cache_size)
+        await asyncio.to_thread(tier.load)
+    store = BlobStore(layout, opened.backend, index, tier)
     upstream: Upstream = OfflineUpstream()
     prober = None
     if not settings.offline:
@@ -142,7 +190,7 @@ async def build_mirror(settings: Settings, owns_cache: bool = False) -> Mirror:
         lambda key: files.is_sending(key) or fetcher.inflight(key) is not None,
         metrics=metrics,
     )
-    room = DiskRoom(layout, settings.disk_reserve, evictor)
+    room = DiskRoom(layout, settings.disk_reserve, evictor, store)
     files = FileService(upstream, index, store, fetcher, revisions, guard, room)
     eviction = EvictionScheduler(evictor)
     fetcher.on_committed = lambda _key, _size: eviction.nudge()
@@ -156,6 +204,7 @@ async def build_mirror(settings: Settings, owns_cache: bool = False) -> Mirror:
         settings.max_size or None,
         settings.ready_requires_upstream,
         room,
+        store,
     )
     metrics.add_collector(StatusCollector(status, settings.policy_profile))
     return Mirror(

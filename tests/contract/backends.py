@@ -55,7 +55,7 @@ class FileCase:
     def __init__(self, root: Path) -> None:
         self.layout = CacheLayout(root)
         self.layout.create_dirs()
-        self.backend: BlobBackend = FileBackend(self.layout)
+        self.backend: BlobBackend = FileBackend(self.layout.blobs)
         self.staging = self.layout.partial_dir
 
     def stored_names(self) -> list[str]:
@@ -76,7 +76,7 @@ class FileCase:
     @contextmanager
     def failing_half_way(self, key: BlobKey, staged: Path) -> Iterator[None]:
         """A file where the blob's folder should be: the rename cannot happen."""
-        obstacle = self.layout.blob_path(key).parent
+        obstacle = self.layout.blobs.blob_path(key).parent
         obstacle.parent.mkdir(parents=True, exist_ok=True)
         obstacle.write_bytes(b"")
         try:

@@ -9,7 +9,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -37,8 +37,10 @@ class MirrorProcess:
         upstream: str,
         *extra_args: str,
         program: Sequence[str] = CHECKOUT_PROGRAM,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.program = list(program)
+        self.env = dict(env or {})
         self.cache_dir = cache_dir
         self.upstream = upstream
         self.extra_args = list(extra_args)
@@ -64,6 +66,7 @@ class MirrorProcess:
             *extra_args,
         ]
         environment = {k: v for k, v in os.environ.items() if not k.startswith("HUBMIRROR_")}
+        environment.update(self.env)
         with self.log_path.open("ab") as log:
             self._process = subprocess.Popen(command, stdout=log, stderr=log, env=environment)
         deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
@@ -123,9 +126,10 @@ def running_mirror(
     upstream: str,
     *extra_args: str,
     program: Sequence[str] = CHECKOUT_PROGRAM,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[MirrorProcess]:
-    """A started mirror, stopped when the block ends."""
-    process = MirrorProcess(cache_dir, upstream, *extra_args, program=program)
+    """A started mirror, stopped when the block ends (`env`: variables added to ours)."""
+    process = MirrorProcess(cache_dir, upstream, *extra_args, program=program, env=env)
     process.start()
     try:
         yield process

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -10,9 +11,12 @@ import pytest
 from hubmirror.core.errors import IntegrityError
 from hubmirror.core.types import BlobKey, HashAlgorithm
 from hubmirror.storage.blobs import BlobStore, new_hasher
+from hubmirror.storage.file_backend import FileBackend
 from hubmirror.storage.layout import CacheLayout
 from hubmirror.storage.partial import BlobBusyError
 from hubmirror.storage.rangeset import RangeSet
+from hubmirror.storage.sqlite_database import SqliteDatabase
+from hubmirror.storage.sqlite_index import SqliteIndex
 
 
 def git_blob_id(data: bytes) -> str:
@@ -20,10 +24,12 @@ def git_blob_id(data: bytes) -> str:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> BlobStore:
+async def store(tmp_path: Path) -> AsyncIterator[BlobStore]:
     layout = CacheLayout(tmp_path / "cache")
     layout.create_dirs()
-    return BlobStore(layout)
+    index = SqliteIndex(SqliteDatabase(layout.index_path))
+    yield BlobStore(layout, FileBackend(layout.blobs), index)
+    await index.close()
 
 
 def digest_of(key: BlobKey, data: bytes) -> str:
@@ -33,7 +39,9 @@ def digest_of(key: BlobKey, data: bytes) -> str:
 
 
 @pytest.mark.parametrize("algorithm", [HashAlgorithm.SHA256, HashAlgorithm.GIT_SHA1])
-def test_verified_partial_becomes_a_blob(store: BlobStore, algorithm: HashAlgorithm) -> None:
+async def test_verified_partial_becomes_an_indexed_blob(
+    store: BlobStore, algorithm: HashAlgorithm
+) -> None:
     data = b"hello hub" * 1000
     digest = (
         hashlib.sha256(data).hexdigest() if algorithm is HashAlgorithm.SHA256 else git_blob_id(data)
@@ -42,33 +50,39 @@ def test_verified_partial_becomes_a_blob(store: BlobStore, algorithm: HashAlgori
     partial = store.open_partial(key, len(data))
     partial.write_at(5000, data[5000:])
     partial.write_at(0, data[:5000])
-    assert store.size_of(key) is None
-    path = store.commit(partial, digest_of(key, data))
+    assert await store.stored_size(key) is None
+    path = await store.commit(partial, digest_of(key, data))
+    assert path is not None
     assert path.read_bytes() == data
-    assert store.size_of(key) == len(data)
+    assert await store.stored_size(key) == len(data)
+    assert await store.find(key, len(data)) is not None
+    assert await store.find(key, len(data) + 1) is None
     assert not partial.data_path.exists()
     assert not partial.ranges_path.exists()
+    assert await store._index.stored_size(key) == len(data)
+    assert await store._index.pending_blobs() == []
 
 
-def test_wrong_digest_discards_the_partial(store: BlobStore) -> None:
+async def test_wrong_digest_discards_the_partial(store: BlobStore) -> None:
     data = b"x" * 100
     key = BlobKey(HashAlgorithm.SHA256, hashlib.sha256(data).hexdigest())
     partial = store.open_partial(key, len(data))
     partial.write_at(0, b"y" + data[1:])
     with pytest.raises(IntegrityError):
-        store.commit(partial, hashlib.sha256(b"y" + data[1:]).hexdigest())
-    assert store.size_of(key) is None
+        await store.commit(partial, hashlib.sha256(b"y" + data[1:]).hexdigest())
+    assert await store.stored_size(key) is None
     assert not partial.data_path.exists()
+    assert await store._index.stored_size(key) is None
 
 
-def test_writes_outside_the_blob_are_refused(store: BlobStore) -> None:
+async def test_writes_outside_the_blob_are_refused(store: BlobStore) -> None:
     partial = store.open_partial(BlobKey(HashAlgorithm.SHA256, "0" * 64), 4)
     with pytest.raises(ValueError, match="outside"):
         partial.write_at(2, b"123")
     partial.close()
 
 
-def test_checkpointed_ranges_survive_a_reopen(store: BlobStore) -> None:
+async def test_checkpointed_ranges_survive_a_reopen(store: BlobStore) -> None:
     key = BlobKey(HashAlgorithm.SHA256, "1" * 64)
     partial = store.open_partial(key, 1000)
     partial.write_at(0, b"a" * 300)
@@ -85,13 +99,14 @@ def test_checkpointed_ranges_survive_a_reopen(store: BlobStore) -> None:
     other_size.close()
 
 
-def test_blob_paths_stay_inside_the_cache(store: BlobStore) -> None:
+async def test_blob_paths_stay_inside_the_cache(store: BlobStore) -> None:
     key = BlobKey(HashAlgorithm.SHA256, "ab" * 32)
-    assert store.path_of(key).is_relative_to(store.layout.root)
+    local = store.local_path(key)
+    assert local is not None and local.is_relative_to(store.layout.root)
     assert store.layout.partial_path(key).is_relative_to(store.layout.root)
 
 
-def test_a_partial_file_has_one_writer_across_processes(store: BlobStore) -> None:
+async def test_a_partial_file_has_one_writer_across_processes(store: BlobStore) -> None:
     key = BlobKey(HashAlgorithm.SHA256, "2" * 64)
     first = store.open_partial(key, 10)
     with pytest.raises(BlobBusyError):

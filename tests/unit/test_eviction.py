@@ -11,6 +11,7 @@ import pytest
 from hubmirror.core.types import BlobKey, FileEntry, HashAlgorithm, RepoRef, RepoType
 from hubmirror.services.eviction import Evictor
 from hubmirror.storage.blobs import BlobStore
+from hubmirror.storage.file_backend import FileBackend
 from hubmirror.storage.layout import CacheLayout
 from hubmirror.storage.sqlite_database import SqliteDatabase
 from hubmirror.storage.sqlite_index import SqliteIndex
@@ -26,10 +27,10 @@ async def cache(tmp_path: Path) -> AsyncIterator[tuple[SqliteIndex, BlobStore, l
     layout = CacheLayout(tmp_path)
     layout.create_dirs()
     index = SqliteIndex(SqliteDatabase(layout.index_path))
-    store = BlobStore(layout)
+    store = BlobStore(layout, FileBackend(layout.blobs), index)
     keys = [BlobKey(HashAlgorithm.SHA256, f"{n:064x}") for n in range(10)]
     for number, key in enumerate(keys):
-        path = store.path_of(key)
+        path = layout.blobs.blob_path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"x" * 100)
         await index.add_blob(key, 100)
@@ -48,8 +49,8 @@ async def test_size_limit_evicts_least_recently_read_unpinned_blobs(
     report = await Evictor(index, store, max_size=650, max_age=None).run()
     assert report.evicted == [str(k) for k in keys[2:6]]
     assert (report.before_bytes, report.after_bytes, report.freed_bytes) == (1000, 600, 400)
-    assert all(store.size_of(k) is None for k in keys[2:6])
-    assert all(store.size_of(k) == 100 for k in keys[:2] + keys[6:])
+    assert all(store.local_size(k) is None for k in keys[2:6])
+    assert all(store.local_size(k) == 100 for k in keys[:2] + keys[6:])
     assert await index.stored_bytes() == (6, 600)
 
 

@@ -19,6 +19,7 @@ from hubmirror.core.types import BlobKey, HashAlgorithm
 from hubmirror.services.download import FetchTuning
 from hubmirror.services.fetcher import Fetcher
 from hubmirror.storage.blobs import BlobStore
+from hubmirror.storage.file_backend import FileBackend
 from hubmirror.storage.layout import CacheLayout
 from hubmirror.storage.sqlite_database import SqliteDatabase
 from hubmirror.storage.sqlite_index import SqliteIndex
@@ -92,8 +93,8 @@ class FakeSource:
 def make_fetcher(root: Path, tuning: FetchTuning) -> tuple[Fetcher, BlobStore, SqliteIndex]:
     layout = CacheLayout(root)
     layout.create_dirs()
-    store = BlobStore(layout)
     index = SqliteIndex(SqliteDatabase(layout.index_path))
+    store = BlobStore(layout, FileBackend(layout.blobs), index)
     return Fetcher(store, index, tuning), store, index
 
 
@@ -158,7 +159,7 @@ def test_segments_assemble_into_the_exact_blob_for_any_concurrent_readers(
         assert result == data[start:end]
     assert results[-1] == data
     assert source.bytes_sent == size
-    assert store.path_of(key_of(data)).read_bytes() == data
+    assert store.layout.blobs.blob_path(key_of(data)).read_bytes() == data
     asyncio.run(index.close())
 
 
@@ -173,7 +174,7 @@ async def test_concurrent_readers_share_one_upstream_fetch(tmp_path: Path) -> No
     assert source.requests == [(None, None)]
     assert all(result == data for result in results[:20])
     assert results[20] == data[1000:5000]
-    assert store.size_of(key_of(data)) == len(data)
+    assert store.local_size(key_of(data)) == len(data)
     await index.close()
 
 
@@ -184,7 +185,7 @@ async def test_dropped_segments_retry_only_what_they_miss(tmp_path: Path) -> Non
     assert await read_range(fetcher, data, source, 0, len(data)) == data
     assert source.drops == 0
     assert source.bytes_sent == len(data)
-    assert store.size_of(key_of(data)) == len(data)
+    assert store.local_size(key_of(data)) == len(data)
     await index.close()
 
 
@@ -214,10 +215,10 @@ async def test_corrupt_body_fails_readers_before_the_last_byte(tmp_path: Path) -
     with pytest.raises(IntegrityError):
         await consume()
     assert len(received) < len(data)
-    assert store.size_of(key) is None
+    assert store.local_size(key) is None
     assert not store.layout.partial_path(key).exists()
     assert await read_range(fetcher, data, FakeSource(data), 0, len(data)) == data
-    assert store.size_of(key) == len(data)
+    assert store.local_size(key) == len(data)
     await index.close()
 
 

@@ -1,5 +1,5 @@
-"""What only the filesystem backend does: renames, so a verified copy heals a damaged one
-and a staged file must be on the cache's filesystem."""
+"""What only the filesystem backend does: renames, so a verified copy heals a damaged one;
+a staged file from another filesystem is copied in, never left half-visible."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ def layout(tmp_path: Path) -> CacheLayout:
 
 
 async def test_a_verified_put_replaces_a_damaged_copy(layout: CacheLayout) -> None:
-    backend = FileBackend(layout)
-    damaged = layout.blob_path(KEY)
+    backend = FileBackend(layout.blobs)
+    damaged = layout.blobs.blob_path(KEY)
     damaged.parent.mkdir(parents=True)
     damaged.write_bytes(b"X" + CONTENT[1:])
     staged = layout.partial_dir / "staged"
@@ -36,7 +36,7 @@ async def test_a_verified_put_replaces_a_damaged_copy(layout: CacheLayout) -> No
 
     await backend.put_verified(KEY, staged)
 
-    assert layout.blob_path(KEY).read_bytes() == CONTENT
+    assert layout.blobs.blob_path(KEY).read_bytes() == CONTENT
     assert not staged.exists()
 
 
@@ -52,13 +52,13 @@ def staged_elsewhere(layout: CacheLayout) -> Iterator[Path]:
         yield staged
 
 
-async def test_a_staged_file_on_another_filesystem_is_refused(
+async def test_a_staged_file_on_another_filesystem_is_copied_in(
     layout: CacheLayout, staged_elsewhere: Path
 ) -> None:
-    backend = FileBackend(layout)
+    backend = FileBackend(layout.blobs)
 
-    with pytest.raises(ValueError, match="not on the cache's filesystem"):
-        await backend.put_verified(KEY, staged_elsewhere)
+    await backend.put_verified(KEY, staged_elsewhere)
 
-    assert await asyncio.to_thread(staged_elsewhere.exists)
-    assert not layout.blob_path(KEY).exists()
+    assert not await asyncio.to_thread(staged_elsewhere.exists)
+    assert layout.blobs.blob_path(KEY).read_bytes() == CONTENT
+    assert not any(layout.blobs.incoming_dir.iterdir())

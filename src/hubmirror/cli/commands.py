@@ -22,7 +22,7 @@ from hubmirror.config import (
 from hubmirror.core.errors import MirrorError
 from hubmirror.core.names import validate_repo_id, validate_revision
 from hubmirror.core.types import RepoRef, RepoType
-from hubmirror.mirror import Mirror, build_mirror
+from hubmirror.mirror import Mirror, build_mirror, open_storage
 from hubmirror.ops.export import ExportFormat, ExportReport, export, export_bundle
 from hubmirror.ops.importer import ImportReport, import_path
 from hubmirror.ops.policy import check_repo, describe_policy
@@ -34,7 +34,6 @@ from hubmirror.ops.verify import VerifyReport, verify
 from hubmirror.services.audit import AuditLog
 from hubmirror.services.eviction import Evictor
 from hubmirror.storage.blobs import BlobStore
-from hubmirror.storage.index_factory import open_index_url
 from hubmirror.storage.layout import CacheLayout
 from hubmirror.storage.pidfile import PidFile
 
@@ -157,18 +156,21 @@ def storage_command(arguments: argparse.Namespace, settings: Settings) -> int:
     """`hubmirror gc [--dry-run]`, `pin REPO`, `unpin REPO`: no network needed."""
     try:
         return asyncio.run(_storage(arguments, settings))
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except MirrorError as error:
         print(f"error: {error.message}", file=sys.stderr)
         return 1
 
 
 async def _storage(arguments: argparse.Namespace, settings: Settings) -> int:
-    layout = CacheLayout(settings.cache_dir)
-    layout.create_dirs()
-    index = await open_index_url(settings.index or None, layout, may_rebuild=False)
+    opened = await open_storage(settings)
+    index = opened.index
     try:
         if arguments.command == "gc":
-            evictor = Evictor(index, BlobStore(layout), settings.max_size, settings.max_age)
+            store = BlobStore(opened.layout, opened.backend, index)
+            evictor = Evictor(index, store, settings.max_size, settings.max_age)
             report = await evictor.run(dry_run=arguments.dry_run)
             if arguments.json:
                 print(json.dumps(report.as_json(), indent=2))
@@ -192,23 +194,25 @@ async def _storage(arguments: argparse.Namespace, settings: Settings) -> int:
         print(f"unpinned {repo}")
         return 0
     finally:
-        await index.close()
+        await opened.close()
 
 
 async def _stats(settings: Settings) -> StatsReport:
-    layout = CacheLayout(settings.cache_dir)
-    layout.create_dirs()
-    index = await open_index_url(settings.index or None, layout, may_rebuild=False)
+    opened = await open_storage(settings)
     try:
-        return await collect_stats(index, AuditLog(layout.audit_dir), settings.max_size or None)
+        audit = AuditLog(opened.layout.audit_dir)
+        return await collect_stats(opened.index, audit, settings.max_size or None)
     finally:
-        await index.close()
+        await opened.close()
 
 
 def stats_command(arguments: argparse.Namespace, settings: Settings) -> int:
     """`hubmirror stats` / `du`."""
     try:
         report = asyncio.run(_stats(settings))
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except MirrorError as error:
         print(f"error: {error.message}", file=sys.stderr)
         return 1

@@ -28,6 +28,21 @@ def _add_common_settings(parser: argparse.ArgumentParser) -> None:
         "postgresql://USER[:PASSWORD]@HOST:PORT/DATABASE, shared by a cluster's nodes",
     )
     parser.add_argument(
+        "--storage",
+        help="where verified blobs live: the cache folder (default), file:///PATH, or "
+        "s3://BUCKET[/PREFIX] (credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+        "profiles or roles), shared by a cluster's nodes",
+    )
+    parser.add_argument(
+        "--s3-endpoint",
+        help="URL of an S3-compatible store (MinIO, Ceph, SeaweedFS, GCS); default AWS",
+    )
+    parser.add_argument(
+        "--local-cache-size",
+        help="with s3:// storage: bytes of hot blobs also kept on this node's disk for "
+        "sendfile, least recently read dropped first (default 0: none; e.g. 100G)",
+    )
+    parser.add_argument(
         "--upstream",
         action="append",
         help="upstream Hub URL (default https://huggingface.co); repeat for failover, "

@@ -3,7 +3,8 @@
 The repo is first prefetched (same engine and policy as the server, so an export works
 from the cache alone when everything is there, and fetches what is missing otherwise).
 Blobs are hardlinked out of the cache when the target is on the same filesystem, and
-copied otherwise.
+copied otherwise; blobs only an object store holds are first streamed (and hashed) into
+the cache folder's `tmp/`.
 
 `hf-cache` writes huggingface_hub's own cache layout, so `HF_HUB_CACHE=DIR
 HF_HUB_OFFLINE=1` works with no network at all:
@@ -35,8 +36,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hubmirror.core.errors import BadRequestError, MirrorError
-from hubmirror.core.types import FileEntry, RepoRef, Visibility, is_commit
+from hubmirror.core.errors import BadRequestError, BlobMissingError, MirrorError
+from hubmirror.core.types import BlobKey, FileEntry, RepoRef, Visibility, is_commit
 from hubmirror.mirror import Mirror
 from hubmirror.ops.prefetch import list_files, prefetch
 from hubmirror.ops.progress import ProgressDisplay
@@ -103,11 +104,11 @@ def _tree_record(entry: FileEntry) -> dict[str, object]:
 
 
 def write_hf_cache(
-    mirror: Mirror,
     repo: RepoRef,
     revision: str,
     commit: str,
     entries: list[FileEntry],
+    sources: Mapping[BlobKey, Path],
     target: Path,
     report: ExportReport,
     visibility: Visibility | None,
@@ -121,7 +122,7 @@ def write_hf_cache(
         etag = entry.blob.hexdigest
         blob = root / "blobs" / etag
         if not blob.exists():
-            linked = place(mirror.store.path_of(entry.blob), blob)
+            linked = place(sources[entry.blob], blob)
             report.linked += linked
             report.copied += not linked
         link = snapshot / entry.path
@@ -155,10 +156,12 @@ def write_hf_cache(
     )
 
 
-def write_dir(mirror: Mirror, entries: list[FileEntry], target: Path, report: ExportReport) -> None:
+def write_dir(
+    entries: list[FileEntry], sources: Mapping[BlobKey, Path], target: Path, report: ExportReport
+) -> None:
     """Write the plain files under `target` (blocking)."""
     for entry in entries:
-        linked = place(mirror.store.path_of(entry.blob), target / entry.path)
+        linked = place(sources[entry.blob], target / entry.path)
         report.linked += linked
         report.copied += not linked
 
@@ -180,13 +183,54 @@ async def export(
     pinned, entries = await list_files(mirror, repo, revision, headers)
     mirrored = set(fetched.fetched) | set(fetched.cached)
     chosen = [entry for entry in entries if entry.path in mirrored]
-    missing = [e.path for e in chosen if mirror.store.size_of(e.blob) != e.size]
+    missing = [e.path for e in chosen if await mirror.store.stored_size(e.blob) != e.size]
     if missing:
         raise MirrorError(f"cannot export: {missing[0]} left the cache during the export")
+    with tempfile.TemporaryDirectory(dir=mirror.store.layout.tmp_dir) as scratch:
+        sources = await blob_files(mirror, chosen, Path(scratch))
+        return await _write(
+            mirror, repo, revision, pinned.commit, chosen, sources, target, export_format
+        )
+
+
+async def blob_files(
+    mirror: Mirror, entries: list[FileEntry], scratch: Path
+) -> dict[BlobKey, Path]:
+    """A file on this node's disk for each entry's blob: the stored one, or a copy
+    streamed from the object store into `scratch`."""
+    sources: dict[BlobKey, Path] = {}
+    for entry in entries:
+        if entry.blob in sources:
+            continue
+        local = mirror.store.local_path(entry.blob)
+        if local is not None and mirror.store.local_size(entry.blob) == entry.size:
+            sources[entry.blob] = local
+            continue
+        copy = scratch / entry.blob.hexdigest
+        try:
+            await mirror.store.save_copy(entry.blob, entry.size, copy)
+        except BlobMissingError:
+            raise MirrorError(
+                f"cannot export: {entry.path} left the cache during the export"
+            ) from None
+        sources[entry.blob] = copy
+    return sources
+
+
+async def _write(
+    mirror: Mirror,
+    repo: RepoRef,
+    revision: str,
+    commit: str,
+    chosen: list[FileEntry],
+    sources: Mapping[BlobKey, Path],
+    target: Path,
+    export_format: ExportFormat,
+) -> ExportReport:
     report = ExportReport(
         repo.repo_id,
         revision,
-        pinned.commit,
+        commit,
         str(target),
         export_format.value,
         files=sorted(entry.path for entry in chosen),
@@ -194,21 +238,21 @@ async def export(
     )
     if export_format is ExportFormat.HF_CACHE:
         visibility = await mirror.index.visibility(repo)
-        documents = await mirror.index.documents_of(repo, pinned.commit)
+        documents = await mirror.index.documents_of(repo, commit)
         await asyncio.to_thread(
             write_hf_cache,
-            mirror,
             repo,
             revision,
-            pinned.commit,
+            commit,
             chosen,
+            sources,
             target,
             report,
             visibility,
             documents,
         )
     else:
-        await asyncio.to_thread(write_dir, mirror, chosen, target, report)
+        await asyncio.to_thread(write_dir, chosen, sources, target, report)
     return report
 
 

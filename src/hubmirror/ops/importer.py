@@ -82,14 +82,12 @@ def adopt_blob(
 ) -> bool:
     """Verify `source` and put it in the store; False when it was rejected (blocking)."""
     size = source.stat().st_size
-    if mirror.store.size_of(key) == size:
+    if bridge.call(mirror.store.stored_size(key)) == size:
         report.blobs_present += 1
         return True
     if not hashes_to(source, key, size):
         report.rejected[str(source)] = f"content does not hash to {key}"
         return False
-    final = mirror.store.path_of(key)
-    final.parent.mkdir(parents=True, exist_ok=True)
     temporary = mirror.store.layout.tmp_dir / f"import-{key.hexdigest}"
     temporary.unlink(missing_ok=True)
     try:
@@ -98,8 +96,7 @@ def adopt_blob(
     except OSError:
         shutil.copyfile(source, temporary)
         report.copied += 1
-    os.replace(temporary, final)
-    bridge.call(mirror.index.add_blob(key, size))
+    bridge.call(mirror.store.adopt(key, size, temporary))
     report.blobs_imported += 1
     report.bytes_imported += size
     return True

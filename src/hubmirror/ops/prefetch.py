@@ -122,7 +122,7 @@ async def fetch_file(
 ) -> bool:
     """Download one file unless cached; True when it was fetched."""
     name, size = file.entry.path, file.entry.size
-    if await mirror.files.cached_path(file) is not None:
+    if await mirror.files.cached(file) is not None:
         return False
     download = await mirror.files.download(file, headers)
     if download is None:
@@ -158,7 +158,7 @@ async def prefetch(
     selected = select_files(mirror, repo, entries, includes, excludes, report)
     missing = 0
     for entry in selected:
-        if await mirror.files.cached_path(ResolvedFile(pinned, entry)) is None:
+        if await mirror.files.cached(ResolvedFile(pinned, entry)) is None:
             missing += entry.size
     limit = asyncio.Semaphore(PARALLEL_FILES)
     sink: ProgressSink

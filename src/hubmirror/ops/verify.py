@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from hubmirror.core.errors import MirrorError
+from hubmirror.core.errors import BlobMissingError, MirrorError
 from hubmirror.core.types import BlobKey, PinnedRevision, RepoRef, Visibility
 from hubmirror.mirror import Mirror
 from hubmirror.ops.progress import ProgressDisplay, ProgressSink
@@ -78,10 +78,17 @@ def hash_file(path: str, key: BlobKey, size: int, on_progress: Callable[[int], N
 async def check_blob(
     mirror: Mirror, key: BlobKey, size: int, progress: ProgressSink, report: VerifyReport
 ) -> bool:
-    """True when the blob is intact; otherwise it is deleted and unindexed."""
-    path = mirror.store.path_of(key)
+    """True when the blob is intact; otherwise it is deleted and unindexed.
+
+    A blob on this node's disk is hashed from its file; one in an object store is
+    streamed with a GET and hashed as it arrives.
+    """
     name = str(key)
-    if not path.exists():
+    store = mirror.store
+    local = store.local_path(key) if store.is_local else None
+    if (local is not None and not local.exists()) or (
+        local is None and await store.backend.size_of(key) is None
+    ):
         report.missing.append(name)
     else:
         progress.start(name, size)
@@ -90,7 +97,10 @@ async def check_blob(
         def report_progress(done: int) -> None:
             loop.call_soon_threadsafe(progress.update, name, done)
 
-        digest = await asyncio.to_thread(hash_file, str(path), key, size, report_progress)
+        if local is not None:
+            digest = await asyncio.to_thread(hash_file, str(local), key, size, report_progress)
+        else:
+            digest = await hash_stored(mirror, key, size, report_progress)
         report.checked += 1
         report.checked_bytes += size
         if digest == key.hexdigest:
@@ -98,9 +108,26 @@ async def check_blob(
             return True
         progress.finish(name, "CORRUPT")
         report.corrupt.append(name)
-        await asyncio.to_thread(mirror.store.delete, key)
+        await store.delete(key)
     await mirror.index.remove_blob(key)
     return False
+
+
+async def hash_stored(
+    mirror: Mirror, key: BlobKey, size: int, on_progress: Callable[[int], None]
+) -> str:
+    """The Hub name of a stored object's content, streamed from the store ("" when the
+    object is shorter than its index record or vanished)."""
+    hasher = new_hasher(key, size)
+    done = 0
+    try:
+        async for chunk in mirror.store.read(key, 0, size):
+            await asyncio.to_thread(hasher.update, chunk)
+            done += len(chunk)
+            on_progress(done)
+    except BlobMissingError:
+        return ""
+    return hasher.hexdigest() if done == size else ""
 
 
 async def repair_blob(
@@ -136,11 +163,10 @@ async def verify(
     report = VerifyReport(index_problem=await mirror.index.integrity_problem(thorough=True))
     if repo is None:
         known = {key for key, _ in await mirror.index.stored_blobs()}
-        layout = mirror.store.layout
-        on_disk = await asyncio.to_thread(lambda: list(layout.stored_blob_files()))
-        report.unindexed = [str(key) for key, _ in on_disk if key not in known]
+        stored = [key async for key, _ in mirror.store.backend.stored()]
+        report.unindexed = [str(key) for key in stored if key not in known]
         if repair and report.unindexed:
-            report.reindexed = await reindex_blobs(layout, mirror.index)
+            report.reindexed = await reindex_blobs(mirror.index, mirror.store.backend)
     blobs = await mirror.index.stored_blobs(repo)
     started = time.perf_counter()
     limit = asyncio.Semaphore(PARALLEL_HASHES)

@@ -28,7 +28,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator
 from contextlib import AbstractAsyncContextManager, aclosing
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,7 +121,6 @@ class Download:
         tuning: FetchTuning,
         store: BlobStore,
         origin: FileOrigin | None = None,
-        before_commit: Callable[[BlobKey, int], Awaitable[None]] | None = None,
     ) -> None:
         self.key: BlobKey = partial.key
         self.size = partial.size
@@ -136,9 +135,6 @@ class Download:
         self._source = source
         self._tuning = tuning
         self._store = store
-        # Told once the bytes are verified, before they become a blob (the index notes
-        # it, so a crash between the commit and its index row is repaired at start).
-        self._before_commit = before_commit
         self._segmented = self.size >= tuning.segment_threshold and tuning.connections > 1
         segment = tuning.segment_size if self._segmented else None
         self._queue: deque[Piece] = deque(plan_pieces(self.ranges.missing(0, self.size), segment))
@@ -151,7 +147,7 @@ class Download:
         loop = asyncio.get_running_loop()
         self._progress = asyncio.Event()
         self._started: asyncio.Future[None] = loop.create_future()
-        self._done: asyncio.Future[Path] = loop.create_future()
+        self._done: asyncio.Future[Path | None] = loop.create_future()
         self._read_descriptor = os.open(partial.data_path, os.O_RDONLY)
         self._readers = 0
 
@@ -160,6 +156,11 @@ class Download:
     def received(self) -> int:
         """Bytes of the blob on disk so far (resumed ranges included)."""
         return self.ranges.total
+
+    @property
+    def finished(self) -> bool:
+        """True once the download was stored or failed (every reader was told)."""
+        return self._done.done()
 
     @property
     def readers(self) -> int:
@@ -179,7 +180,7 @@ class Download:
         if not self._started.done():
             self._started.set_result(None)
 
-    def _finish(self, path: Path | None, error: BaseException | None) -> None:
+    def _finish(self, error: BaseException | None, path: Path | None = None) -> None:
         if error is not None:
             if isinstance(error, asyncio.CancelledError):
                 error = UpstreamUnavailableError("download cancelled: the mirror is stopping")
@@ -187,7 +188,7 @@ class Download:
                 if not future.done():
                     future.set_exception(error)
                     future.exception()  # retrieved: no reader has to be waiting
-        elif path is not None:
+        else:
             self._mark_started()
             self._done.set_result(path)
         self._notify()
@@ -202,12 +203,13 @@ class Download:
         """Return once the upstream started sending; raise if it failed first."""
         await asyncio.shield(self._started)
 
-    async def wait_done(self) -> Path:
-        """The committed blob's path; raises the download's error."""
+    async def wait_done(self) -> Path | None:
+        """The stored blob's file on this node's disk (None: only in an object store);
+        raises the download's error."""
         return await asyncio.shield(self._done)
 
     # fetching -------------------------------------------------------------------------
-    async def run(self) -> Path:
+    async def run(self) -> Path | None:
         """Fetch what is missing, verify, commit. Raises MirrorError on failure.
 
         A hash mismatch discards the partial file; any other failure keeps its complete
@@ -226,14 +228,14 @@ class Download:
                 await self._keep_or_discard(error)
             finally:
                 self._partial.close()
-                self._finish(None, failure)
+                self._finish(failure)
             if failure is error:
                 raise
             raise failure from error
-        self._finish(path, None)
+        self._finish(None, path)
         return path
 
-    async def _fetch_verify_commit(self) -> Path:
+    async def _fetch_verify_commit(self) -> Path | None:
         hashing = asyncio.create_task(self._hash())
         checkpointing = asyncio.create_task(self._checkpoint_periodically())
         try:
@@ -243,9 +245,7 @@ class Download:
             for task in (hashing, checkpointing):
                 task.cancel()
             await asyncio.gather(hashing, checkpointing, return_exceptions=True)
-        if digest == self.key.hexdigest and self._before_commit is not None:
-            await self._before_commit(self.key, self.size)
-        return await asyncio.to_thread(self._store.commit, self._partial, digest)
+        return await self._store.commit(self._partial, digest)
 
     async def _keep_or_discard(self, error: BaseException) -> None:
         """Keep the complete ranges for a resume, or drop bytes that failed the hash;
@@ -435,15 +435,18 @@ class Download:
         if self._may_connect():
             self._connect()
 
-    def open_file(self) -> BinaryIO:
-        """A file object on the partial file (or the blob it becomes), for `sendfile`.
+    def open_file(self) -> BinaryIO | None:
+        """A file object on the partial file (or the blob it becomes), for `sendfile`;
+        None when the download finished before and left no file on this node's disk
+        (the blob is then read from the store).
 
-        It stays valid after the download commits (the rename keeps the inode); the
-        caller closes it. Raises the download's error if it failed before this call.
+        It stays valid after the download commits (the inode outlives a rename or an
+        upload); the caller closes it. Raises the download's error if it failed first.
         """
         if self._read_descriptor >= 0:
             return os.fdopen(os.dup(self._read_descriptor), "rb")
-        return self._done.result().open("rb")  # finished before the reader attached
+        path = self._done.result()  # finished before the reader attached
+        return path.open("rb") if path is not None else None
 
     async def spans(self, start: int, end: int) -> AsyncGenerator[tuple[int, int]]:
         """Yield `(offset, length)` windows of `[start, end)` as they land on disk.
@@ -478,7 +481,10 @@ class Download:
 
     async def read(self, start: int, end: int) -> AsyncGenerator[bytes]:
         """Yield the bytes `[start, end)` as they land (see `spans`)."""
-        with self.open_file() as file:
+        file = self.open_file()
+        if file is None:
+            raise UpstreamUnavailableError(f"{self.key} was stored meanwhile: read it again")
+        with file:
             async with aclosing(self.spans(start, end)) as windows:
                 async for offset, length in windows:
                     done = 0

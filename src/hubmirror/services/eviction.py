@@ -114,7 +114,7 @@ class Evictor:
         report = EvictionReport(dry_run, self.max_size, self.max_age, total, total)
         for key, size in chosen:
             if not dry_run:
-                await asyncio.to_thread(self._store.delete, key)
+                await self._store.delete(key)
                 await self._index.remove_blob(key)
                 self._metrics.evicted_blobs.inc()
                 self._metrics.evicted_bytes.inc(size)

@@ -39,7 +39,7 @@ class Fetcher:
         self._tuning = tuning or FetchTuning()
         self._metrics = metrics or MirrorMetrics()
         self._inflight: dict[BlobKey, Download] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], Download] = {}
         self.on_committed: Callable[[BlobKey, int], None] | None = None
 
     def inflight(self, key: BlobKey) -> Download | None:
@@ -55,33 +55,32 @@ class Fetcher:
     ) -> Download | None:
         """Join the running download of `key`, or start one from `source`.
 
-        Returns None when the blob is (by now) in the store. Raises BlobBusyError when
-        another process is downloading it. Nothing here awaits, so two callers of this
-        process can never both start a download of the same blob. `origin` names the
-        file the download is for.
+        Returns None when the blob is (by now) on this node's disk; the caller asked the
+        store (an object store's blob is known from the index) before. Raises
+        BlobBusyError when another process is downloading it. Nothing here awaits, so
+        two callers of this process can never both start a download of the same blob.
+        `origin` names the file the download is for.
         """
         running = self._inflight.get(key)
         if running is not None:
             self._metrics.coalesced.inc()
             return running
-        if self._store.size_of(key) == size:
+        if self._store.local_size(key) == size:
             return None
         partial = self._store.open_partial(key, size)
-        if self._store.size_of(key) == size:  # committed by another process meanwhile
+        if self._store.local_size(key) == size:  # committed by another process meanwhile
             partial.close()
             partial.discard()
             return None
-        download = Download(
-            partial, source, self._tuning, self._store, origin, self._index.begin_blob
-        )
+        download = Download(partial, source, self._tuning, self._store, origin)
         self._inflight[key] = download
         # A fresh context: the download outlives the request that started it, and must
         # not inherit that request's deadline.
         task = asyncio.create_task(
             self._run(download), name=f"download {key}", context=contextvars.Context()
         )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks[task] = download
+        task.add_done_callback(self._forget_task)
         return download
 
     async def _run(self, download: Download) -> None:
@@ -110,7 +109,6 @@ class Fetcher:
             logger.log(level, "download of %s failed: %s", download.key, failure.message)
         else:
             await self._count_fetched(download, "stored")
-            await self._index.add_blob(download.key, download.size)
             if self.on_committed is not None:
                 self.on_committed(download.key, download.size)
 
@@ -119,8 +117,13 @@ class Fetcher:
         self._metrics.fetched_bytes.inc(download.upstream_bytes)
         self._metrics.downloads.labels(outcome).inc()
 
+    def _forget_task(self, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(task, None)
+
     async def close(self) -> None:
-        """Stop every running download; their complete ranges stay on disk to resume."""
-        for task in list(self._tasks):
-            task.cancel()
+        """Stop every running download (their complete ranges stay on disk to resume);
+        downloads that already ended finish their bookkeeping first."""
+        for task, download in list(self._tasks.items()):
+            if not download.finished:
+                task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -10,9 +10,10 @@ upstream accepted.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +27,16 @@ from hubmirror.services.fetcher import Fetcher
 from hubmirror.services.policy import PolicyGuard
 from hubmirror.services.revisions import RevisionResolver
 from hubmirror.services.room import DiskRoom
-from hubmirror.storage.blobs import BlobStore
+from hubmirror.storage.blobs import BlobStore, StoredBlob
 from hubmirror.storage.index import Index
 from hubmirror.storage.partial import BlobBusyError
 from hubmirror.upstream.client import BodyStream, FileLocation, RemoteFileMetadata
 from hubmirror.upstream.source import Upstream
+
+# StoredBlob: what web/ is handed for a hit.
+__all__ = ["FileService", "ResolvedFile", "StoredBlob", "UpstreamFileSource"]
+
+logger = logging.getLogger(__name__)
 
 TOUCH_INTERVAL_SECONDS = 60.0
 BUSY_POLL_SECONDS = 0.5
@@ -156,7 +162,7 @@ class FileService:
             return None
         if known_commit is not None:
             known = await self._index.file(repo, known_commit, path)
-            if known is not None and self._store.size_of(known.blob) == known.size:
+            if known is not None and await self._store.stored_size(known.blob) == known.size:
                 return None  # most likely unchanged, and cached
         return asyncio.create_task(self._upstream.locate_file(repo, revision, path, headers))
 
@@ -174,36 +180,57 @@ class FileService:
         self._locations[repo, commit, path] = location
         return location
 
-    async def cached_path(self, file: ResolvedFile) -> Path | None:
-        """The verified blob on disk, recording the access; None on a miss."""
-        key = file.entry.blob
-        if key not in self._small_bodies and self._store.size_of(key) != file.entry.size:
-            return None
+    async def cached(self, file: ResolvedFile) -> StoredBlob | None:
+        """The verified blob in the store, recording the access; None on a miss."""
+        key, size = file.entry.blob, file.entry.size
+        if key in self._small_bodies:
+            stored: StoredBlob | None = StoredBlob(key, size, None)
+        else:
+            stored = await self._store.find(key, size)
+            if stored is None:
+                return None
         now = time.monotonic()
         if now - self._last_touch.get(key, -TOUCH_INTERVAL_SECONDS) >= TOUCH_INTERVAL_SECONDS:
             # Access times only order eviction: once a minute is precise enough, and it
-            # keeps a SQLite write off the path of every hit.
+            # keeps an index write off the path of every hit.
             await self._index.touch_blob(key)
             self._last_touch[key] = now
-        return self._store.path_of(key)
+        return stored
 
-    async def small_body(self, file: ResolvedFile, path: Path) -> bytes | None:
+    async def small_body(self, stored: StoredBlob) -> bytes | None:
         """The bytes of a small stored blob, from memory after the first read; None
-        for blobs above `SMALL_BODY_BYTES` (they are sent with `sendfile`).
+        for blobs above `SMALL_BODY_BYTES` (they are sent with `sendfile` or streamed).
 
         Configs, tokenizers and READMEs are small and asked for over and over; blobs
         are immutable, so memory holds them without any invalidation.
         """
-        key, size = file.entry.blob, file.entry.size
+        key, size = stored.key, stored.size
         if size > SMALL_BODY_BYTES:
             return None
         body = self._small_bodies.get(key)
         if body is None:
-            body = await asyncio.to_thread(path.read_bytes)
+            if stored.path is not None:
+                body = await asyncio.to_thread(_read_small, stored.path)
+            else:
+                body = b"".join([chunk async for chunk in self._store.read(key, 0, size)])
             if len(body) != size:
                 return None  # not what the index says: let the regular path decide
             self._small_bodies[key] = body
         return body
+
+    def read(self, stored: StoredBlob, start: int, end: int) -> AsyncGenerator[bytes]:
+        """Bytes `[start, end)` of a blob only the object store holds, streamed; the
+        node keeps a copy for later hits when it keeps local copies."""
+        self._store.fill_local_copy(stored.key, stored.size)
+        return self._store.read(stored.key, start, end)
+
+    async def forget(self, stored: StoredBlob) -> None:
+        """The object store turned out not to hold a blob the index names (another node
+        evicted it, or it was deleted by hand): drop the index's record of it."""
+        logger.warning(
+            "%s is indexed but not in %s: forgotten", stored.key, self._store.description
+        )
+        await self._index.remove_blob(stored.key)
 
     @contextmanager
     def sending(self, key: BlobKey) -> Iterator[None]:
@@ -230,7 +257,9 @@ class FileService:
         to `patience` seconds for it to finish.
         """
         key, size = file.entry.blob, file.entry.size
-        if self._fetcher.inflight(key) is None and self._store.size_of(key) != size:
+        if self._fetcher.inflight(key) is None:
+            if await self._store.stored_size(key) == size:
+                return None
             await self._room.ensure(key, size)
         repo, commit, path = file.pinned.repo, file.pinned.commit, file.entry.path
         source = UpstreamFileSource(
@@ -305,3 +334,11 @@ class UpstreamFileSource:
     def forget_location(self) -> None:
         """Locate the file again before the next request."""
         self._location = None
+
+
+def _read_small(path: Path) -> bytes:
+    """A small blob's bytes; empty when it vanished (evicted) since it was found."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return b""

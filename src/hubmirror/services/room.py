@@ -2,9 +2,10 @@
 
 A download that runs out of disk half-way wastes upstream bytes and leaves readers with
 a cut body, so a new download first checks that the cache's filesystem has the bytes
-it still needs plus `reserve` free. A mirror with `--max-size` evicts least recently
-read blobs to make the room; otherwise, or when eviction cannot free enough, the
-download is refused with `CacheFullError` (507) before anything is asked upstream.
+it still needs plus `reserve` free. With an object store, the node's local copies go
+first (least recently read); on a filesystem store with `--max-size`, least recently
+read blobs are evicted. When that cannot free enough, the download is refused with
+`CacheFullError` (507) before anything is asked upstream.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import shutil
 from hubmirror.core.errors import CacheFullError
 from hubmirror.core.types import BlobKey
 from hubmirror.services.eviction import Evictor
+from hubmirror.storage.blobs import BlobStore
 from hubmirror.storage.layout import CacheLayout
 
 logger = logging.getLogger(__name__)
@@ -29,10 +31,13 @@ def _megabytes(size: int) -> str:
 class DiskRoom:
     """Decides whether a download fits on the cache disk, making room when allowed."""
 
-    def __init__(self, layout: CacheLayout, reserve: int, evictor: Evictor) -> None:
+    def __init__(
+        self, layout: CacheLayout, reserve: int, evictor: Evictor, store: BlobStore
+    ) -> None:
         self._layout = layout
         self._reserve = max(0, reserve)
         self._evictor = evictor
+        self._store = store
 
     def free_bytes(self) -> int:
         """Bytes free on the cache's filesystem now (blocking: a `statvfs`)."""
@@ -57,7 +62,14 @@ class DiskRoom:
         missing = needed + self._reserve - await asyncio.to_thread(self.free_bytes)
         if missing <= 0:
             return
-        if self._evictor.max_size is not None:
+        tier = self._store.tier
+        if tier is not None:
+            freed = await asyncio.to_thread(tier.shrink_to, max(0, tier.total - missing))
+            logger.info("dropped %d bytes of local copies to make room for %s", freed, key)
+            missing = needed + self._reserve - await asyncio.to_thread(self.free_bytes)
+            if missing <= 0:
+                return
+        if self._store.is_local and self._evictor.max_size is not None:
             report = await self._evictor.run(False, missing)
             logger.info("evicted %d bytes to make room for %s", report.freed_bytes, key)
             missing = needed + self._reserve - await asyncio.to_thread(self.free_bytes)

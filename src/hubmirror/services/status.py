@@ -24,12 +24,15 @@ from hubmirror.core.metrics import MirrorMetrics
 from hubmirror.core.types import RepoRef
 from hubmirror.services.fetcher import Fetcher
 from hubmirror.services.room import DiskRoom
+from hubmirror.storage.blobs import BlobStore
 from hubmirror.storage.index import Index
 from hubmirror.storage.layout import CacheLayout
 from hubmirror.upstream.health import UpstreamStatus
 from hubmirror.upstream.source import Upstream
 
 HISTORY_SAMPLES = 360
+# How long readiness waits for the blob store (an object store's HEAD of the bucket).
+STORE_CHECK_SECONDS = 3.0
 HIT_STATUSES = ("HIT", "STALE")
 
 
@@ -142,8 +145,10 @@ class MirrorStatus:
         limit_bytes: int | None,
         requires_upstream: bool,
         room: DiskRoom,
+        store: BlobStore,
     ) -> None:
         self._index = index
+        self._store = store
         self._layout = layout
         self._fetcher = fetcher
         self._upstream = upstream
@@ -220,11 +225,13 @@ class MirrorStatus:
             await asyncio.sleep(interval)
 
     async def readiness(self) -> Readiness:
-        """Index open and cache folder writable: this process can serve. Whether an
-        upstream answers is reported too, and required only with `requires_upstream`."""
+        """Index open, blob store reachable and cache folder writable: this process can
+        serve. Whether an upstream answers is reported too, and required only with
+        `requires_upstream`."""
         return Readiness(
             [
                 await self._index_check(),
+                await self._store_check(),
                 await asyncio.to_thread(writable_check, os.fspath(self._layout.tmp_dir)),
                 await asyncio.to_thread(self._space_check),
                 upstream_check(self.offline, self.upstreams(), self.requires_upstream),
@@ -248,6 +255,19 @@ class MirrorStatus:
                 False,
             )
         return Check("cache_space", True, "the cache disk has room", False)
+
+    async def _store_check(self) -> Check:
+        try:
+            await asyncio.wait_for(self._store.backend.check(), STORE_CHECK_SECONDS)
+        except TimeoutError:
+            return Check(
+                "blob_store",
+                False,
+                f"{self._store.description} did not answer within {STORE_CHECK_SECONDS:g}s",
+            )
+        except MirrorError as error:
+            return Check("blob_store", False, error.message)
+        return Check("blob_store", True, f"{self._store.description} answers")
 
     async def _index_check(self) -> Check:
         try:

@@ -17,7 +17,7 @@ All methods are coroutines except `local_path`; none blocks the event loop.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Protocol
 
@@ -30,6 +30,12 @@ class BlobBackend(Protocol):
     @property
     def name(self) -> str:
         """`file` or `s3`, for logs, metrics and readiness."""
+        ...
+
+    async def check(self) -> None:
+        """Return when the backend can serve (readiness); raise CacheUnavailableError
+        saying why not (a folder that is gone or read-only, a store that is down, bad
+        credentials, no such bucket)."""
         ...
 
     async def size_of(self, key: BlobKey) -> int | None:
@@ -46,7 +52,7 @@ class BlobBackend(Protocol):
         the blob is stored."""
         ...
 
-    def read(self, key: BlobKey, start: int, end: int) -> AsyncIterator[bytes]:
+    def read(self, key: BlobKey, start: int, end: int) -> AsyncGenerator[bytes]:
         """Bytes `[start, end)` of a stored blob, streamed in chunks as they arrive
         (a ranged GET on an object store). Raises CacheUnavailableError; a blob that
         vanished meanwhile raises BlobMissingError."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hubmirror.storage.backend import BlobBackend
 from hubmirror.storage.index import Index
 from hubmirror.storage.index_repair import open_index
 from hubmirror.storage.layout import CacheLayout
@@ -54,13 +55,15 @@ def sqlite_path(setting: str | None, layout: CacheLayout) -> Path:
 async def open_index_url(
     setting: str | None,
     layout: CacheLayout,
+    blobs: BlobBackend,
     *,
     may_rebuild: bool,
     bounds: PoolBounds | None = None,
 ) -> Index:
     """Open the index a setting names (see the module docstring).
 
-    `may_rebuild` is `open_index`'s: only the process owning the cache folder rebuilds
+    `blobs` is the store a rebuilt index is refilled from. `may_rebuild` is
+    `open_index`'s: only the process owning the cache folder rebuilds
     a damaged SQLite file. Raises ValueError for a setting that names no usable index,
     and CacheUnavailableError when it cannot be opened (IndexUnreachableError: the
     database server is down or refuses the credentials).
@@ -68,4 +71,4 @@ async def open_index_url(
     if setting is not None and is_postgres_url(setting):
         return await PostgresIndex.open(setting, bounds)
     sqlite_path(setting, layout)
-    return await open_index(layout, may_rebuild)
+    return await open_index(layout, blobs, may_rebuild)

@@ -6,14 +6,17 @@ says which commits and paths they belong to, which the upstream can tell again. 
 - `open_index` runs SQLite's `quick_check` on the index it opens. A damaged file (or
   one that is no database at all) is moved aside as `index.sqlite3.damaged-<time>`, a
   fresh index is created, the rows the damaged file still gives up are copied over
-  table by table, and every blob on disk is indexed again. One warning says what
+  table by table, and every stored blob is indexed again. One warning says what
   happened and where the old file went; what is lost is fetched again as clients ask.
-- An index that knows no blob while blobs lie on disk (deleted, or a zero-length file)
-  gets them indexed again the same way.
+- An index that knows no blob while the store holds some (deleted, or a zero-length
+  file) gets them indexed again the same way.
 - A blob is noted (`begin_blob`) before it is committed; one a crash committed but
   never indexed is indexed at the next start (`reconcile_pending`).
-- `reindex_blobs` adds the blobs on disk that the index lacks (`hubmirror verify
+- `reindex_blobs` adds the stored blobs that the index lacks (`hubmirror verify
   --repair`).
+
+The blobs are those of the configured `BlobBackend` (the cache folder's files, or an
+object store's objects, listed).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import os
 import time
 
 from hubmirror.core.errors import CacheUnavailableError, IndexDamagedError
-from hubmirror.core.types import BlobKey
+from hubmirror.storage.backend import BlobBackend
 from hubmirror.storage.index import Index
 from hubmirror.storage.layout import CacheLayout
 from hubmirror.storage.sqlite_database import SqliteDatabase
@@ -33,7 +36,7 @@ from hubmirror.storage.sqlite_index import SqliteIndex
 logger = logging.getLogger(__name__)
 
 
-async def open_index(layout: CacheLayout, may_rebuild: bool) -> SqliteIndex:
+async def open_index(layout: CacheLayout, blobs: BlobBackend, may_rebuild: bool) -> SqliteIndex:
     """The cache's index, checked; a damaged one is moved aside and rebuilt when
     `may_rebuild` (only the process that owns the cache folder: the server, or a
     command while no server runs), else refused with IndexDamagedError. Blobs a crash
@@ -44,9 +47,9 @@ async def open_index(layout: CacheLayout, may_rebuild: bool) -> SqliteIndex:
     """
     database, rebuilt = await asyncio.to_thread(_open_database, layout, may_rebuild)
     index = SqliteIndex(database)
-    await reconcile_pending(layout, index)
+    await reconcile_pending(index, blobs)
     if rebuilt is not None or (await index.stored_bytes())[0] == 0:
-        added = await reindex_blobs(layout, index)
+        added = await reindex_blobs(index, blobs)
         if rebuilt is not None:
             logger.warning("%s, and indexed %d blobs found on disk", rebuilt, added)
         elif added:
@@ -97,31 +100,22 @@ def _rebuild(layout: CacheLayout, problem: str) -> tuple[SqliteDatabase, str]:
     )
 
 
-async def reconcile_pending(layout: CacheLayout, index: Index) -> None:
+async def reconcile_pending(index: Index, blobs: BlobBackend) -> None:
     """Index the blobs a crash committed without indexing (noted by `begin_blob`);
     forget those it never committed."""
     for key, size in await index.pending_blobs():
-        stored = await asyncio.to_thread(_stored_size, layout, key)
-        if stored == size:
+        if await blobs.size_of(key) == size:
             await index.add_blob(key, size)
             logger.info("indexed %s, committed before a crash but not indexed", key)
         else:
             await index.abandon_blob(key)
 
 
-def _stored_size(layout: CacheLayout, key: BlobKey) -> int | None:
-    try:
-        return os.stat(layout.blob_location(key)).st_size
-    except FileNotFoundError:
-        return None
-
-
-async def reindex_blobs(layout: CacheLayout, index: Index) -> int:
-    """Index every blob on disk that the index does not know; how many were added."""
+async def reindex_blobs(index: Index, blobs: BlobBackend) -> int:
+    """Index every stored blob that the index does not know; how many were added."""
     known = {key for key, _ in await index.stored_blobs()}
-    on_disk = await asyncio.to_thread(lambda: list(layout.stored_blob_files()))
     added = 0
-    for key, size in on_disk:
+    async for key, size in blobs.stored():
         if key not in known:
             await index.add_blob(key, size)
             added += 1

@@ -28,13 +28,56 @@ from pathlib import Path
 
 from hubmirror.core.types import SHA256_PATTERN, BlobKey, HashAlgorithm
 
+# The folder of blobs under every root: a cache folder, `--storage file://DIR`, a bucket's
+# prefix (`storage.s3_location`).
+BLOBS_FOLDER = "blobs"
+
+
+class BlobTree:
+    """The paths of a folder of verified blobs: `<root>/<algorithm>/ab/cd/<hex>`.
+
+    The cache folder's `blobs/` (the default store, or with an object store the node's
+    local copies), or the folder `--storage file://DIR` names.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self._root = str(self.root)
+
+    def blob_path(self, key: BlobKey) -> Path:
+        """The final, verified location of a blob."""
+        return Path(self.blob_location(key))
+
+    def blob_location(self, key: BlobKey) -> str:
+        """`blob_path` as a string, built without pathlib (hits stat it on every request)."""
+        digest = key.hexdigest
+        return f"{self._root}/{key.algorithm.value}/{digest[:2]}/{digest[2:4]}/{digest}"
+
+    @property
+    def incoming_dir(self) -> Path:
+        """Where a blob copied in from another filesystem is written before its rename."""
+        return self.root / ".incoming"
+
+    def stored_blob_files(self) -> Iterator[tuple[BlobKey, int]]:
+        """Every blob file of the tree with its size, named by its path (a walk: for
+        rebuilding an index, never on a request path)."""
+        for algorithm in HashAlgorithm:
+            for path in (self.root / algorithm.value).glob("*/*/*"):
+                key = BlobKey.from_etag(path.name)
+                if key is None or key.algorithm is not algorithm:
+                    continue
+                try:
+                    yield key, path.stat().st_size
+                except FileNotFoundError:
+                    continue  # evicted meanwhile
+
 
 class CacheLayout:
     """Typed builders for the paths of one cache folder."""
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
-        self._blobs = str(self.blobs_dir)
+        self.blobs = BlobTree(self.blobs_dir)
 
     @property
     def index_path(self) -> Path:
@@ -55,7 +98,7 @@ class CacheLayout:
     @property
     def blobs_dir(self) -> Path:
         """The root of the verified blob store."""
-        return self.root / "blobs"
+        return self.root / BLOBS_FOLDER
 
     @property
     def partial_dir(self) -> Path:
@@ -82,28 +125,6 @@ class CacheLayout:
         if SHA256_PATTERN.fullmatch(digest) is None:
             raise ValueError(f"not a sha256 hex digest: {digest!r}")
         return self.git_dir / digest[:2] / digest
-
-    def blob_path(self, key: BlobKey) -> Path:
-        """The final, verified location of a blob."""
-        return Path(self.blob_location(key))
-
-    def blob_location(self, key: BlobKey) -> str:
-        """`blob_path` as a string, built without pathlib (hits stat it on every request)."""
-        digest = key.hexdigest
-        return f"{self._blobs}/{key.algorithm.value}/{digest[:2]}/{digest[2:4]}/{digest}"
-
-    def stored_blob_files(self) -> Iterator[tuple[BlobKey, int]]:
-        """Every blob file in the store with its size, named by its path (a walk of
-        `blobs/`: for rebuilding an index, never on a request path)."""
-        for algorithm in HashAlgorithm:
-            for path in (self.blobs_dir / algorithm.value).glob("*/*/*"):
-                key = BlobKey.from_etag(path.name)
-                if key is None or key.algorithm is not algorithm:
-                    continue
-                try:
-                    yield key, path.stat().st_size
-                except FileNotFoundError:
-                    continue  # evicted meanwhile
 
     def partial_path(self, key: BlobKey) -> Path:
         """The file an in-flight download of `key` writes into."""

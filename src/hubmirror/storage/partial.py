@@ -5,7 +5,7 @@ segment fetchers. Beside it, a small JSON sidecar records which byte ranges are 
 The sidecar is only rewritten after the data file was `fdatasync`ed, so after a kill -9
 it never claims bytes that did not reach the disk; the next download of the same blob
 fetches only what the sidecar does not list. A partial file is never served as a blob:
-it becomes one only through `commit_into`, after the caller verified the hash.
+it becomes one only through `BlobStore.commit`, after the hash was verified.
 All methods block; callers on the event loop run them in a thread.
 """
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from pathlib import Path
 
 from hubmirror.core.errors import MirrorError
 from hubmirror.core.types import BlobKey
@@ -37,7 +36,6 @@ class PartialFile:
         self.size = size
         self.data_path = layout.partial_path(key)
         self.ranges_path = layout.partial_ranges_path(key)
-        self._final_path = layout.blob_path(key)
         with on_disk(f"start the download of {key}"):
             self._descriptor = os.open(self.data_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -115,16 +113,17 @@ class PartialFile:
             temporary.write_text(json.dumps(record))
             os.replace(temporary, self.ranges_path)
 
-    def commit_into_store(self) -> Path:
-        """Move the verified data to its blob path; the caller checked size and hash."""
+    def seal(self) -> None:
+        """Make the complete data durable before it is stored (the lock stays held)."""
         with on_disk(f"store {self.key}"):
             os.fsync(self._descriptor)
-            self.close()
-            self._final_path.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self.data_path, self._final_path)
+
+    def finish(self) -> None:
+        """After the data was stored (moved or uploaded): drop the record, release the
+        lock (idempotent)."""
+        with on_disk(f"store {self.key}"):
             self.ranges_path.unlink(missing_ok=True)
-            _fsync_directory(self._final_path.parent)
-        return self._final_path
+        self.close()
 
     def discard(self) -> None:
         """Remove the data and its record (idempotent; call while holding the lock)."""
@@ -136,11 +135,3 @@ class PartialFile:
         if self._descriptor >= 0:
             os.close(self._descriptor)
             self._descriptor = -1
-
-
-def _fsync_directory(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,7 +172,7 @@ class S3Backend:
                 raise
         return answer["ContentLength"]
 
-    async def read(self, key: BlobKey, start: int, end: int) -> AsyncIterator[bytes]:
+    async def read(self, key: BlobKey, start: int, end: int) -> AsyncGenerator[bytes]:
         """A ranged GET of `[start, end)`, yielded in chunks of at most READ_CHUNK as they
         arrive. An empty range yields nothing without asking the store; a blob that is
         missing, or ends before `end`, raises BlobMissingError."""

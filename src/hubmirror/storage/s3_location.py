@@ -15,13 +15,13 @@ import re
 from dataclasses import dataclass
 
 from hubmirror.core.types import BlobKey
+from hubmirror.storage.layout import BLOBS_FOLDER
 
 # S3's rules for a bucket name (3-63 of lowercase letters, digits, dots and hyphens,
 # starting and ending with a letter or digit); GCS, MinIO and Ceph follow them.
 BUCKET_PATTERN = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 # A prefix of path segments: no empty, `.` or `..` segment, nothing to escape.
 PREFIX_SEGMENT = re.compile(r"[A-Za-z0-9!_.*'()-]+")
-BLOBS_FOLDER = "blobs"
 
 
 @dataclass(frozen=True, slots=True)

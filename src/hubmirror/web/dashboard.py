@@ -246,7 +246,7 @@ async def _repo(call: ApiRequest) -> dict[str, Any]:
                 "path": entry.path,
                 "size": entry.size,
                 "lfs": entry.blob.is_lfs,
-                "cached": mirror.store.size_of(entry.blob) == entry.size,
+                "cached": await mirror.store.stored_size(entry.blob) == entry.size,
                 "hidden": not verdict.allowed,
                 "rule": None if verdict.allowed else verdict.rule,
             }

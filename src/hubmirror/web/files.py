@@ -1,8 +1,10 @@
-"""The resolve route: file bytes with the Hub's headers, from disk or while downloading.
+"""The resolve route: file bytes with the Hub's headers, from the store or while
+downloading.
 
-A hit is sent with zero-copy `sendfile`. A miss joins the blob's single in-flight
-download and streams from it as bytes arrive. HEAD never downloads anything. Answers
-are always 200/206 with the bytes, never a redirect.
+A hit on this node's disk is sent with zero-copy `sendfile`; a hit only the object store
+holds is streamed from a ranged GET. A miss joins the blob's single in-flight download
+and streams from it as bytes arrive. HEAD never downloads anything. Answers are always
+200/206 with the bytes, never a redirect.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +22,11 @@ from typing import BinaryIO
 from aiohttp import web
 
 from hubmirror.core.access import log_label
-from hubmirror.core.errors import MirrorError, UpstreamUnavailableError
+from hubmirror.core.errors import BlobMissingError, MirrorError, UpstreamUnavailableError
 from hubmirror.core.metrics import MirrorMetrics
 from hubmirror.services.audit import AuditLog, AuditRecord
 from hubmirror.services.download import Download
-from hubmirror.services.files import FileService, ResolvedFile
+from hubmirror.services.files import FileService, ResolvedFile, StoredBlob
 from hubmirror.services.metadata import CacheStatus
 from hubmirror.web.api import client_headers
 from hubmirror.web.deadlines import note_upstream, remaining_patience, within_deadline
@@ -85,21 +88,59 @@ async def send_file(
         await response.write_eof()
 
 
+async def send_body(request: web.Request, response: web.StreamResponse, body: bytes) -> None:
+    """Answer with bytes from memory."""
+    await response.prepare(request)
+    await response.write(body)
+    await response.write_eof()
+
+
+async def send_stream(
+    request: web.Request,
+    response: web.StreamResponse,
+    first: bytes,
+    chunks: AsyncGenerator[bytes],
+) -> bool:
+    """Answer with `first`, then the rest of a stream from the object store (the caller
+    awaited the first chunk before the headers, so a store that cannot answer got a
+    clean error status). Returns False when the stream failed after the headers (the
+    connection is then cut, so the client sees a short body).
+    """
+    async with aclosing(chunks) as stream:
+        await response.prepare(request)
+        try:
+            if first:
+                await response.write(first)
+            async for chunk in stream:
+                await response.write(chunk)
+        except MirrorError as error:
+            logger.warning("aborting %s: %s", request.rel_url.raw_path, error.message)
+            if request.transport is not None:
+                request.transport.abort()
+            return False
+    await response.write_eof()
+    return True
+
+
 async def send_while_downloading(
     request: web.Request,
     response: web.StreamResponse,
     download: Download,
     offset: int,
     count: int,
-) -> bool:
+) -> bool | None:
     """Answer from a blob's in-flight download, sending each window as it lands.
 
     Returns False when the download failed after the headers went out (the connection
-    is then cut, so the client sees a short body).
+    is then cut, so the client sees a short body); None, sending nothing, when it had
+    already finished and left no file on this node's disk (read the store instead).
     """
     await within_deadline(download.wait_started(), request.rel_url.raw_path)
     note_upstream(download.served_by)
-    with download.open_file() as file:
+    opened = download.open_file()
+    if opened is None:
+        return None
+    with opened as file:
         await response.prepare(request)
         try:
             async with aclosing(download.spans(offset, offset + count)) as windows:
@@ -182,12 +223,10 @@ async def _serve_file(
     served.commit = file.pinned.commit
     size = file.entry.size
     byte_range = parse_range(request.headers.get("Range"), size)
-    cached = await files.cached_path(file)
-    if cached is None:
-        status = CacheStatus.MISS
-    else:
+    cached = await files.cached(file)
+    status = CacheStatus.MISS
+    if cached is not None:
         status = CacheStatus.STALE if file.pinned.stale else CacheStatus.HIT
-    served.cache = status.value
     response = web.StreamResponse(
         status=206 if byte_range else 200, headers=file_headers(file, status)
     )
@@ -195,32 +234,66 @@ async def _serve_file(
     if byte_range is not None:
         response.headers["Content-Range"] = byte_range.content_range
     response.content_length = count
+    served.cache = status.value
     if request.method == "HEAD":
         await response.prepare(request)
         await response.write_eof()
         return response
-    if cached is None:
-        download = await files.download(file, headers, patience=remaining_patience() or 600.0)
-        if download is not None:
-            if await send_while_downloading(request, response, download, offset, count):
+    if cached is not None:
+        sent = await _send_stored(request, response, files, cached, offset, count)
+        if sent is not None:
+            served.bytes, served.result = sent
+            return response
+        # The index named a blob the object store no longer holds: a miss after all.
+        response.headers["X-Cache-Status"] = served.cache = CacheStatus.MISS.value
+    download = await files.download(file, headers, patience=remaining_patience() or 600.0)
+    if download is not None:
+        downloaded = await send_while_downloading(request, response, download, offset, count)
+        if downloaded is not None:
+            if downloaded:
                 served.bytes = count
             else:
                 served.result = "aborted: upstream failed mid-body"
             return response
-        cached = await files.cached_path(file)  # another process finished it meanwhile
-        if cached is None:
-            raise UpstreamUnavailableError(f"{file.entry.path} vanished from the cache")
-    body = await files.small_body(file, cached)
+    cached = await files.cached(file)  # stored by now, by this process or another
+    sent = None
+    if cached is not None:
+        sent = await _send_stored(request, response, files, cached, offset, count)
+    if sent is None:
+        raise UpstreamUnavailableError(f"{file.entry.path} vanished from the cache")
+    served.bytes, served.result = sent
+    return response
+
+
+async def _send_stored(
+    request: web.Request,
+    response: web.StreamResponse,
+    files: FileService,
+    cached: StoredBlob,
+    offset: int,
+    count: int,
+) -> tuple[int, str] | None:
+    """Answer from the store: the bytes sent and the audit result, or None, with nothing
+    sent, when the object store does not hold the blob after all."""
+    body = await files.small_body(cached)
     if body is not None:
         # One write for headers and body, from memory.
-        answer = web.Response(status=response.status, headers=response.headers)
-        answer.body = body[offset : offset + count]
-        served.bytes = count
-        return answer
-    with files.sending(file.entry.blob):
-        await send_file(request, response, cached, offset, count)
-    served.bytes = count
-    return response
+        await send_body(request, response, body[offset : offset + count])
+        return count, "ok"
+    with files.sending(cached.key):
+        if cached.path is not None:
+            await send_file(request, response, cached.path, offset, count)
+            return count, "ok"
+        chunks = files.read(cached, offset, offset + count)
+        try:
+            first = await anext(chunks, b"")
+        except BlobMissingError:
+            await chunks.aclose()
+            await files.forget(cached)
+            return None
+        if not await send_stream(request, response, first, chunks):
+            return 0, "aborted: the object store failed mid-body"
+        return count, "ok"
 
 
 def _window(byte_range: ByteRange | None, size: int) -> tuple[int, int]:

@@ -83,7 +83,7 @@ def upstream_view(upstream: UpstreamStatus) -> dict[str, object]:
 
 
 async def handle_ready(status: MirrorStatus) -> web.Response:
-    """200 when this process can serve: index open, cache writable.
+    """200 when this process can serve: index open, blob store reachable, cache writable.
 
     Upstreams are reported, and required only when the operator asked for it
     (`--ready-requires-upstream`). The body lists every check and upstream either way.
