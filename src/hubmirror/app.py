@@ -29,6 +29,7 @@ from hubmirror.web.metrics import (
     handle_ready,
     routed,
 )
+from hubmirror.web.peer import admit_peer
 from hubmirror.web.routes import Endpoint, Route
 
 logger = logging.getLogger(__name__)
@@ -49,8 +50,11 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     """Route every request through the Hub-shaped route table."""
     mirror = request.app[MIRROR_KEY]
     route = routed(request)
+    admit_peer(request, mirror.cluster)
     if route.endpoint is Endpoint.RESOLVE:
-        return await handle_resolve(request, route, mirror.files, mirror.audit, mirror.metrics)
+        return await handle_resolve(
+            request, route, mirror.files, mirror.audit, mirror.metrics, mirror.cluster
+        )
     if route.endpoint in GIT_ENDPOINTS:
         return await handle_git(request, route, mirror.git)
     if route.endpoint in LFS_ENDPOINTS:
@@ -98,7 +102,7 @@ async def _mirror_page(request: web.Request, route: Route, mirror: Mirror) -> we
         return await handle_metrics(mirror.metrics, mirror.status)
     if route.endpoint is Endpoint.HEALTH:
         return await handle_health()
-    return await handle_ready(mirror.status)
+    return await handle_ready(mirror.status, mirror.cluster)
 
 
 async def create_app(
@@ -128,6 +132,11 @@ async def create_app(
     background: list[asyncio.Task[None]] = []
 
     async def start_mirror(_: web.Application) -> None:
+        if mirror.cluster is not None:
+            # Know the other nodes before the first request decides who owns a blob.
+            membership = mirror.cluster.membership
+            await membership.beat()
+            background.append(asyncio.create_task(membership.run()))
         mirror.eviction.start()
         if mirror.prober is not None:
             background.append(asyncio.create_task(mirror.prober.run()))
@@ -143,6 +152,8 @@ async def create_app(
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+        if mirror.cluster is not None:
+            await mirror.cluster.membership.leave()
         await mirror.close()
 
     app.on_response_prepare.append(add_upstream_header)

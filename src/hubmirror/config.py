@@ -54,6 +54,10 @@ class Settings:
     s3_endpoint: str = dataclasses.field(default="", repr=False)
     # Bytes of an object store's blobs kept on this node's disk for sendfile (0: none).
     local_cache_size: int = 0
+    # Cluster mode: the URL the other nodes reach this one at ("" for a single node)
+    # and the secret that signs node-to-node requests (never printed).
+    node_url: str = ""
+    cluster_secret: str = dataclasses.field(default="", repr=False)
     upstream: str = "https://huggingface.co"
     offline: bool = False
     revision_ttl: float = 300.0

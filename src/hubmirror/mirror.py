@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from dataclasses import dataclass
 
+from hubmirror.cluster.membership import Membership
+from hubmirror.cluster.peers import Cluster
+from hubmirror.cluster.signature import PeerSigner
 from hubmirror.config import ConfigError, Settings
 from hubmirror.core.metrics import MirrorMetrics
 from hubmirror.core.policy import Policy
@@ -43,6 +47,10 @@ from hubmirror.upstream.pool import PoolLimits, PoolObserver, UpstreamPool
 from hubmirror.upstream.prober import ProbeSettings, UpstreamProber
 from hubmirror.upstream.source import OfflineUpstream, Upstream
 
+# How often a cluster's leader looks for blobs to evict (other nodes' blobs do not
+# nudge it).
+CLUSTER_SWEEP_SECONDS = 30.0
+
 
 @dataclass(slots=True)
 class Mirror:
@@ -67,12 +75,16 @@ class Mirror:
     lfs: LfsService
     # Active upstream health checks; run by the server only (None offline or disabled).
     prober: UpstreamProber | None = None
+    # This node's cluster (None for a single node); its membership runs in the server.
+    cluster: Cluster | None = None
 
     async def close(self) -> None:
         """Stop downloads, close connections and the index."""
         await self.eviction.close()
         await self.fetcher.close()
         await self.upstream.close()
+        if self.cluster is not None:
+            await self.cluster.close()
         self.audit.close()
         await self.index.close()
         await self.store.close()
@@ -148,13 +160,38 @@ async def open_storage(settings: Settings, owns_cache: bool = False) -> OpenedSt
     return OpenedStorage(layout, backend, index)
 
 
+def check_cluster_settings(settings: Settings) -> None:
+    """ConfigError unless a node given `node_url` can share everything with the others:
+    a secret, a PostgreSQL index and a blob store that is not this node's own folder."""
+    if not settings.node_url:
+        return
+    if not re.fullmatch(r"https?://[^\s/]+/?", settings.node_url):
+        raise ConfigError(f"--node-url must be an http(s) origin, got {settings.node_url!r}")
+    if not settings.cluster_secret:
+        raise ConfigError("cluster mode needs $HUBMIRROR_CLUSTER_SECRET (or --cluster-secret)")
+    if not settings.index.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("cluster mode needs a shared index: --index postgresql://...")
+    if not settings.storage:
+        raise ConfigError("cluster mode needs a shared blob store: --storage s3://...")
+
+
+def build_cluster(settings: Settings, index: Index) -> Cluster | None:
+    """This node's cluster, when `node_url` is set (see `check_cluster_settings`)."""
+    if not settings.node_url:
+        return None
+    membership = Membership(index, settings.node_url.rstrip("/"))
+    return Cluster(index, membership, PeerSigner(settings.cluster_secret, membership.me.node_id))
+
+
 async def build_mirror(settings: Settings, owns_cache: bool = False) -> Mirror:
     """Create the cache folder and wire the services together (see `open_storage`)."""
+    check_cluster_settings(settings)
     # Created first: every service (and, with several upstreams, the pool) counts into it.
     metrics = MirrorMetrics()
     opened = await open_storage(settings, owns_cache)
     layout = opened.layout
     index = CachedIndex(opened.index)
+    cluster = build_cluster(settings, opened.index)
     tier = None
     if not isinstance(opened.backend, FileBackend) and settings.local_cache_size > 0:
         tier = LocalTier(layout.blobs, settings.local_cache_size)
@@ -192,7 +229,11 @@ async def build_mirror(settings: Settings, owns_cache: bool = False) -> Mirror:
     )
     room = DiskRoom(layout, settings.disk_reserve, evictor, store)
     files = FileService(upstream, index, store, fetcher, revisions, guard, room)
-    eviction = EvictionScheduler(evictor)
+    eviction = (
+        EvictionScheduler(evictor)
+        if cluster is None
+        else EvictionScheduler(evictor, cluster.leadership("eviction").leads, CLUSTER_SWEEP_SECONDS)
+    )
     fetcher.on_committed = lambda _key, _size: eviction.nudge()
     status = MirrorStatus(
         index,
@@ -226,4 +267,5 @@ async def build_mirror(settings: Settings, owns_cache: bool = False) -> Mirror:
         git=GitProxy(upstream, revisions, guard, GitAnswerStore(layout)),
         lfs=LfsService(index, revisions, guard),
         prober=prober,
+        cluster=cluster,
     )

@@ -11,6 +11,8 @@ import pytest
 from hubmirror.cluster.leadership import Leadership
 from hubmirror.cluster.membership import Membership
 from hubmirror.cluster.ownership import Node, owner_of
+from hubmirror.cluster.signature import MAX_SKEW_SECONDS, PeerSigner
+from hubmirror.core.errors import PeerRefusedError
 from hubmirror.core.types import BlobKey, HashAlgorithm
 from hubmirror.storage.sqlite_database import SqliteDatabase
 from hubmirror.storage.sqlite_index import SqliteIndex
@@ -68,3 +70,48 @@ async def test_one_node_leads_a_job_until_its_lease_runs_out(tmp_path: Path) -> 
     assert await second.leads()
     assert not await first.leads()
     await index.close()
+
+
+async def test_a_node_that_did_not_answer_is_left_out_until_its_suspicion_expires(
+    tmp_path: Path,
+) -> None:
+    index = SqliteIndex(SqliteDatabase(tmp_path / "index.sqlite3"))
+    now = [100.0]
+    first = Membership(index, "http://a:8090", lifetime=5.0, node_id="node-a", clock=lambda: now[0])
+    second = Membership(index, "http://b:8090", node_id="node-b")
+    await second.beat()
+    await first.beat()
+    both = ["node-a", "node-b"]
+    assert [node.node_id for node in first.nodes] == both
+    first.suspect(second.me)
+    first.suspect(first.me)  # a node never suspects itself
+    assert [node.node_id for node in first.nodes] == ["node-a"]
+    assert all(owner_of(key, first.nodes) == first.me for key in KEYS[:50])
+    now[0] += 5.1
+    assert [node.node_id for node in first.nodes] == both
+    await index.close()
+
+
+def test_a_peer_signature_proves_node_method_and_path_and_nothing_else() -> None:
+    now = [1_000_000.0]
+    signer = PeerSigner("s3cret", "node-a", clock=lambda: now[0])
+    other = PeerSigner("s3cret", "node-b", clock=lambda: now[0])
+    stranger = PeerSigner("guess", "node-a", clock=lambda: now[0])
+    path = "/hm-test/big-lfs/resolve/0123/big.bin"
+    value = signer.sign("GET", path)
+    assert other.verify(value, "GET", path) == "node-a"
+    for method, signed_path, header in [
+        ("GET", path + "x", value),
+        ("HEAD", path, value),
+        ("GET", path, stranger.sign("GET", path)),
+        ("GET", path, value.replace("node-a", "node-c", 1)),
+        ("GET", path, "node-a:soon:00"),
+        ("GET", path, "garbage"),
+    ]:
+        with pytest.raises(PeerRefusedError):
+            other.verify(header, method, signed_path)
+    now[0] += MAX_SKEW_SECONDS + 1
+    with pytest.raises(PeerRefusedError, match="expired"):
+        other.verify(value, "GET", path)
+    with pytest.raises(ValueError, match="secret"):
+        PeerSigner("", "node-a")

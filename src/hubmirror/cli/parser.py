@@ -180,6 +180,17 @@ def _add_server_commands(commands: Subparsers[argparse.ArgumentParser]) -> None:
     serve = commands.add_parser("serve", help="run the mirror server")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8090)")
+    serve.add_argument(
+        "--node-url",
+        help="cluster mode: the URL the other nodes reach this one at (e.g. "
+        "http://10.0.0.5:8090); needs --index postgresql://, shared --storage and "
+        "--cluster-secret",
+    )
+    serve.add_argument(
+        "--cluster-secret",
+        help="secret shared by the cluster's nodes, signing their requests to each other "
+        "(prefer $HUBMIRROR_CLUSTER_SECRET: flags show in ps)",
+    )
     serve.add_argument("--sync-list", help="repos.toml to keep synced in the background")
     serve.add_argument("--sync-every", help="how often to sync the list (default 6h)")
     serve.add_argument(

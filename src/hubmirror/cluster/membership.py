@@ -3,15 +3,19 @@
 Each node writes its heartbeat (id, URL) every `interval` seconds and reads the list of
 nodes heard from within `lifetime`; a node that stops (killed, partitioned) drops out
 after `lifetime`, and the blobs it owned move to the runner-up (`cluster.ownership`).
-A node leaving cleanly removes itself at once. The last list read is kept, so deciding
-who owns a blob never waits for the database.
+A node leaving cleanly removes itself at once, and a node that another one could not
+reach is suspected: left out of this node's list for `lifetime`, whatever its last
+heartbeat says. The last list read is kept, so deciding who owns a blob never waits for
+the database.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
+from collections.abc import Callable
 
 from hubmirror.cluster.ownership import Node
 from hubmirror.core.errors import MirrorError
@@ -33,17 +37,33 @@ class Membership:
         interval: float = HEARTBEAT_SECONDS,
         lifetime: float = LIFETIME_SECONDS,
         node_id: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.me = Node(node_id or uuid.uuid4().hex[:16], url)
         self._index = index
         self._interval = interval
         self._lifetime = lifetime
+        self._clock = clock
         self._nodes: tuple[Node, ...] = (self.me,)
+        self._suspects: dict[str, float] = {}
 
     @property
     def nodes(self) -> tuple[Node, ...]:
-        """The live nodes as last read (this node always among them)."""
-        return self._nodes
+        """The live nodes as last read, less the suspected ones (this node always in)."""
+        if not self._suspects:
+            return self._nodes
+        now = self._clock()
+        for node_id, until in list(self._suspects.items()):
+            if until <= now:
+                del self._suspects[node_id]
+        return tuple(node for node in self._nodes if node.node_id not in self._suspects)
+
+    def suspect(self, node: Node) -> None:
+        """`node` did not answer: leave it out for `lifetime` (it is dead, or will be
+        heard from again by then)."""
+        if node != self.me:
+            logger.warning("cluster: %s (%s) did not answer", node.node_id, node.url)
+            self._suspects[node.node_id] = self._clock() + self._lifetime
 
     async def beat(self) -> None:
         """Write this node's heartbeat and read who else is alive."""

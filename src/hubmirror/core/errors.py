@@ -14,11 +14,13 @@ HTTP status, an `X-Error-Code` and a message.
     ├── PolicyDeniedError          the mirror's policy hides this repo (403 RepoNotFound)
     ├── ReadOnlyMirrorError        a write (git push, LFS upload) to the read-only mirror
     ├── UnauthorizedError          --require-token: no valid mirror token
+    ├── PeerRefusedError           a node-to-node request without a valid signature
     ├── UpstreamRefusedError       any other error status the upstream answered
     │                              (401/403 GatedRepo, 429, ...), passed through as is
     ├── UpstreamUnavailableError   upstream unreachable, timed out, 5xx or 429
     │   ├── UpstreamTimeoutError   no upstream answered within the client's patience
-    │   └── OfflineMissError       offline mode: the upstream is never asked
+    │   ├── OfflineMissError       offline mode: the upstream is never asked
+    │   └── PeerUnreachableError   the cluster node that owns a blob did not answer
     ├── IntegrityError             upstream bytes did not match the advertised hash/size
     ├── RangeNotSatisfiableError   a Range that lies past the end of the file
     ├── BlobMissingError           a blob the index names is not in the blob backend
@@ -84,6 +86,10 @@ class UnauthorizedError(MirrorError):
     """The mirror requires a token of its own and the caller has none that is valid."""
 
 
+class PeerRefusedError(MirrorError):
+    """A request claimed to come from another node of the cluster and could not prove it."""
+
+
 class UpstreamRefusedError(MirrorError):
     """The upstream answered an error we pass through unchanged (401, 403, 429, ...).
 
@@ -110,6 +116,10 @@ class UpstreamTimeoutError(UpstreamUnavailableError):
 
 class OfflineMissError(UpstreamUnavailableError):
     """The mirror runs offline, so the upstream cannot be asked for what is not cached."""
+
+
+class PeerUnreachableError(UpstreamUnavailableError):
+    """The node that owns a blob could not be reached (the asking node takes over)."""
 
 
 class IntegrityError(MirrorError):

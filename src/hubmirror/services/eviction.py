@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -132,10 +132,21 @@ class Evictor:
 
 
 class EvictionScheduler:
-    """Runs the evictor in the server: after each new blob, and every ten minutes."""
+    """Runs the evictor in the server: after each new blob, and every `sweep_seconds`.
 
-    def __init__(self, evictor: Evictor) -> None:
+    In a cluster only the node that `leads` (holds the job's lease) collects; it sweeps
+    more often, since the blobs the other nodes add do not nudge it.
+    """
+
+    def __init__(
+        self,
+        evictor: Evictor,
+        leads: Callable[[], Awaitable[bool]] | None = None,
+        sweep_seconds: float = AGE_SWEEP_SECONDS,
+    ) -> None:
         self._evictor = evictor
+        self._leads = leads
+        self._sweep_seconds = sweep_seconds
         self._running: asyncio.Task[None] | None = None
         self._again = False
         self._sweeper: asyncio.Task[None] | None = None
@@ -150,6 +161,8 @@ class EvictionScheduler:
         self._running = asyncio.create_task(self._collect())
 
     async def _collect(self) -> None:
+        if self._leads is not None and not await self._leads():
+            return
         while True:
             self._again = False
             try:
@@ -167,7 +180,7 @@ class EvictionScheduler:
     async def _sweep(self) -> None:
         while True:
             self.nudge()
-            await asyncio.sleep(AGE_SWEEP_SECONDS)
+            await asyncio.sleep(self._sweep_seconds)
 
     async def close(self) -> None:
         """Stop the sweep and wait for a running collection."""

@@ -2,7 +2,8 @@
 downloading.
 
 A hit on this node's disk is sent with zero-copy `sendfile`; a hit only the object store
-holds is streamed from a ranged GET. A miss joins the blob's single in-flight download
+holds is streamed from a ranged GET. In a cluster, a miss of a blob another node owns
+is relayed from that node. A miss joins the blob's single in-flight download
 and streams from it as bytes arrive. HEAD never downloads anything. Answers are always
 200/206 with the bytes, never a redirect.
 """
@@ -21,6 +22,7 @@ from typing import BinaryIO
 
 from aiohttp import web
 
+from hubmirror.cluster.peers import Cluster
 from hubmirror.core.access import log_label
 from hubmirror.core.errors import BlobMissingError, MirrorError, UpstreamUnavailableError
 from hubmirror.core.metrics import MirrorMetrics
@@ -31,7 +33,9 @@ from hubmirror.services.metadata import CacheStatus
 from hubmirror.web.api import client_headers
 from hubmirror.web.deadlines import note_upstream, remaining_patience, within_deadline
 from hubmirror.web.errors import error_response
+from hubmirror.web.peer import is_from_peer
 from hubmirror.web.ranges import ByteRange, parse_range
+from hubmirror.web.relay import relay_to_owner
 from hubmirror.web.routes import Route
 
 logger = logging.getLogger(__name__)
@@ -163,18 +167,23 @@ async def handle_resolve(
     files: FileService,
     audit: AuditLog,
     metrics: MirrorMetrics,
+    cluster: Cluster | None = None,
 ) -> web.StreamResponse:
     """HEAD or GET a file at a revision.
 
     Every GET goes to the audit log, and so does a refused HEAD (clients give up after
     the HEAD, so that is where a refused download shows). Bytes sent count in
-    `metrics.served_bytes` under the answer's cache status.
+    `metrics.served_bytes` under the answer's cache status. In a cluster, a client's
+    miss of a blob another node owns is relayed from that node (`web.relay`); a request
+    from a peer is always served here.
     """
     assert route.repo is not None and route.revision is not None
     started = time.monotonic()
     served = ServedFile()
+    if cluster is not None and is_from_peer(request):
+        cluster = None
     try:
-        return await _serve_file(request, route, files, served)
+        return await _serve_file(request, route, files, served, cluster)
     except MirrorError as error:
         answer = error_response(error)
         served.result = f"{answer.status} {answer.headers.get('X-Error-Code', '')}".strip()
@@ -215,7 +224,11 @@ class ServedFile:
 
 
 async def _serve_file(
-    request: web.Request, route: Route, files: FileService, served: ServedFile
+    request: web.Request,
+    route: Route,
+    files: FileService,
+    served: ServedFile,
+    cluster: Cluster | None,
 ) -> web.StreamResponse:
     assert route.repo is not None and route.revision is not None
     headers = client_headers(request)
@@ -246,6 +259,13 @@ async def _serve_file(
             return response
         # The index named a blob the object store no longer holds: a miss after all.
         response.headers["X-Cache-Status"] = served.cache = CacheStatus.MISS.value
+    if cluster is not None:
+        relayed = await relay_to_owner(request, cluster, route.repo, file)
+        if relayed is not None:
+            served.cache, served.bytes = relayed.cache, relayed.bytes
+            if not relayed.complete:
+                served.result = "aborted: the owner node failed mid-body"
+            return relayed.response
     download = await files.download(file, headers, patience=remaining_patience() or 600.0)
     if download is not None:
         downloaded = await send_while_downloading(request, response, download, offset, count)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from hubmirror import __version__
+from hubmirror.cluster.peers import Cluster
 from hubmirror.core.errors import MirrorError
 from hubmirror.core.metrics import MirrorMetrics
 from hubmirror.services.status import MirrorStatus
@@ -82,14 +83,15 @@ def upstream_view(upstream: UpstreamStatus) -> dict[str, object]:
     }
 
 
-async def handle_ready(status: MirrorStatus) -> web.Response:
+async def handle_ready(status: MirrorStatus, cluster: Cluster | None = None) -> web.Response:
     """200 when this process can serve: index open, blob store reachable, cache writable.
 
     Upstreams are reported, and required only when the operator asked for it
-    (`--ready-requires-upstream`). The body lists every check and upstream either way.
+    (`--ready-requires-upstream`). The body lists every check and upstream either way,
+    and in a cluster this node and the live nodes it knows.
     """
     readiness = await status.readiness()
-    body = {
+    body: dict[str, object] = {
         "status": "ready" if readiness.ready else "not ready",
         "mode": status.mode,
         "checks": {
@@ -98,6 +100,11 @@ async def handle_ready(status: MirrorStatus) -> web.Response:
         },
         "upstreams": [upstream_view(upstream) for upstream in status.upstreams()],
     }
+    if cluster is not None:
+        body["cluster"] = {
+            "node": cluster.me.node_id,
+            "nodes": [{"id": node.node_id, "url": node.url} for node in cluster.membership.nodes],
+        }
     if readiness.ready:
         return web.json_response(body)
     failed = "; ".join(

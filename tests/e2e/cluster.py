@@ -1,0 +1,99 @@
+"""Several `hubmirror serve` nodes as one cluster: one SeaweedFS bucket prefix and one
+PostgreSQL schema shared, a secret of their own, nginx in front when asked for."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.e2e.http import fetch
+from tests.e2e.mirror_process import MirrorProcess
+from tests.engines.nginx import running_balancer
+from tests.engines.seaweed import SeaweedServer
+
+JOIN_SECONDS = 15.0
+
+
+@dataclass
+class ClusterUnderTest:
+    """The shared settings of a cluster, its nodes and (maybe) its balancer."""
+
+    work: Path
+    upstream: str
+    prefix: str
+    flags: list[str]
+    env: dict[str, str]
+    nodes: list[MirrorProcess] = field(default_factory=list)
+    balancer: str = ""
+
+    def add_node(self, *extra: str) -> MirrorProcess:
+        """Start one more node and wait until every running node lists it."""
+        name = f"node-{len(self.nodes)}"
+        node = MirrorProcess(self.work / name, self.upstream, *self.flags, *extra, env=self.env)
+        node.start("--node-url", node.url)
+        self.nodes.append(node)
+        self.wait_for_members(len([n for n in self.nodes if n.alive]))
+        return node
+
+    def node_id(self, node: MirrorProcess) -> str:
+        return str(cluster_view(node)["node"])
+
+    def wait_for_members(self, count: int) -> None:
+        """Until every live node sees `count` members."""
+        deadline = time.monotonic() + JOIN_SECONDS
+        while time.monotonic() < deadline:
+            views = [cluster_view(node) for node in self.nodes if node.alive]
+            if all(len(view["nodes"]) == count for view in views):
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"the nodes did not all see {count} members: {views}")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+def cluster_view(node: MirrorProcess) -> dict[str, Any]:
+    """The `cluster` part of a node's readiness answer: its id and the live nodes."""
+    _, _, body = fetch(f"{node.url}/-/ready")
+    view: dict[str, Any] = json.loads(body)["cluster"]
+    return view
+
+
+@contextmanager
+def running_cluster(
+    count: int,
+    upstream: str,
+    seaweed: SeaweedServer,
+    postgres_url: str,
+    work: Path,
+    *extra: str,
+    balanced: bool = False,
+) -> Iterator[ClusterUnderTest]:
+    """`count` started nodes (and nginx in front with `balanced`), stopped after."""
+    prefix = f"cluster-{secrets.token_hex(4)}"
+    flags = [
+        "--storage", f"s3://{seaweed.bucket}/{prefix}",
+        "--s3-endpoint", seaweed.endpoint,
+        "--index", postgres_url,
+        *extra,
+    ]  # fmt: skip
+    env = {
+        **seaweed.credentials.environment(),
+        "HUBMIRROR_CLUSTER_SECRET": secrets.token_hex(16),
+    }
+    cluster = ClusterUnderTest(work, upstream, prefix, flags, env)
+    with ExitStack() as stack:
+        stack.callback(cluster.stop)
+        for _ in range(count):
+            cluster.add_node()
+        if balanced:
+            ports = [node.port for node in cluster.nodes]
+            cluster.balancer = stack.enter_context(running_balancer(ports, work / "nginx"))
+        yield cluster

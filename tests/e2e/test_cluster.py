@@ -1,0 +1,214 @@
+"""Several nodes as one mirror: SeaweedFS for blobs, PostgreSQL for the index, nginx in
+front. One upstream transfer per blob whichever nodes the clients ask, bytes flowing to
+a non-owner's clients while the owner downloads, a new node serving what the cluster
+knows with no upstream request, the owner killed mid-download and another node taking
+over, and node-to-node requests that must prove they come from a node.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from huggingface_hub import hf_hub_download, snapshot_download
+
+from hubmirror.cluster.ownership import Node, owner_of
+from hubmirror.core.types import BlobKey, HashAlgorithm
+from tests.e2e.cluster import ClusterUnderTest, cluster_view, running_cluster
+from tests.e2e.http import fetch
+from tests.e2e.hubfiles import commit_at, hub_file
+from tests.e2e.mirror_process import MirrorProcess
+from tests.engines.seaweed import SeaweedServer
+from tests.fakehub import FakeHub
+from tests.fakehub.fixtures import throttled
+
+BIG = "hm-test/big-lfs"
+TINY = "hm-test/tiny-model"
+MIB = 1024 * 1024
+
+
+@dataclass
+class Received:
+    """One client's download: what it got, when its first bytes came, from which owner."""
+
+    body: bytes = b""
+    owner: str | None = None
+    upstream_at_first_byte: int = -1
+
+
+def download(url: str, hub: FakeHub, sha256: str, into: Received) -> None:
+    with urllib.request.urlopen(url, timeout=120) as response:
+        into.owner = response.headers.get("X-Cluster-Owner")
+        first = response.read(64 * 1024)
+        into.upstream_at_first_byte = hub.bytes_sent_for(sha256)
+        into.body = first + response.read()
+
+
+def owner_node(cluster: ClusterUnderTest, sha256: str) -> MirrorProcess:
+    """The node rendezvous hashing picks for a blob, computed as the nodes do."""
+    ids = {cluster.node_id(node): node for node in cluster.nodes if node.alive}
+    owner = owner_of(BlobKey(HashAlgorithm.SHA256, sha256), [Node(i, "") for i in ids])
+    return ids[owner.node_id]
+
+
+@pytest.fixture
+def slow_hub(fake_hub: FakeHub) -> Iterator[FakeHub]:
+    with throttled(fake_hub, 6 * MIB) as hub:
+        yield hub
+
+
+def test_clients_of_every_node_share_one_upstream_transfer_and_a_new_node_needs_none(
+    slow_hub: FakeHub, seaweed: SeaweedServer, postgres_url: str, tmp_path: Path
+) -> None:
+    big = hub_file(slow_hub, BIG, "big.bin")
+    with running_cluster(
+        3, slow_hub.url, seaweed, postgres_url, tmp_path, balanced=True
+    ) as cluster:
+        owner = owner_node(cluster, big.sha256)
+        owner_id = cluster.node_id(owner)
+        before = slow_hub.bytes_sent_for(big.sha256)
+        entry_points = [node.url for node in cluster.nodes] * 3 + [cluster.balancer] * 3
+        received = [Received() for _ in entry_points]
+        clients = [
+            threading.Thread(
+                target=download,
+                args=(f"{url}/{BIG}/resolve/main/big.bin", slow_hub, big.sha256, into),
+            )
+            for url, into in zip(entry_points, received, strict=True)
+        ]
+        for client in clients:
+            client.start()
+        for client in clients:
+            client.join(timeout=120)
+        assert all(into.body == big.data for into in received)
+        assert slow_hub.bytes_sent_for(big.sha256) - before == big.size  # 1.00x
+        relayed = [into for into in received if into.owner is not None]
+        assert {into.owner for into in relayed} == {owner_id}
+        assert len(relayed) >= 6  # every client of the two other nodes
+        # A non-owner's client got bytes while the owner was still downloading.
+        assert min(into.upstream_at_first_byte - before for into in relayed) < big.size // 2
+        assert any(key.endswith(big.sha256) for key in seaweed.keys(cluster.prefix))
+
+        since = len(slow_hub.requests)
+        fresh = cluster.add_node()
+        fetched = hf_hub_download(BIG, "big.bin", endpoint=fresh.url, cache_dir=tmp_path / "hf")
+        assert hashlib.sha256(Path(fetched).read_bytes()).hexdigest() == big.sha256
+        status, headers, _ = fetch(f"{fresh.url}/{BIG}/resolve/main/big.bin", method="HEAD")
+        assert status == 200 and headers["X-Cache-Status"] == "HIT"
+        assert slow_hub.requests[since:] == [], "a new node asked the upstream"
+        for node in cluster.nodes:
+            assert "Traceback" not in node.log(), node.log()[-3000:]
+
+
+def test_a_snapshot_through_the_balancer_is_whole_and_fetched_once(
+    fake_hub: FakeHub, seaweed: SeaweedServer, postgres_url: str, tmp_path: Path
+) -> None:
+    tiny = commit_at(fake_hub, TINY, "main")
+    with running_cluster(
+        2, fake_hub.url, seaweed, postgres_url, tmp_path, balanced=True
+    ) as cluster:
+        blob_ids = {
+            path: file.sha256 if file.lfs else file.git_oid for path, file in tiny.files.items()
+        }
+        before = {path: fake_hub.bytes_sent_for(blob) for path, blob in blob_ids.items()}
+        for round_number in range(2):
+            folder = Path(
+                snapshot_download(
+                    TINY, endpoint=cluster.balancer, cache_dir=tmp_path / f"hf-{round_number}"
+                )
+            )
+            for path, file in tiny.files.items():
+                assert (folder / path).read_bytes() == file.data
+        for path, file in tiny.files.items():
+            sent = fake_hub.bytes_sent_for(blob_ids[path]) - before[path]
+            assert sent == len(file.data), path
+
+
+def test_the_owner_killed_mid_download_another_node_takes_over(
+    fake_hub: FakeHub, seaweed: SeaweedServer, postgres_url: str, tmp_path: Path
+) -> None:
+    big = hub_file(fake_hub, BIG, "big.bin")
+    with (
+        throttled(fake_hub, 4 * MIB),
+        running_cluster(2, fake_hub.url, seaweed, postgres_url, tmp_path) as cluster,
+    ):
+        owner = owner_node(cluster, big.sha256)
+        other = next(node for node in cluster.nodes if node is not owner)
+        before = fake_hub.bytes_sent_for(big.sha256)
+        result: dict[str, str | BaseException] = {}
+
+        def client() -> None:
+            try:
+                result["path"] = hf_hub_download(
+                    BIG, "big.bin", endpoint=other.url, cache_dir=tmp_path / "hf"
+                )
+            except BaseException as error:  # reported by the main thread
+                result["error"] = error
+
+        thread = threading.Thread(target=client)
+        thread.start()
+        deadline = time.monotonic() + 30
+        while fake_hub.bytes_sent_for(big.sha256) - before < big.size * 0.3:
+            assert time.monotonic() < deadline, "the owner's download did not start"
+            time.sleep(0.02)
+        owner.kill()
+        killed = time.monotonic()
+        thread.join(timeout=90)
+        took = time.monotonic() - killed
+        assert "error" not in result, result.get("error")
+        assert hashlib.sha256(Path(str(result["path"])).read_bytes()).hexdigest() == big.sha256
+        # The survivor downloaded the blob again (the owner's part died with it): at
+        # most one more transfer, done in about the time of one transfer.
+        assert fake_hub.bytes_sent_for(big.sha256) - before <= 2 * big.size
+        assert took < 30, took
+        status, _, body = fetch(f"{other.url}/{BIG}/resolve/main/big.bin")
+        assert status == 200 and body == big.data
+        assert [n["url"] for n in cluster_view(other)["nodes"]] == [other.url]
+        assert "Traceback" not in other.log(), other.log()[-3000:]
+
+
+def test_node_to_node_requests_must_prove_they_come_from_a_node(
+    fake_hub: FakeHub,
+    mirror: MirrorProcess,
+    seaweed: SeaweedServer,
+    postgres_url: str,
+    tmp_path: Path,
+) -> None:
+    path = f"/{TINY}/resolve/main/config.json"
+    forged = {"X-Hubmirror-Peer": f"intruder:{int(time.time())}:{'0' * 64}"}
+    with running_cluster(1, fake_hub.url, seaweed, postgres_url, tmp_path) as cluster:
+        status, headers, _ = fetch(cluster.nodes[0].url + path, headers=forged)
+        assert (status, headers.get("X-Error-Code")) == (403, "PeerRefused")
+        assert fetch(cluster.nodes[0].url + path)[0] == 200
+    status, headers, _ = fetch(mirror.url + path, headers=forged)
+    assert (status, headers.get("X-Error-Code")) == (403, "PeerRefused")
+
+
+def test_a_node_without_the_cluster_secret_does_not_start(
+    seaweed: SeaweedServer, postgres_url: str, tmp_path: Path
+) -> None:
+    variables = {k: v for k, v in os.environ.items() if not k.startswith("HUBMIRROR_")}
+    command = [
+        *(sys.executable, "-m", "hubmirror", "serve", "--cache-dir", str(tmp_path / "c")),
+        *("--node-url", "http://127.0.0.1:1", "--index", postgres_url),
+        *("--storage", f"s3://{seaweed.bucket}/x", "--s3-endpoint", seaweed.endpoint),
+    ]
+    started = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=variables,
+        check=False,
+    )
+    assert started.returncode == 2
+    assert "HUBMIRROR_CLUSTER_SECRET" in started.stderr
