@@ -21,6 +21,7 @@ from hubmirror.web.deadlines import add_upstream_header
 from hubmirror.web.edge import edge_middleware
 from hubmirror.web.files import handle_resolve
 from hubmirror.web.forward import handle_forward
+from hubmirror.web.forwarded import forwarded_middleware
 from hubmirror.web.git import handle_git
 from hubmirror.web.lfs import handle_lfs
 from hubmirror.web.metrics import (
@@ -116,13 +117,14 @@ async def create_app(
     mirror = await build_mirror(settings, owns_cache=True)
     app = web.Application(
         middlewares=[
+            *([forwarded_middleware] if settings.trust_forwarded else []),
             edge_middleware(
                 Admission(
                     settings.require_token, settings.access, mirror.metrics, settings.metrics_token
                 ),
                 mirror.metrics,
                 settings.answer_timeout,
-            )
+            ),
         ],
         client_max_size=1024 * 1024,
     )

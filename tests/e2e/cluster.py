@@ -82,6 +82,7 @@ def running_cluster(
         "--storage", f"s3://{seaweed.bucket}/{prefix}",
         "--s3-endpoint", seaweed.endpoint,
         "--index", postgres_url,
+        "--trust-forwarded",
         *extra,
     ]  # fmt: skip
     env = {

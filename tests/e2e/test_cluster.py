@@ -132,6 +132,14 @@ def test_a_snapshot_through_the_balancer_is_whole_and_fetched_once(
             sent = fake_hub.bytes_sent_for(blob_ids[path]) - before[path]
             assert sent == len(file.data), path
 
+        # Links name the balancer, and the scheme and host a TLS proxy forwards.
+        listing = "/api/models/hm-test/many-files/tree/main?recursive=true"
+        _, headers, _ = fetch(cluster.balancer + listing)
+        assert headers["Link"].startswith(f"<{cluster.balancer}/api/models/hm-test/many-files/")
+        forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "hub.example.org"}
+        _, headers, _ = fetch(cluster.nodes[0].url + listing, headers=forwarded)
+        assert headers["Link"].startswith("<https://hub.example.org/api/models/")
+
 
 def test_the_owner_killed_mid_download_another_node_takes_over(
     fake_hub: FakeHub, seaweed: SeaweedServer, postgres_url: str, tmp_path: Path

@@ -181,6 +181,13 @@ def _add_server_commands(commands: Subparsers[argparse.ArgumentParser]) -> None:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8090)")
     serve.add_argument(
+        "--trust-forwarded",
+        action="store_const",
+        const=True,
+        help="behind a reverse proxy: take X-Forwarded-Proto/Host/For as the client's "
+        "scheme, host and address (only when the proxy sets them)",
+    )
+    serve.add_argument(
         "--node-url",
         help="cluster mode: the URL the other nodes reach this one at (e.g. "
         "http://10.0.0.5:8090); needs --index postgresql://, shared --storage and "

@@ -175,12 +175,14 @@ async def handle_resolve(
     the HEAD, so that is where a refused download shows). Bytes sent count in
     `metrics.served_bytes` under the answer's cache status. In a cluster, a client's
     miss of a blob another node owns is relayed from that node (`web.relay`); a request
-    from a peer is always served here.
+    from a peer is always served here, and audited and counted by the node that relays.
     """
     assert route.repo is not None and route.revision is not None
     started = time.monotonic()
     served = ServedFile()
-    if cluster is not None and is_from_peer(request):
+    # The node that relays a peer's request audits and counts it, for the client.
+    from_peer = is_from_peer(request)
+    if from_peer:
         cluster = None
     try:
         return await _serve_file(request, route, files, served, cluster)
@@ -192,9 +194,9 @@ async def handle_resolve(
         served.result = "aborted by client"
         raise
     finally:
-        if served.bytes:
+        if served.bytes and not from_peer:
             metrics.served_bytes.labels(served.cache).inc(served.bytes)
-        if request.method == "GET" or served.result != "ok":
+        if not from_peer and (request.method == "GET" or served.result != "ok"):
             audit.record(
                 AuditRecord(
                     time=AuditRecord.now(),
