@@ -8,6 +8,7 @@ over, and node-to-node requests that must prove they come from a node.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -23,10 +24,12 @@ from huggingface_hub import hf_hub_download, snapshot_download
 
 from hubmirror.cluster.ownership import Node, owner_of
 from hubmirror.core.types import BlobKey, HashAlgorithm
+from tests.e2e.clients import run_python
 from tests.e2e.cluster import ClusterUnderTest, cluster_view, running_cluster
 from tests.e2e.http import fetch
 from tests.e2e.hubfiles import commit_at, hub_file
 from tests.e2e.mirror_process import MirrorProcess
+from tests.engines.postgres import PostgresServer
 from tests.engines.seaweed import SeaweedServer
 from tests.fakehub import FakeHub
 from tests.fakehub.fixtures import throttled
@@ -34,6 +37,12 @@ from tests.fakehub.fixtures import throttled
 BIG = "hm-test/big-lfs"
 TINY = "hm-test/tiny-model"
 MIB = 1024 * 1024
+LOAD_PARQUET = """
+import json
+from datasets import load_dataset
+train = load_dataset("hm-test/tiny-parquet", split="train")
+print(json.dumps({"rows": train.num_rows}))
+"""
 
 
 @dataclass
@@ -66,17 +75,16 @@ def slow_hub(fake_hub: FakeHub) -> Iterator[FakeHub]:
         yield hub
 
 
-def test_clients_of_every_node_share_one_upstream_transfer_and_a_new_node_needs_none(
+def test_twenty_clients_over_two_nodes_share_one_upstream_transfer(
     slow_hub: FakeHub, seaweed: SeaweedServer, postgres_url: str, tmp_path: Path
 ) -> None:
     big = hub_file(slow_hub, BIG, "big.bin")
     with running_cluster(
-        3, slow_hub.url, seaweed, postgres_url, tmp_path, balanced=True
+        2, slow_hub.url, seaweed, postgres_url, tmp_path, balanced=True
     ) as cluster:
-        owner = owner_node(cluster, big.sha256)
-        owner_id = cluster.node_id(owner)
+        owner_id = cluster.node_id(owner_node(cluster, big.sha256))
         before = slow_hub.bytes_sent_for(big.sha256)
-        entry_points = [node.url for node in cluster.nodes] * 3 + [cluster.balancer] * 3
+        entry_points = [node.url for node in cluster.nodes] * 8 + [cluster.balancer] * 4
         received = [Received() for _ in entry_points]
         clients = [
             threading.Thread(
@@ -89,24 +97,42 @@ def test_clients_of_every_node_share_one_upstream_transfer_and_a_new_node_needs_
             client.start()
         for client in clients:
             client.join(timeout=120)
+        assert len(received) == 20
         assert all(into.body == big.data for into in received)
         assert slow_hub.bytes_sent_for(big.sha256) - before == big.size  # 1.00x
         relayed = [into for into in received if into.owner is not None]
         assert {into.owner for into in relayed} == {owner_id}
-        assert len(relayed) >= 6  # every client of the two other nodes
+        assert len(relayed) >= 8  # every client of the other node, some of the balancer's
         # A non-owner's client got bytes while the owner was still downloading.
         assert min(into.upstream_at_first_byte - before for into in relayed) < big.size // 2
         assert any(key.endswith(big.sha256) for key in seaweed.keys(cluster.prefix))
-
-        since = len(slow_hub.requests)
-        fresh = cluster.add_node()
-        fetched = hf_hub_download(BIG, "big.bin", endpoint=fresh.url, cache_dir=tmp_path / "hf")
-        assert hashlib.sha256(Path(fetched).read_bytes()).hexdigest() == big.sha256
-        status, headers, _ = fetch(f"{fresh.url}/{BIG}/resolve/main/big.bin", method="HEAD")
-        assert status == 200 and headers["X-Cache-Status"] == "HIT"
-        assert slow_hub.requests[since:] == [], "a new node asked the upstream"
         for node in cluster.nodes:
             assert "Traceback" not in node.log(), node.log()[-3000:]
+
+
+def test_what_node_a_fetched_b_and_a_fresh_c_serve_with_no_upstream_request(
+    fake_hub: FakeHub, seaweed: SeaweedServer, postgres_url: str, tmp_path: Path
+) -> None:
+    big = hub_file(fake_hub, BIG, "big.bin")
+    tiny = commit_at(fake_hub, TINY, "main")
+    with running_cluster(2, fake_hub.url, seaweed, postgres_url, tmp_path) as cluster:
+        node_a, node_b = cluster.nodes
+        snapshot_download(TINY, endpoint=node_a.url, cache_dir=tmp_path / "hf-a")
+        assert fetch(f"{node_a.url}/{BIG}/resolve/main/big.bin")[2] == big.data
+        since = len(fake_hub.requests)
+        folder = Path(snapshot_download(TINY, endpoint=node_b.url, cache_dir=tmp_path / "hf-b"))
+        assert all((folder / path).read_bytes() == f.data for path, f in tiny.files.items())
+        status, headers, body = fetch(f"{node_b.url}/{BIG}/resolve/main/big.bin")
+        assert (status, headers["X-Cache-Status"], body) == (200, "HIT", big.data)
+        node_a.stop()
+        node_b.stop()
+        node_c = cluster.add_node()
+        fetched = hf_hub_download(BIG, "big.bin", endpoint=node_c.url, cache_dir=tmp_path / "hf")
+        assert hashlib.sha256(Path(fetched).read_bytes()).hexdigest() == big.sha256
+        folder = Path(snapshot_download(TINY, endpoint=node_c.url, cache_dir=tmp_path / "hf-c"))
+        assert all((folder / path).read_bytes() == f.data for path, f in tiny.files.items())
+        assert fake_hub.requests[since:] == [], "node B or C asked the upstream"
+        assert node_c.blob_files() == []  # streamed from the store
 
 
 def test_a_snapshot_through_the_balancer_is_whole_and_fetched_once(
@@ -114,7 +140,7 @@ def test_a_snapshot_through_the_balancer_is_whole_and_fetched_once(
 ) -> None:
     tiny = commit_at(fake_hub, TINY, "main")
     with running_cluster(
-        2, fake_hub.url, seaweed, postgres_url, tmp_path, balanced=True
+        3, fake_hub.url, seaweed, postgres_url, tmp_path, balanced=True
     ) as cluster:
         blob_ids = {
             path: file.sha256 if file.lfs else file.git_oid for path, file in tiny.files.items()
@@ -132,10 +158,21 @@ def test_a_snapshot_through_the_balancer_is_whole_and_fetched_once(
             sent = fake_hub.bytes_sent_for(blob_ids[path]) - before[path]
             assert sent == len(file.data), path
 
-        # Links name the balancer, and the scheme and host a TLS proxy forwards.
+        # A paginated listing, whole, its links naming the balancer; then the scheme and
+        # host a TLS proxy forwards.
+        many = commit_at(fake_hub, "hm-test/many-files", "main")
         listing = "/api/models/hm-test/many-files/tree/main?recursive=true"
-        _, headers, _ = fetch(cluster.balancer + listing)
-        assert headers["Link"].startswith(f"<{cluster.balancer}/api/models/hm-test/many-files/")
+        url, paths = cluster.balancer + listing, []
+        while url:
+            status, headers, body = fetch(url)
+            assert status == 200
+            paths += [entry["path"] for entry in json.loads(body) if entry["type"] == "file"]
+            link = headers.get("Link", "")
+            url = link[1 : link.index(">")] if link else ""
+            assert not url or url.startswith(f"{cluster.balancer}/api/models/hm-test/many-files/")
+        assert sorted(paths) == sorted(many.files) and len(paths) > 1000
+        rows = json.loads(run_python(LOAD_PARQUET, cluster.balancer, tmp_path / "datasets"))
+        assert rows["rows"] == 100
         forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "hub.example.org"}
         _, headers, _ = fetch(cluster.nodes[0].url + listing, headers=forwarded)
         assert headers["Link"].startswith("<https://hub.example.org/api/models/")
@@ -199,6 +236,39 @@ def test_node_to_node_requests_must_prove_they_come_from_a_node(
         assert fetch(cluster.nodes[0].url + path)[0] == 200
     status, headers, _ = fetch(mirror.url + path, headers=forged)
     assert (status, headers.get("X-Error-Code")) == (403, "PeerRefused")
+
+
+def test_the_cluster_rides_out_a_postgresql_restart(
+    fake_hub: FakeHub,
+    seaweed: SeaweedServer,
+    postgres_server: PostgresServer,
+    postgres_url: str,
+    tmp_path: Path,
+) -> None:
+    tiny = commit_at(fake_hub, TINY, "main")
+    config = tiny.files["config.json"]
+    with running_cluster(2, fake_hub.url, seaweed, postgres_url, tmp_path) as cluster:
+        for node in cluster.nodes:
+            assert fetch(f"{node.url}/{TINY}/resolve/main/config.json")[2] == config.data
+        with postgres_server.stopped():
+            for node in cluster.nodes:
+                started = time.monotonic()
+                status, headers, _ = fetch(f"{node.url}/{TINY}/resolve/main/README.md")
+                assert time.monotonic() - started < 15
+                assert status == 200 or headers.get("X-Error-Code"), status
+                status, _, body = fetch(f"{node.url}/-/ready")
+                assert status == 503 and not json.loads(body)["checks"]["index"]["ok"]
+        deadline = time.monotonic() + 20
+        for node in cluster.nodes:
+            while True:
+                status, _, body = fetch(f"{node.url}/{TINY}/resolve/main/tokenizer.json")
+                if status == 200:
+                    break
+                assert time.monotonic() < deadline, f"{node.url} did not recover: {status}"
+                time.sleep(0.5)
+            assert body == tiny.files["tokenizer.json"].data
+            assert fetch(f"{node.url}/-/ready")[0] == 200
+        cluster.wait_for_members(2)
 
 
 def test_a_node_without_the_cluster_secret_does_not_start(
