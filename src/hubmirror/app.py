@@ -107,14 +107,17 @@ async def _mirror_page(request: web.Request, route: Route, mirror: Mirror) -> we
 
 
 async def create_app(
-    settings: Settings, reload_settings: Callable[[], Settings] | None = None
+    settings: Settings,
+    reload_settings: Callable[[], Settings] | None = None,
+    owns_cache: bool = True,
 ) -> web.Application:
     """The aiohttp application of a mirror configured by `settings`.
 
     `reload_settings` re-reads the configuration the way the entry point did; the admin
     route `POST /-/admin/policy/reload` uses it to put a changed `[policy]` in force.
+    `owns_cache` is `build_mirror`'s (false for a worker, whose parent owns it).
     """
-    mirror = await build_mirror(settings, owns_cache=True)
+    mirror = await build_mirror(settings, owns_cache=owns_cache)
     app = web.Application(
         middlewares=[
             *([forwarded_middleware] if settings.trust_forwarded else []),

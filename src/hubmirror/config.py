@@ -57,6 +57,8 @@ class Settings:
     # Cluster mode: the URL the other nodes reach this one at ("" for a single node)
     # and the secret that signs node-to-node requests (never printed).
     node_url: str = ""
+    # Server processes sharing the port, the cache and the index (`cli.workers`).
+    workers: int = 1
     # A reverse proxy in front sets X-Forwarded-Proto/Host/For: take them as the client's.
     trust_forwarded: bool = False
     cluster_secret: str = dataclasses.field(default="", repr=False)

@@ -162,7 +162,10 @@ async def open_storage(settings: Settings, owns_cache: bool = False) -> OpenedSt
 
 def check_cluster_settings(settings: Settings) -> None:
     """ConfigError unless a node given `node_url` can share everything with the others:
-    a secret, a PostgreSQL index and a blob store that is not this node's own folder."""
+    a secret, a PostgreSQL index and a blob store that is not this node's own folder.
+    (The workers of one node, `--workers`, share its folder and index without that.)"""
+    if settings.workers < 1:
+        raise ConfigError("--workers must be at least 1")
     if not settings.node_url:
         return
     if not re.fullmatch(r"https?://[^\s/]+/?", settings.node_url):
@@ -185,7 +188,6 @@ def build_cluster(settings: Settings, index: Index) -> Cluster | None:
 
 async def build_mirror(settings: Settings, owns_cache: bool = False) -> Mirror:
     """Create the cache folder and wire the services together (see `open_storage`)."""
-    check_cluster_settings(settings)
     # Created first: every service (and, with several upstreams, the pool) counts into it.
     metrics = MirrorMetrics()
     opened = await open_storage(settings, owns_cache)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections.abc import Callable, Sequence
 
@@ -34,8 +35,9 @@ def _hash_token(_: argparse.Namespace, __: Settings) -> int:
 
 
 COMMANDS: dict[str, Command] = {
+    # A partial, not a lambda: `--workers` hands it to spawned processes.
     "serve": lambda arguments, settings: serve(
-        settings, lambda: settings_from_arguments(arguments)
+        settings, functools.partial(settings_from_arguments, arguments)
     ),
     "stop": lambda _, settings: stop(settings),
     "prefetch": prefetch_command,

@@ -181,6 +181,12 @@ def _add_server_commands(commands: Subparsers[argparse.ArgumentParser]) -> None:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8090)")
     serve.add_argument(
+        "--workers",
+        type=int,
+        help="server processes sharing the port, cache and index (default 1); each blob "
+        "is still fetched once, by one of them",
+    )
+    serve.add_argument(
         "--trust-forwarded",
         action="store_const",
         const=True,

@@ -5,16 +5,19 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from aiohttp import web
 
 from hubmirror import __version__
 from hubmirror.app import MIRROR_KEY, create_app
+from hubmirror.cli.workers import run_workers
 from hubmirror.config import ConfigError, Settings
 from hubmirror.core.errors import MirrorError
+from hubmirror.mirror import check_cluster_settings
 from hubmirror.storage.layout import CacheLayout
 from hubmirror.storage.pidfile import PidFile, ServerRunningError, read_pid
 from hubmirror.web.auth import ACCESS_LOGGER, TokenSafeAccessLogger
@@ -24,7 +27,13 @@ logger = logging.getLogger("hubmirror")
 
 
 def serve(settings: Settings, reload_settings: Callable[[], Settings]) -> int:
-    """Run the server until interrupted; refuse when another one holds the cache folder."""
+    """Run the server (or `--workers` of them) until interrupted; refuse when another
+    one holds the cache folder."""
+    try:
+        check_cluster_settings(settings)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     layout = CacheLayout(settings.cache_dir)
     layout.create_dirs()
     pid_file = PidFile(layout.pid_path)
@@ -34,7 +43,9 @@ def serve(settings: Settings, reload_settings: Callable[[], Settings]) -> int:
         print(f"error: {error.message}", file=sys.stderr)
         return 1
     try:
-        _run_server(settings, reload_settings)
+        if settings.workers > 1:
+            return run_workers(settings, reload_settings)
+        run_server(settings, reload_settings)
     except MirrorError as error:  # the cache cannot be used (a damaged, unwritable disk)
         print(f"error: {error.message}", file=sys.stderr)
         return 1
@@ -65,17 +76,25 @@ def stop(settings: Settings, timeout: float = 30.0) -> int:
     return 0
 
 
-def _run_server(settings: Settings, reload_settings: Callable[[], Settings]) -> None:
+def run_server(
+    settings: Settings,
+    reload_settings: Callable[[], Settings],
+    sockets: Sequence[socket.socket] = (),
+    worker: int | None = None,
+) -> None:
+    """Serve until a signal stops it: on `settings.host`/`port`, or on the `sockets`
+    of worker number `worker` (which leaves repairs of the cache to its parent)."""
     # The stdlib event loop on purpose: uvloop has no sendfile, hits would be copied.
     scrub_bad_request_logs()
 
     async def app() -> web.Application:
-        application = await create_app(settings, reload_settings)
+        application = await create_app(settings, reload_settings, owns_cache=worker is None)
         mirror = application[MIRROR_KEY]
         upstreams = ", ".join(status.url for status in mirror.upstream.statuses()) or "none"
         logger.info(
-            "hubmirror %s listening on http://%s:%d, cache %s, upstream %s, mode %s, policy %s",
+            "hubmirror %s%s listening on http://%s:%d, cache %s, upstream %s, mode %s, policy %s",
             __version__,
+            "" if worker is None else f" worker {worker} ({settings.node_url})",
             settings.host,
             settings.port,
             settings.cache_dir.resolve(),
@@ -87,8 +106,9 @@ def _run_server(settings: Settings, reload_settings: Callable[[], Settings]) -> 
 
     web.run_app(
         app(),
-        host=settings.host,
-        port=settings.port,
+        host=None if sockets else settings.host,
+        port=None if sockets else settings.port,
+        sock=list(sockets) or None,
         print=None,
         access_log=ACCESS_LOGGER if settings.access_log else None,
         access_log_class=TokenSafeAccessLogger,
