@@ -66,6 +66,15 @@ def cluster_view(node: MirrorProcess) -> dict[str, Any]:
     return view
 
 
+def node_flags(storage: str, s3_endpoint: str, index: str) -> list[str]:
+    """The settings every node of a test cluster shares (deploy/compose.yaml's too),
+    besides the secret (env) and each node's own --node-url."""
+    return [
+        *("--storage", storage, "--s3-endpoint", s3_endpoint, "--index", index),
+        "--trust-forwarded",
+    ]
+
+
 @contextmanager
 def running_cluster(
     count: int,
@@ -78,13 +87,7 @@ def running_cluster(
 ) -> Iterator[ClusterUnderTest]:
     """`count` started nodes (and nginx in front with `balanced`), stopped after."""
     prefix = f"cluster-{secrets.token_hex(4)}"
-    flags = [
-        "--storage", f"s3://{seaweed.bucket}/{prefix}",
-        "--s3-endpoint", seaweed.endpoint,
-        "--index", postgres_url,
-        "--trust-forwarded",
-        *extra,
-    ]  # fmt: skip
+    flags = [*node_flags(f"s3://{seaweed.bucket}/{prefix}", seaweed.endpoint, postgres_url), *extra]
     env = {
         **seaweed.credentials.environment(),
         "HUBMIRROR_CLUSTER_SECRET": secrets.token_hex(16),

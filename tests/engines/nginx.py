@@ -4,8 +4,8 @@ Debian's nginx (`.ci/run` installs it) with a configuration of the test's own: o
 worker, round-robin over the nodes' ports, `proxy_buffering off` (bodies stream as the
 nodes send them: a cold file's first bytes must not wait for nginx to buffer it), the
 client's Host and scheme forwarded (`X-Forwarded-Host`, `X-Forwarded-Proto`) so the
-nodes write URLs that name the balancer. `deploy/nginx.conf`-style text comes from
-`balancer_config`, the one place this configuration is written.
+nodes write URLs that name the balancer. The `location /` block is read from
+`deploy/nginx.conf`, the file the README shows and compose mounts: one source.
 """
 
 from __future__ import annotations
@@ -24,9 +24,21 @@ import pytest
 START_SECONDS = 15.0
 
 
+DEPLOYED_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "nginx.conf"
+
+
+def location_block(config: str) -> str:
+    """The `location / { ... }` block of an nginx configuration, as written."""
+    start = config.index("location / {")
+    end = config.index("}", start)
+    return config[start : end + 1]
+
+
 def balancer_config(listen_port: int, node_ports: Sequence[int], work: Path) -> str:
-    """nginx.conf for a balancer on `listen_port` in front of nodes on 127.0.0.1."""
+    """nginx.conf for a balancer on `listen_port` in front of nodes on 127.0.0.1, with
+    the `location /` block of deploy/nginx.conf (the one the README and compose use)."""
     servers = "\n".join(f"        server 127.0.0.1:{port};" for port in node_ports)
+    location = location_block(DEPLOYED_CONFIG.read_text())
     return f"""worker_processes 1;
 daemon off;
 pid {work}/nginx.pid;
@@ -42,19 +54,7 @@ http {{
     server {{
         listen 127.0.0.1:{listen_port};
         client_max_body_size 1m;
-        location / {{
-            proxy_pass http://hubmirror;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_buffering off;
-            proxy_request_buffering off;
-            proxy_read_timeout 600s;
-            proxy_set_header Host $http_host;
-            proxy_set_header X-Forwarded-Host $http_host;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_next_upstream error timeout http_502;
-        }}
+        {location}
     }}
 }}
 """
