@@ -178,11 +178,15 @@ def check_cluster_settings(settings: Settings) -> None:
         raise ConfigError("cluster mode needs a shared blob store: --storage s3://...")
 
 
-def build_cluster(settings: Settings, index: Index) -> Cluster | None:
-    """This node's cluster, when `node_url` is set (see `check_cluster_settings`)."""
+def build_cluster(
+    settings: Settings, index: Index, pool: UpstreamPool | None = None
+) -> Cluster | None:
+    """This node's cluster, when `node_url` is set (see `check_cluster_settings`); the
+    nodes share the upstream request rate of `pool`."""
     if not settings.node_url:
         return None
-    membership = Membership(index, settings.node_url.rstrip("/"))
+    on_change = None if pool is None else pool.share_rate
+    membership = Membership(index, settings.node_url.rstrip("/"), on_change=on_change)
     return Cluster(index, membership, PeerSigner(settings.cluster_secret, membership.me.node_id))
 
 
@@ -193,7 +197,6 @@ async def build_mirror(settings: Settings, owns_cache: bool = False) -> Mirror:
     opened = await open_storage(settings, owns_cache)
     layout = opened.layout
     index = CachedIndex(opened.index)
-    cluster = build_cluster(settings, opened.index)
     tier = None
     if not isinstance(opened.backend, FileBackend) and settings.local_cache_size > 0:
         tier = LocalTier(layout.blobs, settings.local_cache_size)
@@ -201,12 +204,14 @@ async def build_mirror(settings: Settings, owns_cache: bool = False) -> Mirror:
     store = BlobStore(layout, opened.backend, index, tier)
     upstream: Upstream = OfflineUpstream()
     prober = None
+    pool = None
     if not settings.offline:
         pool = build_pool(settings, metrics)
         upstream = NegativeCache(pool, settings.negative_ttl)
         if settings.upstream_probe_interval > 0:
             probing = ProbeSettings(interval=settings.upstream_probe_interval)
             prober = UpstreamProber(pool.members, metrics, probing)
+    cluster = build_cluster(settings, opened.index, pool)
     tuning = FetchTuning(
         connections=max(1, settings.upstream_connections),
         segment_threshold=settings.segment_threshold,

@@ -119,6 +119,18 @@ class MirrorProcess:
     def blob_files(self) -> list[Path]:
         return [path for path in (self.cache_dir / "blobs").rglob("*") if path.is_file()]
 
+    def wait_for_blob(self, name: str, seconds: float = 15.0) -> Path:
+        """The stored blob file `name`, once the mirror has stored it (a client may have
+        its last byte, verified, a moment before the store has the blob)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            found = [path for path in self.blob_files() if path.name == name]
+            if found:
+                return found[0]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"blob {name} was not stored within {seconds:g}s")
+            time.sleep(0.05)
+
 
 @contextmanager
 def running_mirror(

@@ -83,7 +83,7 @@ def _fail_then_recover(
         fake_hub.clear_faults()
     local = hf_hub_download(repo, path, endpoint=fresh_mirror.url, cache_dir=client_cache / "ok")
     assert Path(local).read_bytes() == blob.data
-    assert any(p.name == blob.sha256 for p in fresh_mirror.blob_files())
+    fresh_mirror.wait_for_blob(blob.sha256)
 
 
 def test_client_retry_after_one_corrupt_transfer_gets_correct_bytes(
@@ -133,6 +133,7 @@ def test_same_blob_under_two_revisions_is_stored_once(
             cache_dir=client_cache,
         )
     sha = hub_file(fake_hub, repo, "model.safetensors").sha256
+    fresh_mirror.wait_for_blob(sha)
     assert [p.name for p in fresh_mirror.blob_files()].count(sha) == 1
 
 

@@ -79,6 +79,7 @@ def test_with_a_size_limit_room_is_made_by_eviction_first(hub: FakeHub, disk: Pa
         assert fetch(file_url(mirror, "a.bin"))[2] == first.data
         assert free_bytes(disk) < second.size  # 12 of 32 MiB taken: 20 do not fit
         status, _, body = fetch(file_url(mirror, "b.bin"))
+        mirror.wait_for_blob(second.sha256)
         stored = {path.name for path in mirror.blob_files()}
     assert (status, body) == (200, second.data)
     assert stored == {second.sha256}  # a.bin made room

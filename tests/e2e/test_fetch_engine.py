@@ -57,7 +57,7 @@ def test_ranged_read_far_into_a_cold_blob_is_served_before_the_download_ends(
         assert (status, body) == (206, blob.data[tail_start:-1])
         # The tail's segment jumped the queue: most of the blob was still to come.
         assert fetched_when_tail_arrived < blob.size // 2
-        assert any(p.name == blob.sha256 for p in mirror.blob_files())
+        mirror.wait_for_blob(blob.sha256)
 
 
 def test_upstream_connections_fetch_segments_in_parallel(

@@ -123,7 +123,8 @@ def test_local_copies_serve_hits_from_the_nodes_disk(
     with running_mirror(tmp_path / "node-a", fake_hub.url, *flags, env=store_env) as node_a:
         assert fetch(node_a.url + url)[2] == big.data
         # The downloading node keeps the verified file it uploaded.
-        assert [path.read_bytes() == big.data for path in node_a.blob_files()] == [True]
+        assert node_a.wait_for_blob(big.sha256).read_bytes() == big.data
+        assert len(node_a.blob_files()) == 1
     with running_mirror(tmp_path / "node-b", fake_hub.url, *flags, env=store_env) as node_b:
         first = fetch(node_b.url + url)
         deadline = time.monotonic() + 20
@@ -178,12 +179,18 @@ def test_a_store_that_is_down_is_a_clear_503_and_readiness_says_so(
     seaweed: SeaweedServer,
     store_flags: list[str],
     store_env: dict[str, str],
+    prefix: str,
     tmp_path: Path,
 ) -> None:
     url = f"/{BIG}/resolve/main/big.bin"
     big = hub_file(fake_hub, BIG, "big.bin")
     with running_mirror(tmp_path / "node", fake_hub.url, *store_flags, env=store_env) as node:
         assert fetch(node.url + url)[2] == big.data
+        # The client had its verified bytes while the upload ran: wait until it is done.
+        deadline = time.monotonic() + 20
+        while object_key(prefix, big.sha256) not in seaweed.keys(prefix):
+            assert time.monotonic() < deadline, "the blob was not uploaded"
+            time.sleep(0.1)
         with seaweed.stopped():
             started = time.monotonic()
             status, headers, body = fetch(node.url + url, timeout=30)

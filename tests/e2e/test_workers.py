@@ -88,6 +88,7 @@ def test_two_workers_fetch_each_blob_once_and_share_the_port(
         assert fake_hub.bytes_sent_for(big.sha256) - before == big.size  # 1.00x
         # Both workers took connections: the non-owner relayed its clients' misses.
         assert any(owners) and not all(owners)
+        mirror.wait_for_blob(big.sha256)
         assert [p.name for p in mirror.blob_files()].count(big.sha256) == 1
         assert "Traceback" not in mirror.log()
 

@@ -115,3 +115,20 @@ def test_a_peer_signature_proves_node_method_and_path_and_nothing_else() -> None
         other.verify(value, "GET", path)
     with pytest.raises(ValueError, match="secret"):
         PeerSigner("", "node-a")
+
+
+async def test_a_change_in_the_number_of_nodes_is_told_to_who_shares_limits(
+    tmp_path: Path,
+) -> None:
+    index = SqliteIndex(SqliteDatabase(tmp_path / "index.sqlite3"))
+    counts: list[int] = []
+    first = Membership(index, "http://a:8090", node_id="node-a", on_change=counts.append)
+    second = Membership(index, "http://b:8090", node_id="node-b")
+    await first.beat()
+    await second.beat()
+    await first.beat()
+    await first.beat()
+    await second.leave()
+    await first.beat()
+    assert counts == [2, 1]
+    await index.close()

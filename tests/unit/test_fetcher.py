@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import random
 from collections.abc import AsyncIterator
@@ -14,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from hubmirror.core.errors import IntegrityError, UpstreamUnavailableError
+from hubmirror.core.errors import IntegrityError, MirrorError, UpstreamUnavailableError
 from hubmirror.core.types import BlobKey, HashAlgorithm
 from hubmirror.services.download import FetchTuning
 from hubmirror.services.fetcher import Fetcher
@@ -117,7 +118,12 @@ async def read_range(
     download = fetcher.download(key_of(data), len(data), source)  # type: ignore[arg-type]
     assert download is not None
     await download.wait_started()
-    return b"".join([chunk async for chunk in download.read(start, end)])
+    data = b"".join([chunk async for chunk in download.read(start, end)])
+    # Readers may finish before the store took the blob (or failed the hash, after a
+    # short read): let the download settle either way.
+    with contextlib.suppress(MirrorError):
+        await download.wait_done()
+    return data
 
 
 @settings(

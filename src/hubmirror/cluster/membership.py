@@ -38,12 +38,15 @@ class Membership:
         lifetime: float = LIFETIME_SECONDS,
         node_id: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_change: Callable[[int], None] | None = None,
     ) -> None:
         self.me = Node(node_id or uuid.uuid4().hex[:16], url)
         self._index = index
         self._interval = interval
         self._lifetime = lifetime
         self._clock = clock
+        # Told the number of live nodes whenever it changes (shares of cluster limits).
+        self._on_change = on_change
         self._nodes: tuple[Node, ...] = (self.me,)
         self._suspects: dict[str, float] = {}
 
@@ -74,6 +77,8 @@ class Membership:
         nodes = tuple(sorted(live, key=lambda node: node.node_id))
         if nodes != self._nodes:
             logger.info("cluster: %s", ", ".join(f"{n.node_id} ({n.url})" for n in nodes))
+            if self._on_change is not None and len(nodes) != len(self._nodes):
+                self._on_change(len(nodes))
         self._nodes = nodes
 
     async def run(self) -> None:

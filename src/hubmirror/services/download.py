@@ -148,6 +148,8 @@ class Download:
         self._progress = asyncio.Event()
         self._started: asyncio.Future[None] = loop.create_future()
         self._done: asyncio.Future[Path | None] = loop.create_future()
+        # The bytes hashed to the key: readers may have the last byte (see `spans`).
+        self._verified = False
         self._read_descriptor = os.open(partial.data_path, os.O_RDONLY)
         self._readers = 0
 
@@ -161,6 +163,11 @@ class Download:
     def finished(self) -> bool:
         """True once the download was stored or failed (every reader was told)."""
         return self._done.done()
+
+    @property
+    def verified(self) -> bool:
+        """True once every byte arrived and hashed to the key (storing may still run)."""
+        return self._verified
 
     @property
     def readers(self) -> int:
@@ -245,6 +252,11 @@ class Download:
             for task in (hashing, checkpointing):
                 task.cancel()
             await asyncio.gather(hashing, checkpointing, return_exceptions=True)
+        await self._store.check_digest(self._partial, digest)
+        # Readers get the last byte now, not after the store took the blob (an upload
+        # to an object store takes seconds): their bytes are verified already.
+        self._verified = True
+        self._notify()
         return await self._store.commit(self._partial, digest)
 
     async def _keep_or_discard(self, error: BaseException) -> None:
@@ -461,14 +473,12 @@ class Download:
         try:
             position = start
             while position < end:
-                committed = False
                 if self._done.done():
                     error = self._done.exception()
-                    if error is not None:
+                    if error is not None and not self._verified:
                         raise error
-                    committed = True
                 available = self.ranges.covered_until(position)
-                limit = min(end, available if committed else min(available, verified_end))
+                limit = min(end, available if self._verified else min(available, verified_end))
                 if position >= limit:
                     self.hurry(position)
                     await self._progress.wait()

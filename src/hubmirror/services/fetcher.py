@@ -122,8 +122,8 @@ class Fetcher:
 
     async def close(self) -> None:
         """Stop every running download (their complete ranges stay on disk to resume);
-        downloads that already ended finish their bookkeeping first."""
+        downloads that already ended, or are only storing verified bytes, finish first."""
         for task, download in list(self._tasks.items()):
-            if not download.finished:
+            if not download.finished and not download.verified:
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

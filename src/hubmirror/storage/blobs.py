@@ -140,11 +140,8 @@ class BlobStore:
         object store). Raises IntegrityError (after removing the partial file) on a
         mismatch, the backend's CacheUnavailableError when it cannot store.
         """
+        await self.check_digest(partial, digest)
         key = partial.key
-        if digest != key.hexdigest:
-            partial.close()
-            await asyncio.to_thread(partial.discard)
-            raise IntegrityError(f"upstream bytes hash to {digest}, expected {key.hexdigest}")
         await self._index.begin_blob(key, partial.size)
         await asyncio.to_thread(partial.seal)
         kept = False
@@ -154,6 +151,15 @@ class BlobStore:
         await asyncio.to_thread(partial.finish)
         await self._index.add_blob(key, partial.size)
         return self.local_path(key) if self.is_local or kept else None
+
+    async def check_digest(self, partial: PartialFile, digest: str) -> None:
+        """IntegrityError, after removing the partial file, unless `digest` (of its
+        bytes) is its key."""
+        key = partial.key
+        if digest != key.hexdigest:
+            partial.close()
+            await asyncio.to_thread(partial.discard)
+            raise IntegrityError(f"upstream bytes hash to {digest}, expected {key.hexdigest}")
 
     async def adopt(self, key: BlobKey, size: int, verified: Path) -> None:
         """Store a file the caller verified hashes to `key` (an import); the file is

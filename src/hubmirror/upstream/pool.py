@@ -148,6 +148,13 @@ class UpstreamPool:
         self._clock = clock
         self._pick = pick
 
+    def share_rate(self, nodes: int) -> None:
+        """Take `1/nodes` of the configured request rate (and burst): the nodes of a
+        cluster together stay within the rate the operator set for the upstream."""
+        share = max(1, nodes)
+        burst = None if self._limits.burst is None else max(1, self._limits.burst // share)
+        self._limiter = RequestRateLimiter(self._limits.rate / share, burst, self._clock)
+
     @classmethod
     def of_clients(
         cls,
