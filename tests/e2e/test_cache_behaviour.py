@@ -17,6 +17,7 @@ from tests.e2e.http import fetch
 from tests.e2e.hubfiles import commit_at, hub_file
 from tests.e2e.mirror_process import MirrorProcess, running_mirror
 from tests.fakehub import FakeHub
+from tests.fakehub.fixtures import running_hub
 
 BIG = "hm-test/big-lfs"
 
@@ -183,3 +184,23 @@ def test_warm_metadata_and_heads_make_no_upstream_call(
     api.model_info(repo)
     hf_hub_download(repo, "model.safetensors", endpoint=mirror.url, cache_dir=client_cache / "x")
     assert fake_hub.requests == []
+
+
+def test_a_resume_after_the_branch_moved_gets_the_whole_new_file(tmp_path: Path) -> None:
+    with (
+        running_hub() as hub,
+        running_mirror(tmp_path / "cache", hub.url, "--revision-ttl", "0") as mirror,
+    ):
+        url = f"{mirror.url}/hm-test/tiny-model/resolve/main/README.md"
+        status, headers, old = fetch(url)
+        assert status == 200
+        resume = {"Range": "bytes=10-", "If-Range": headers["ETag"]}
+        assert fetch(url, headers=resume)[::2] == (206, old[10:])
+        new = b"# moved: " + old[9:]  # another file of the same size
+        hub.move_branch("model", "hm-test/tiny-model", "main", {"README.md": new})
+        status, moved_headers, body = fetch(url, headers=resume)
+        assert (status, body) == (200, new)
+        assert moved_headers["ETag"] != headers["ETag"]
+        assert "Content-Range" not in moved_headers
+        resume["If-Range"] = moved_headers["ETag"]
+        assert fetch(url, headers=resume)[::2] == (206, new[10:])

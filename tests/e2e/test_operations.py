@@ -14,6 +14,8 @@ from typing import Any
 
 from huggingface_hub import snapshot_download
 
+from hubmirror.services.audit import AuditLog, AuditRecord
+from hubmirror.storage.layout import CacheLayout
 from tests.e2e.clients import run_python
 from tests.e2e.http import fetch
 from tests.e2e.hubfiles import commit_at, hub_file
@@ -231,6 +233,45 @@ def test_every_download_is_audited(fake_hub: FakeHub, tmp_path: Path) -> None:
     assert len(mine.stdout.splitlines()) == 1
 
 
+def test_piped_audit_prints_every_value_whole(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    log = AuditLog(CacheLayout(cache).audit_dir)
+    entry = AuditRecord(
+        time=AuditRecord.now(),
+        client="127.0.0.1",
+        user="anonymous",
+        repo_type="dataset",
+        repo="hm-test/a-dataset-with-a-rather-long-name",
+        revision="main",
+        commit="c" * 40,
+        path="data/train/part-00000-of-00042-with-a-long-name.parquet",
+        bytes=123_456_789,
+        cache="MISS",
+        duration_ms=12.5,
+        result="404 EntryNotFound",
+    )
+    log.record(entry)
+    log.close()
+    completed = hubmirror("audit", "--cache-dir", str(cache))  # stdout is a pipe
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.splitlines() == [
+        "time\tuser\trepo\tpath\tcommit\tbytes\tcache\tms\tresult",
+        "\t".join(
+            [
+                entry.time,
+                "anonymous",
+                "dataset:hm-test/a-dataset-with-a-rather-long-name",
+                entry.path,
+                "c" * 10,
+                "123456789",
+                "MISS",
+                "12.5",
+                "404 EntryNotFound",
+            ]
+        ),
+    ]
+
+
 def files_commit(fake_hub: FakeHub, repo: str) -> str:
     return commit_at(fake_hub, repo, "main").sha
 
@@ -304,6 +345,9 @@ def test_stats_report_sizes_dedup_and_savings(fake_hub: FakeHub, tmp_path: Path)
         assert repos["model:hm-test/tiny-model"]["downloads"] == 4
     human = hubmirror("stats", "--cache-dir", str(cache))
     assert "hit ratio 60.0%" in human.stdout
+    rows = human.stdout.splitlines()
+    assert "repo\tblobs\tbytes\tdownloads" in rows
+    assert f"model:hm-test/tiny-model\t1\t{weights.size}\t4" in rows
 
 
 OFFLINE_CLIENTS = """

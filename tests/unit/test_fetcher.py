@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -265,4 +266,26 @@ async def test_a_resumed_tail_waits_for_the_hash_and_a_footer_read_does_not(
     # ...a long tail completes a client's copy: it never gets the last (wrong) byte.
     assert isinstance(resumed, IntegrityError)
     assert len(received) < len(data) - 100
+    await index.close()
+
+
+async def test_segments_dropped_together_retry_after_different_delays(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    tuning = FetchTuning(
+        connections=4, segment_threshold=1, segment_size=50_000, backoff_seconds=0.02
+    )
+    fetcher, _store, index = make_fetcher(tmp_path, tuning)
+    data = random.Random(3).randbytes(200_000)
+    source = FakeSource(data, drops=4)
+    with caplog.at_level(logging.INFO, logger="hubmirror.services.download"):
+        assert await read_range(fetcher, data, source, 0, len(data)) == data
+    delays = [
+        record.args[3]
+        for record in caplog.records
+        if isinstance(record.args, tuple) and str(record.msg).startswith("retrying")
+    ]
+    assert len(delays) == 4
+    assert all(isinstance(delay, float) and 0.0 <= delay < 0.02 for delay in delays)
+    assert len(set(delays)) == 4
     await index.close()

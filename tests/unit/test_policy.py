@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -169,3 +172,60 @@ def test_folder_hidden_implies_every_file_below_is_excluded(
     for pattern in patterns:
         if pattern.matches_folder("/".join(folder)):
             assert pattern.matches(path)
+
+
+# Each answer is Git's (`git check-ignore`); the old translation got every one wrong.
+GIT_GLOBS = [
+    ("[]a]x", ["]x", "ax"], ["bx"]),  # a leading `]` is a member (was an re.error)
+    ("a\\*b", ["a*b"], ["axb", "a\\xb"]),  # `\` escapes
+    ("a/foo**bar", ["a/fooXbar"], ["a/foo/x/bar"]),  # `**` inside a segment is `*`
+    ("logs/", ["logs/x", "a/logs/x"], ["logs"]),  # a trailing `/`: folders only
+    ("docs/*.md", ["docs/a.md", "docs/a.md/x"], ["x/docs/a.md"]),  # a folder's files
+    ("a[/]b", [], ["a/b", "a_b"]),  # a class never matches `/`
+]
+
+
+@pytest.mark.parametrize(("pattern", "matched", "unmatched"), GIT_GLOBS)
+def test_globs_match_what_git_ignores(
+    pattern: str, matched: list[str], unmatched: list[str]
+) -> None:
+    compiled = PathPattern(pattern)
+    assert [path for path in matched + unmatched if compiled.matches(path)] == matched
+
+
+@pytest.mark.parametrize(("pattern", "matched", "unmatched"), GIT_GLOBS)
+def test_the_expected_matches_are_gits_own(
+    pattern: str, matched: list[str], unmatched: list[str], tmp_path: Path
+) -> None:
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / ".gitignore").write_text(pattern + "\n")
+    answer = subprocess.run(
+        ["git", "check-ignore", "--no-index", "--stdin", "-z"],
+        cwd=tmp_path,
+        input="\0".join(matched + unmatched) + "\0",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert answer.returncode in (0, 1), answer.stderr
+    assert [path for path in answer.stdout.split("\0") if path] == matched
+
+
+@pytest.mark.parametrize(
+    ("pattern", "reason"),
+    [
+        ("[\\]]x", "backslash"),  # Git: `]` (was an re.error)
+        ("v[[:digit:]]", "POSIX"),  # Git: a digit (was a set of `[:digt`)
+        ("[[]x", "\\[\\["),  # Git: `[` (was a FutureWarning from re)
+        ("[a--z]", "doubled"),
+    ],
+)
+def test_brackets_pathspec_reads_unlike_git_are_refused(pattern: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        Policy(PolicySettings(exclude=(pattern,)))
+
+
+def test_a_class_with_a_trailing_bracket_or_negation_still_works() -> None:
+    assert PathPattern("x[!]]").matches("xa")
+    assert not PathPattern("x[!]]").matches("x]")
+    assert PathPattern("x\\[y").matches("x[y")

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hubmirror.core.errors import RangeNotSatisfiableError
-from hubmirror.web.ranges import ByteRange, parse_range
+from hubmirror.web.ranges import ByteRange, parse_range, requested_range
 
 
 @pytest.mark.parametrize(
@@ -30,6 +30,31 @@ from hubmirror.web.ranges import ByteRange, parse_range
 )
 def test_range_headers(header: str | None, size: int, expected: ByteRange | None) -> None:
     assert parse_range(header, size) == expected
+
+
+ETAG = '"0123abcd"'
+
+
+@pytest.mark.parametrize(
+    ("if_range", "expected"),
+    [
+        (None, ByteRange(3, 9, 10)),  # no condition: the range
+        (ETAG, ByteRange(3, 9, 10)),  # the bytes the client has are still the file's
+        (f" {ETAG} ", ByteRange(3, 9, 10)),
+        ('"ffff0000"', None),  # the file changed: all of it, with 200
+        (f"W/{ETAG}", None),  # If-Range compares strongly: a weak tag never matches
+        ("Wed, 21 Oct 2015 07:28:00 GMT", None),  # the mirror sends no Last-Modified
+    ],
+)
+def test_if_range_keeps_the_range_only_for_the_same_file(
+    if_range: str | None, expected: ByteRange | None
+) -> None:
+    headers = {"Range": "bytes=3-"} | ({} if if_range is None else {"If-Range": if_range})
+    assert requested_range(headers, 10, ETAG) == expected
+
+
+def test_if_range_without_range_is_the_whole_file() -> None:
+    assert requested_range({"If-Range": ETAG}, 10, ETAG) is None
 
 
 @pytest.mark.parametrize(("header", "size"), [("bytes=10-", 10), ("bytes=-0", 10), ("bytes=0-", 0)])

@@ -11,9 +11,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from rich.console import Console
-from rich.table import Table
-
+from hubmirror.cli.tables import print_line, print_table
 from hubmirror.config import (
     ConfigError,
     Settings,
@@ -219,20 +217,23 @@ def stats_command(arguments: argparse.Namespace, settings: Settings) -> int:
     if arguments.json:
         print(json.dumps(report.as_json(), indent=2))
         return 0
-    console = Console()
     limit = f" of {report.limit_bytes}" if report.limit_bytes else ""
-    console.print(
+    print_line(
         f"cache: {report.stored_bytes}{limit} bytes in {report.blob_count} blobs "
-        f"(dedup saves {report.dedup_saving_bytes} bytes)\n"
+        f"(dedup saves {report.dedup_saving_bytes} bytes)"
+    )
+    print_line(
         f"downloads: {report.downloads}, hit ratio {report.hit_ratio:.1%}; "
         f"served {report.bytes_served} bytes, fetched {report.bytes_fetched_upstream} "
-        f"from upstream, saved {report.bandwidth_saved_bytes}",
-        highlight=False,
+        f"from upstream, saved {report.bandwidth_saved_bytes}"
     )
-    table = Table("repo", "blobs", "bytes", "downloads")
-    for repo in report.repos:
-        table.add_row(repo.repo, str(repo.blobs), str(repo.stored_bytes), str(repo.downloads))
-    console.print(table)
+    print_table(
+        ("repo", "blobs", "bytes", "downloads"),
+        [
+            (repo.repo, str(repo.blobs), str(repo.stored_bytes), str(repo.downloads))
+            for repo in report.repos
+        ],
+    )
     return 0
 
 
@@ -246,20 +247,23 @@ def audit_command(arguments: argparse.Namespace, settings: Settings) -> int:
         for record in records:
             print(json.dumps(dataclasses.asdict(record)))
         return 0
-    table = Table("time", "user", "repo", "path", "commit", "bytes", "cache", "ms", "result")
-    for record in records:
-        table.add_row(
-            record.time,
-            record.user,
-            f"{record.repo_type}:{record.repo}",
-            record.path,
-            (record.commit or "-")[:10],
-            str(record.bytes),
-            record.cache,
-            str(record.duration_ms),
-            record.result,
-        )
-    Console().print(table)
+    print_table(
+        ("time", "user", "repo", "path", "commit", "bytes", "cache", "ms", "result"),
+        [
+            (
+                record.time,
+                record.user,
+                f"{record.repo_type}:{record.repo}",
+                record.path,
+                (record.commit or "-")[:10],
+                str(record.bytes),
+                record.cache,
+                str(record.duration_ms),
+                record.result,
+            )
+            for record in records
+        ],
+    )
     return 0
 
 
@@ -278,22 +282,21 @@ def policy_command(arguments: argparse.Namespace, settings: Settings) -> int:
     if arguments.json:
         print(json.dumps(report.as_json(), indent=2))
         return 0
-    console = Console()
-    console.print(
+    print_line(
         f"{report.repo_type} {report.repo} @ {report.revision} ({report.commit}): "
         f"repo {'mirrored' if report.repo_mirrored else 'DENIED'} ({report.repo_rule}); "
         f"revision {'mirrored' if report.revision_mirrored else 'DENIED'} "
-        f"({report.revision_rule})",
-        highlight=False,
+        f"({report.revision_rule})"
     )
-    table = Table("file", "size", "mirrored", "rule")
-    for decision in report.files:
-        table.add_row(
-            decision.path, str(decision.size), "yes" if decision.mirrored else "no", decision.rule
-        )
-    console.print(table)
+    print_table(
+        ("file", "size", "mirrored", "rule"),
+        [
+            (decision.path, str(decision.size), "yes" if decision.mirrored else "no", decision.rule)
+            for decision in report.files
+        ],
+    )
     mirrored = sum(1 for decision in report.files if decision.mirrored)
-    console.print(f"{mirrored} of {len(report.files)} files mirrored", highlight=False)
+    print_line(f"{mirrored} of {len(report.files)} files mirrored")
     return 0
 
 

@@ -2,19 +2,23 @@
 
 Pure: settings in, verdicts out, each verdict naming the rule that decided it.
 
-File globs follow .gitignore: a pattern without `/` matches any path segment at any
-depth (`*.log`, `events.out.tfevents.*`); a pattern with `/` is anchored at the repo root
-(`runs/**`); `**` spans any number of segments (`**/checkpoint-*/**`). A file is mirrored
-when it matches an include pattern and no exclude pattern, unless a `keep` pattern puts
-it back. Repo globs (`acme/*`, `*/llama-*`) match repo ids, case-insensitively; deny wins
-over allow; in allowlist mode only listed repos exist.
+File globs are .gitignore patterns, matched by pathspec with Git's rules: a pattern
+without `/` matches any path segment at any depth (`*.log`, `events.out.tfevents.*`); a
+pattern with `/` is anchored at the repo root (`runs/**`); `**` spans any number of
+segments (`**/checkpoint-*/**`); a trailing `/` matches folders only; a pattern that
+matches a folder matches every file below it; a `[...]` that pathspec would read unlike
+Git is refused (ValueError). A file is mirrored when it matches an include pattern and
+no exclude pattern, unless a `keep` pattern puts it back. Repo globs (`acme/*`,
+`*/llama-*`) match repo ids, case-insensitively; deny wins over allow; in allowlist mode
+only listed repos exist.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import re
 from dataclasses import dataclass, field
+
+from pathspec.patterns.gitignore.spec import GitIgnoreSpecPattern
 
 from hubmirror.core.types import RepoRef, RepoType
 
@@ -92,63 +96,58 @@ class Verdict:
 
 
 class PathPattern:
-    """One .gitignore-style glob, compiled."""
+    """One .gitignore glob, compiled by pathspec with Git's own rules."""
 
     def __init__(self, pattern: str) -> None:
+        problem = _bracket_problem(pattern)
+        if problem is not None:
+            raise ValueError(f"policy glob {pattern!r}: {problem}")
         self.pattern = pattern
-        body = pattern.strip().lstrip("/").rstrip("/") if "/" in pattern else pattern.strip()
-        self._segment_only = "/" not in pattern.strip().rstrip("/")
-        self._regex = re.compile(_glob_to_regex(body))
-        self.covers_folders = body.endswith("/**")
-        self._folder_regex = re.compile(_glob_to_regex(body[:-3])) if self.covers_folders else None
+        compiled = GitIgnoreSpecPattern(pattern)
+        # Blank lines, comments and negations (`!x`) match nothing on their own: a file
+        # is put back with a `keep` pattern instead.
+        self._regex = compiled.regex if compiled.include else None
 
     def matches(self, path: str) -> bool:
         """True when the file at `path` is matched."""
-        if self._segment_only:
-            return any(self._regex.fullmatch(segment) for segment in path.split("/"))
-        return self._regex.fullmatch(path) is not None
+        return self._regex is not None and self._regex.search(path) is not None
 
     def matches_folder(self, folder: str) -> bool:
         """True when every file below `folder` is matched (the folder itself vanishes)."""
-        if self._segment_only:
-            return any(self._regex.fullmatch(segment) for segment in folder.split("/"))
-        if self._folder_regex is None:
-            return False
-        parts = folder.split("/")
-        return any(
-            self._folder_regex.fullmatch("/".join(parts[:length]))
-            for length in range(1, len(parts) + 1)
-        )
+        # As in Git, a pattern that matches a directory (a path ending in `/`) matches
+        # everything inside it.
+        return self.matches(folder + "/")
 
 
-def _glob_to_regex(glob: str) -> str:
-    """Translate a glob with `**` into a regex over `/`-separated paths."""
-    out = []
+def _bracket_problem(pattern: str) -> str | None:
+    """Why pathspec would read a `[...]` of `pattern` other than Git does, if it would.
+
+    pathspec hands the inside of a bracket expression to `re` almost as it is: a
+    backslash stays a literal character (Git reads an escape), POSIX classes are not
+    known, and `re` may one day read `[[` and doubled `-&~|` as set operations.
+    """
     index = 0
-    while index < len(glob):
-        if glob.startswith("**/", index):
-            out.append("(?:.*/)?")
-            index += 3
-        elif glob.startswith("/**", index) and index + 3 == len(glob):
-            out.append("/.*")
-            index += 3
-        elif glob.startswith("**", index):
-            out.append(".*")
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\":
             index += 2
-        elif glob[index] == "*":
-            out.append("[^/]*")
-            index += 1
-        elif glob[index] == "?":
-            out.append("[^/]")
-            index += 1
-        elif glob[index] == "[" and "]" in glob[index + 1 :]:
-            end = glob.index("]", index + 1)
-            out.append(glob[index : end + 1].replace("[!", "[^"))
-            index = end + 1
-        else:
-            out.append(re.escape(glob[index]))
-            index += 1
-    return "".join(out)
+            continue
+        index += 1
+        if char != "[":
+            continue
+        first = index + (pattern[index : index + 1] in ("!", "^"))
+        end = pattern.find("]", first + (pattern[first : first + 1] == "]"))
+        if end < 0:
+            return None  # an unclosed `[`: Git and pathspec match nothing with it
+        body = pattern[first:end]
+        if "\\" in body:
+            return "a backslash inside [...] is not supported; write []] for ], [a-] for -"
+        if "[:" in body:
+            return "POSIX classes like [[:digit:]] are not supported; write [0-9]"
+        if body.startswith("[") or any(twice in body for twice in ("--", "&&", "~~", "||")):
+            return "[[ and doubled -&~| inside [...] are not supported; write \\[ for ["
+        index = end + 1
+    return None
 
 
 def _repo_matches(patterns: tuple[str, ...], repo_id: str) -> str | None:

@@ -3,8 +3,10 @@
 Public repos need no check. For a gated or private repo, the caller's token is shown to
 the upstream once (a HEAD on a file of the pinned commit) and the answer is cached per
 (token hash, repo) for `auth_ttl` seconds; refusals are cached for at most a minute, so
-a user granted access soon sees it. Whatever is on disk, a caller the upstream did not
-accept gets the upstream's own refusal (401/403 `GatedRepo`, 401/404 `RepoNotFound`).
+a user granted access soon sees it. Expired decisions are dropped and at most
+`DECISIONS_KEPT` are kept, so callers with random tokens cannot grow the cache.
+Whatever is on disk, a caller the upstream did not accept gets the upstream's own
+refusal (401/403 `GatedRepo`, 401/404 `RepoNotFound`).
 Offline, only tokens granted in the configuration (by hash) may read such repos.
 """
 
@@ -14,8 +16,9 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
-from cachetools import LRUCache
+from cachetools import TLRUCache
 
 from hubmirror.core.access import ANONYMOUS, AccessSettings, log_label, token_hash
 from hubmirror.core.errors import (
@@ -28,7 +31,7 @@ from hubmirror.core.errors import (
 from hubmirror.core.metrics import MirrorMetrics
 from hubmirror.core.types import RepoRef, Visibility
 from hubmirror.storage.index import Index
-from hubmirror.upstream.source import Upstream
+from hubmirror.upstream.client import RemoteFileMetadata
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +41,17 @@ DECISIONS_KEPT = 50_000
 PROBE_PATH = ".gitattributes"
 
 
+class FileMetadataSource(Protocol):
+    """What the gate asks of the upstream: a file's metadata, which it only gives to
+    callers it lets read the repo."""
+
+    async def file_metadata(
+        self, repo: RepoRef, revision: str, path: str, headers: Mapping[str, str]
+    ) -> RemoteFileMetadata:
+        """Commit, ETag and size of a file; raises the upstream's refusal."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class _Decision:
     expires: float
@@ -45,12 +59,16 @@ class _Decision:
     refusal: Callable[[], MirrorError] | None
 
 
+def _decision_expiry(_key: object, decision: _Decision, _now: float) -> float:
+    return decision.expires
+
+
 class AccessGate:
     """Checks callers of gated and private repos against the upstream, with a cache."""
 
     def __init__(
         self,
-        upstream: Upstream,
+        upstream: FileMetadataSource,
         index: Index,
         settings: AccessSettings,
         ttl_seconds: float,
@@ -65,8 +83,16 @@ class AccessGate:
         self._ttl = ttl_seconds
         self._offline = offline
         self._clock = clock
-        # Bounded: callers with random tokens must not grow it without end.
-        self._decisions: LRUCache[tuple[str, RepoRef], _Decision] = LRUCache(DECISIONS_KEPT)
+        # Bounded in size and time: an expired decision is dropped at the next one
+        # made, so callers with random tokens cannot grow it without end.
+        self._decisions: TLRUCache[tuple[str, RepoRef], _Decision] = TLRUCache(
+            DECISIONS_KEPT, _decision_expiry, clock
+        )
+
+    @property
+    def decisions_kept(self) -> int:
+        """How many unexpired decisions are remembered."""
+        return len(self._decisions)
 
     async def ensure(self, repo: RepoRef, commit: str, headers: Mapping[str, str]) -> None:
         """Return when the caller may read `repo`; raise the upstream's refusal otherwise."""
@@ -107,7 +133,7 @@ class AccessGate:
         key = (digest, repo)
         now = self._clock()
         decision = self._decisions.get(key)
-        if decision is not None and decision.expires > now:
+        if decision is not None:
             return None if decision.refusal is None else decision.refusal()
         try:
             await self._upstream.file_metadata(repo, commit, PROBE_PATH, headers)

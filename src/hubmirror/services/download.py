@@ -16,7 +16,9 @@ client of a corrupt upstream ends with an incomplete response, never with a comp
 wrong file. Other ranged reads, footers included, are served as bytes arrive, before
 the whole-file hash can be known.
 
-A dropped or stalled connection retries only what its piece still misses. Complete
+A dropped or stalled connection retries only what its piece still misses, after a
+jittered back-off (`core.backoff`), so the connections of one download do not retry in
+lock-step. Complete
 ranges are checkpointed to disk, so a download interrupted by a crash or an upstream
 failure resumes where it stopped; only a hash mismatch throws the bytes away.
 """
@@ -34,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from hubmirror.core.backoff import retry_delay
 from hubmirror.core.errors import (
     IntegrityError,
     MirrorError,
@@ -52,6 +55,7 @@ logger = logging.getLogger(__name__)
 READ_CHUNK = 256 * 1024
 HASH_BLOCK = 4 * 1024 * 1024
 MAX_RETRY_AFTER_SECONDS = 30.0
+MAX_BACKOFF_SECONDS = 30.0
 # Connections a download may open beyond its share, for readers waiting far ahead.
 EXTRA_CONNECTIONS = 2
 # What a new request is assumed to cost before the download's first one was timed.
@@ -69,7 +73,7 @@ class FetchTuning:
     segment_threshold: int = 32 * 1024 * 1024
     segment_size: int = 8 * 1024 * 1024
     max_attempts: int = 5
-    backoff_seconds: float = 0.5
+    backoff_seconds: float = 0.5  # the first retry's ceiling, doubling per attempt
     checkpoint_seconds: float = 1.0
 
 
@@ -336,7 +340,7 @@ class Download:
                 ):
                     raise
                 self._source.forget_location()
-                delay = self._tuning.backoff_seconds * 2 ** (attempt - 1)
+                delay = retry_delay(attempt, self._tuning.backoff_seconds, MAX_BACKOFF_SECONDS)
                 retry_after = getattr(error, "retry_after", None)
                 if retry_after and retry_after.isdigit():
                     delay = max(delay, min(float(retry_after), MAX_RETRY_AFTER_SECONDS))

@@ -88,7 +88,8 @@ class FileService:
         self._revisions = revisions
         self._guard = guard
         self._room = room
-        self._last_touch: LRUCache[BlobKey, float] = LRUCache(TOUCHES_KEPT)
+        # Blobs touched in the index within the last TOUCH_INTERVAL_SECONDS.
+        self._touched: TTLCache[BlobKey, None] = TTLCache(TOUCHES_KEPT, TOUCH_INTERVAL_SECONDS)
         self._small_bodies: LRUCache[BlobKey, bytes] = LRUCache(SMALL_BODIES_BYTES, len)
         self._sending: Counter[BlobKey] = Counter()
         # Signed URLs learnt while pinning, for the download that usually follows.
@@ -189,12 +190,11 @@ class FileService:
             stored = await self._store.find(key, size)
             if stored is None:
                 return None
-        now = time.monotonic()
-        if now - self._last_touch.get(key, -TOUCH_INTERVAL_SECONDS) >= TOUCH_INTERVAL_SECONDS:
+        if key not in self._touched:
             # Access times only order eviction: once a minute is precise enough, and it
             # keeps an index write off the path of every hit.
             await self._index.touch_blob(key)
-            self._last_touch[key] = now
+            self._touched[key] = None
         return stored
 
     async def small_body(self, stored: StoredBlob) -> bytes | None:

@@ -3,10 +3,11 @@
 A mirror whose clients only read cached data never sends an upstream request, so its
 circuit breakers would call a dead upstream healthy forever. `UpstreamProber` asks each
 upstream a cheap question (`UpstreamClient.probe`: a HEAD on its root) every `interval`
-seconds while it answers, and with a doubling back-off (up to `max_backoff`) while it
-does not. Each outcome is kept as the upstream's `last_probe` (readiness, metrics and
-the dashboard show it) and fed to its circuit breaker like a request: failures count
-towards opening it, and an answer closes it unless the upstream asked for a pause.
+seconds while it answers, and with a doubling, jittered back-off (up to `max_backoff`,
+`core.backoff`) while it does not. Each outcome is kept as the upstream's `last_probe`
+(readiness, metrics and the dashboard show it) and fed to its circuit breaker like a
+request: failures count towards opening it, and an answer closes it unless the upstream
+asked for a pause.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
+from hubmirror.core.backoff import retry_delay
 from hubmirror.core.errors import UpstreamUnavailableError
 from hubmirror.upstream.health import ProbeResult
 from hubmirror.upstream.pool import PoolMember, PoolObserver
@@ -77,15 +79,15 @@ class UpstreamProber:
         return result
 
     async def _watch(self, member: PoolMember) -> None:
-        delay = self._settings.interval
+        settings = self._settings
+        failures = 0
         while True:
             result = await self.probe(member)
-            if result.ok:
-                delay = self._settings.interval
-                await self._sleep(delay)
+            failures = 0 if result.ok else failures + 1
+            if failures == 0:
+                await self._sleep(settings.interval)
             else:
-                await self._sleep(delay)
-                delay = min(delay * 2, self._settings.max_backoff)
+                await self._sleep(retry_delay(failures, settings.interval, settings.max_backoff))
 
 
 def _describe(result: ProbeResult) -> str:

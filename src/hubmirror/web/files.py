@@ -34,7 +34,7 @@ from hubmirror.web.api import client_headers
 from hubmirror.web.deadlines import note_upstream, remaining_patience, within_deadline
 from hubmirror.web.errors import error_response
 from hubmirror.web.peer import is_from_peer
-from hubmirror.web.ranges import ByteRange, parse_range
+from hubmirror.web.ranges import ByteRange, requested_range
 from hubmirror.web.relay import relay_to_owner
 from hubmirror.web.routes import Route
 
@@ -237,7 +237,7 @@ async def _serve_file(
     file = await files.resolve(route.repo, route.revision, route.path, headers)
     served.commit = file.pinned.commit
     size = file.entry.size
-    byte_range = parse_range(request.headers.get("Range"), size)
+    byte_range = requested_range(request.headers, size, f'"{file.entry.blob.hexdigest}"')
     cached = await files.cached(file)
     status = CacheStatus.MISS
     if cached is not None:

@@ -4,11 +4,17 @@ The mirror honours one range per request, as the Hub's clients send: `bytes=N-`,
 `bytes=N-M` and the suffix form `bytes=-K`. A malformed header, another unit, or several
 ranges are ignored (the whole body is sent with 200, as RFC 9110 allows); a range that
 starts past the end is unsatisfiable (416).
+
+`If-Range` is honoured: a client resuming a download names the ETag of the bytes it
+has, and gets a range only when the file still has that ETag (a strong comparison, so a
+weak tag or a date never matches); otherwise the whole new file comes with 200, never
+new bytes spliced onto old ones.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from hubmirror.core.errors import RangeNotSatisfiableError
@@ -61,3 +67,12 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     if start >= size:
         raise RangeNotSatisfiableError(f"range starts at {start}, file has {size} bytes", size)
     return ByteRange(start, min(end, size - 1), size)
+
+
+def requested_range(headers: Mapping[str, str], size: int, etag: str) -> ByteRange | None:
+    """The range a request's `Range` and `If-Range` ask of a file whose ETag is `etag`
+    (quoted), or None to send the whole file. Raises like `parse_range`."""
+    if_range = headers.get("If-Range")
+    if if_range is not None and if_range.strip() != etag:
+        return None
+    return parse_range(headers.get("Range"), size)
