@@ -58,6 +58,14 @@ class ClusterUnderTest:
         for node in self.nodes:
             node.stop()
 
+    def wait_for_object(self, store: SeaweedServer, sha256: str, seconds: float = 20) -> None:
+        """Until the blob `sha256` is in the store (a client has its verified bytes a
+        moment before the upload that stores them has ended)."""
+        deadline = time.monotonic() + seconds
+        while not any(key.endswith(f"/{sha256}") for key in store.keys(self.prefix)):
+            assert time.monotonic() < deadline, f"{sha256} was not stored"
+            time.sleep(0.1)
+
 
 def cluster_view(node: MirrorProcess) -> dict[str, Any]:
     """The `cluster` part of a node's readiness answer: its id and the live nodes."""

@@ -105,7 +105,7 @@ def test_twenty_clients_over_two_nodes_share_one_upstream_transfer(
         assert len(relayed) >= 8  # every client of the other node, some of the balancer's
         # A non-owner's client got bytes while the owner was still downloading.
         assert min(into.upstream_at_first_byte - before for into in relayed) < big.size // 2
-        assert any(key.endswith(big.sha256) for key in seaweed.keys(cluster.prefix))
+        cluster.wait_for_object(seaweed, big.sha256)
         for node in cluster.nodes:
             assert "Traceback" not in node.log(), node.log()[-3000:]
 
@@ -119,6 +119,8 @@ def test_what_node_a_fetched_b_and_a_fresh_c_serve_with_no_upstream_request(
         node_a, node_b = cluster.nodes
         snapshot_download(TINY, endpoint=node_a.url, cache_dir=tmp_path / "hf-a")
         assert fetch(f"{node_a.url}/{BIG}/resolve/main/big.bin")[2] == big.data
+        for file in [big, *tiny.files.values()]:
+            cluster.wait_for_object(seaweed, file.sha256 if file.lfs else file.git_oid)
         since = len(fake_hub.requests)
         folder = Path(snapshot_download(TINY, endpoint=node_b.url, cache_dir=tmp_path / "hf-b"))
         assert all((folder / path).read_bytes() == f.data for path, f in tiny.files.items())

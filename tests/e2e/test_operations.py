@@ -296,10 +296,12 @@ def test_size_limit_holds_while_downloads_continue(fake_hub: FakeHub, tmp_path: 
     with running_mirror(cache, fake_hub.url, "--max-size", str(limit)) as mirror:
         assert fetch(mirror.url + tiny_url)[2] == weights.data
         assert fetch(f"{mirror.url}/tiny-legacy/resolve/main/model.bin")[2] == legacy.data
+        mirror.wait_for_blob(legacy.sha256)  # clients get verified bytes before it is stored
         wait_until(lambda: stored_bytes(cache) <= limit)
         assert not blob_path(cache, sha256=weights.sha256).exists()  # the least recent
         status, headers, body = fetch(mirror.url + tiny_url)  # evicted: a miss, not an error
         assert (status, headers["X-Cache-Status"], body) == (200, "MISS", weights.data)
+        mirror.wait_for_blob(weights.sha256)
         wait_until(lambda: stored_bytes(cache) <= limit)
         assert blob_path(cache, sha256=weights.sha256).exists()
         assert not blob_path(cache, sha256=legacy.sha256).exists()

@@ -152,7 +152,8 @@ class Download:
         self._progress = asyncio.Event()
         self._started: asyncio.Future[None] = loop.create_future()
         self._done: asyncio.Future[Path | None] = loop.create_future()
-        # The bytes hashed to the key: readers may have the last byte (see `spans`).
+        # The bytes hashed to the key and only an upload is left: readers may have the
+        # last byte (see `spans`).
         self._verified = False
         self._read_descriptor = os.open(partial.data_path, os.O_RDONLY)
         self._readers = 0
@@ -170,7 +171,8 @@ class Download:
 
     @property
     def verified(self) -> bool:
-        """True once every byte arrived and hashed to the key (storing may still run)."""
+        """True once every byte arrived, hashed to the key and is being uploaded to an
+        object store (readers then have every byte)."""
         return self._verified
 
     @property
@@ -257,10 +259,12 @@ class Download:
                 task.cancel()
             await asyncio.gather(hashing, checkpointing, return_exceptions=True)
         await self._store.check_digest(self._partial, digest)
-        # Readers get the last byte now, not after the store took the blob (an upload
-        # to an object store takes seconds): their bytes are verified already.
-        self._verified = True
-        self._notify()
+        if not self._store.is_local:
+            # An upload to an object store takes seconds: readers get the last byte
+            # now, verified. (A local commit is a rename: a client that has the whole
+            # file then finds it stored.)
+            self._verified = True
+            self._notify()
         return await self._store.commit(self._partial, digest)
 
     async def _keep_or_discard(self, error: BaseException) -> None:
@@ -477,12 +481,14 @@ class Download:
         try:
             position = start
             while position < end:
+                whole = self._verified
                 if self._done.done():
                     error = self._done.exception()
                     if error is not None and not self._verified:
                         raise error
+                    whole = True
                 available = self.ranges.covered_until(position)
-                limit = min(end, available if self._verified else min(available, verified_end))
+                limit = min(end, available if whole else min(available, verified_end))
                 if position >= limit:
                     self.hurry(position)
                     await self._progress.wait()
