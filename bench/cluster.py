@@ -51,6 +51,7 @@ from bench.tools import (
     post,
     ratio,
     wait_for_http,
+    write_results,
     wrk,
 )
 
@@ -280,14 +281,8 @@ def main() -> None:
             results = run(bench, data, arguments.clients)
         finally:
             bench.close()
-    RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
-    target = RESULTS / f"cluster-{stamp}.json"
-    number = 1
-    while target.exists():
-        number += 1
-        target = RESULTS / f"cluster-{stamp}-{number}.json"
-    target.write_text(json.dumps(results, indent=2) + "\n")
+    target = write_results(results, RESULTS, f"cluster-{stamp}")
     print(json.dumps(results, indent=2))
     print(f"\nwritten: bench/results/{target.name}")
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
-import json
 import os
 import platform
 import shutil
@@ -41,6 +40,7 @@ from bench.tools import (
     python_load,
     ratio,
     wait_for_http,
+    write_results,
     wrk,
 )
 
@@ -342,14 +342,8 @@ def main() -> None:
             run(bench, data, arguments)
         finally:
             bench.close()
-    RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
-    target = RESULTS / f"{stamp}.json"
-    run_number = 1
-    while target.exists():  # never overwrite an earlier run of the same day
-        run_number += 1
-        target = RESULTS / f"{stamp}-{run_number}.json"
-    target.write_text(json.dumps(bench.results, indent=2) + "\n")
+    target = write_results(bench.results, RESULTS, stamp)
     print(summarize(bench.results))
     print(f"\nwritten: bench/results/{target.name}")
 

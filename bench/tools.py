@@ -246,6 +246,18 @@ def wait_for_http(url: str, seconds: float = 60) -> None:
     raise RuntimeError(f"{url} did not answer")
 
 
+def write_results(results: dict[str, object], folder: Path, stem: str) -> Path:
+    """Write `folder/<stem>.json`, or `<stem>-2.json` and on: never over an earlier run."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{stem}.json"
+    number = 1
+    while target.exists():
+        number += 1
+        target = folder / f"{stem}-{number}.json"
+    target.write_text(json.dumps(results, indent=2) + "\n")
+    return target
+
+
 def ratio(value: float, reference: float) -> float:
     """`value / reference`, rounded (0 without a reference)."""
     return round(value / reference, 3) if reference else 0.0

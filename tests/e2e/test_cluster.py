@@ -178,6 +178,9 @@ def test_a_snapshot_through_the_balancer_is_whole_and_fetched_once(
         forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "hub.example.org"}
         _, headers, _ = fetch(cluster.nodes[0].url + listing, headers=forwarded)
         assert headers["Link"].startswith("<https://hub.example.org/api/models/")
+        # The dashboard's set-up panel names the balancer too.
+        _, _, body = fetch(cluster.balancer + "/-/api/status")
+        assert json.loads(body)["mirror_url"] == cluster.balancer
 
 
 def test_the_owner_killed_mid_download_another_node_takes_over(

@@ -42,11 +42,8 @@ def _static_text(name: str) -> str:
 
 
 def mirror_url(request: web.Request) -> str:
-    """This mirror's URL as the client reached it (honouring a proxy's X-Forwarded-*)."""
-    proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip()
-    host = request.headers.get("X-Forwarded-Host", "").split(",")[0].strip()
-    if proto in ("http", "https") and host:
-        return f"{proto}://{host}"
+    """This mirror's URL as the client reached it (behind a proxy, with
+    --trust-forwarded, the request already carries the forwarded scheme and host)."""
     return str(request.url.origin())
 
 
