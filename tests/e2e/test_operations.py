@@ -144,7 +144,8 @@ def test_prefetch_and_server_share_one_cache(fake_hub: FakeHub, tmp_path: Path) 
                 stderr=subprocess.PIPE,
                 text=True,
             )
-            time.sleep(1.0)
+            # The prefetch process is downloading: the server must wait for its copy.
+            wait_until(lambda: fake_hub.bytes_sent_for(blob.sha256) > before)
             status, _, body = fetch(f"{mirror.url}/hm-test/big-lfs/resolve/main/big.bin")
             _, err = prefetching.communicate(timeout=120)
             assert prefetching.returncode == 0, err
