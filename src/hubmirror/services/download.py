@@ -154,7 +154,7 @@ class Download:
         self._done: asyncio.Future[Path | None] = loop.create_future()
         # The bytes hashed to the key and only an upload is left: readers may have the
         # last byte (see `spans`).
-        self._verified = False
+        self._uploading = False
         self._read_descriptor = os.open(partial.data_path, os.O_RDONLY)
         self._readers = 0
 
@@ -170,10 +170,10 @@ class Download:
         return self._done.done()
 
     @property
-    def verified(self) -> bool:
+    def uploading(self) -> bool:
         """True once every byte arrived, hashed to the key and is being uploaded to an
         object store (readers then have every byte)."""
-        return self._verified
+        return self._uploading
 
     @property
     def readers(self) -> int:
@@ -263,7 +263,7 @@ class Download:
             # An upload to an object store takes seconds: readers get the last byte
             # now, verified. (A local commit is a rename: a client that has the whole
             # file then finds it stored.)
-            self._verified = True
+            self._uploading = True
             self._notify()
         return await self._store.commit(self._partial, digest)
 
@@ -481,10 +481,10 @@ class Download:
         try:
             position = start
             while position < end:
-                whole = self._verified
+                whole = self._uploading
                 if self._done.done():
                     error = self._done.exception()
-                    if error is not None and not self._verified:
+                    if error is not None and not self._uploading:
                         raise error
                     whole = True
                 available = self.ranges.covered_until(position)

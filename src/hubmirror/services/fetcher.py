@@ -124,6 +124,6 @@ class Fetcher:
         """Stop every running download (their complete ranges stay on disk to resume);
         downloads that already ended, or are only storing verified bytes, finish first."""
         for task, download in list(self._tasks.items()):
-            if not download.finished and not download.verified:
+            if not download.finished and not download.uploading:
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

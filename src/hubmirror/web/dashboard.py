@@ -23,6 +23,7 @@ from hubmirror.core.names import validate_repo_id, validate_revision
 from hubmirror.core.types import RepoRef, RepoType, is_commit
 from hubmirror.mirror import Mirror
 from hubmirror.services.status import Traffic
+from hubmirror.web.api import mirror_base
 from hubmirror.web.auth import upstream_headers
 from hubmirror.web.metrics import upstream_view
 from hubmirror.web.routes import Route
@@ -41,15 +42,9 @@ def _static_text(name: str) -> str:
     return (resources.files("hubmirror.web") / "static" / name).read_text(encoding="utf-8")
 
 
-def mirror_url(request: web.Request) -> str:
-    """This mirror's URL as the client reached it (behind a proxy, with
-    --trust-forwarded, the request already carries the forwarded scheme and host)."""
-    return str(request.url.origin())
-
-
 async def handle_home(request: web.Request, mirror: Mirror) -> web.Response:
     """The dashboard for browsers; a small JSON document for everything else."""
-    url = mirror_url(request)
+    url = mirror_base(request)
     if "text/html" in request.headers.get("Accept", ""):
         page = _static_text("index.html").replace(URL_PLACEHOLDER, html.escape(url))
         return web.Response(text=page, content_type="text/html", headers=NO_STORE)
@@ -118,7 +113,7 @@ async def _status(call: ApiRequest) -> dict[str, Any]:
         "version": __version__,
         "mode": status.mode,
         "policy_profile": mirror.guard.policy.settings.profile,
-        "mirror_url": mirror_url(call.request),
+        "mirror_url": mirror_base(call.request),
         "upstreams": [upstream_view(upstream) for upstream in status.upstreams()],
         "cache": {
             "stored_bytes": usage.stored_bytes,

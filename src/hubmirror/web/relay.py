@@ -55,7 +55,6 @@ async def relay_to_owner(
     owner (from the start, or once the owners before it did not answer)."""
     path = peer_path(repo, file)
     headers = {name: request.headers[name] for name in _FORWARDED if name in request.headers}
-    headers["X-Forwarded-For"] = request.remote or ""
     for _ in range(OWNERS_TRIED):
         owner = cluster.owner_of(file.entry.blob)
         if owner == cluster.me:
@@ -64,7 +63,7 @@ async def relay_to_owner(
             async with cluster.open(owner, path, headers) as answer:
                 return await _relay(request, answer, owner.node_id)
         except PeerUnreachableError as error:
-            logger.warning("taking over %s: %s", file.entry.blob, error.message)
+            logger.warning("%s: trying the next owner: %s", file.entry.blob, error.message)
     return None
 
 
