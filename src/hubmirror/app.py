@@ -142,6 +142,8 @@ async def create_app(
             membership = mirror.cluster.membership
             await membership.beat()
             background.append(asyncio.create_task(membership.run()))
+        if mirror.circuits is not None:
+            background.append(asyncio.create_task(mirror.circuits.run()))
         mirror.eviction.start()
         if mirror.prober is not None:
             background.append(asyncio.create_task(mirror.prober.run()))

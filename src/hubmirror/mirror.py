@@ -11,6 +11,7 @@ import os
 import re
 from dataclasses import dataclass
 
+from hubmirror.cluster.circuits import SharedCircuits
 from hubmirror.cluster.membership import Membership
 from hubmirror.cluster.peers import Cluster
 from hubmirror.cluster.signature import PeerSigner
@@ -77,6 +78,8 @@ class Mirror:
     prober: UpstreamProber | None = None
     # This node's cluster (None for a single node); its membership runs in the server.
     cluster: Cluster | None = None
+    # The upstream circuits held for the whole cluster (None: a single node, or offline).
+    circuits: SharedCircuits | None = None
 
     async def close(self) -> None:
         """Stop downloads, close connections and the index."""
@@ -207,7 +210,9 @@ async def build_mirror(settings: Settings, owns_cache: bool = False) -> Mirror:
     pool = None
     if not settings.offline:
         pool = build_pool(settings, metrics)
-        upstream = NegativeCache(pool, settings.negative_ttl)
+        # In a cluster (or with several workers), not-found answers are shared.
+        board = index if settings.node_url else None
+        upstream = NegativeCache(pool, settings.negative_ttl, board=board)
         if settings.upstream_probe_interval > 0:
             probing = ProbeSettings(interval=settings.upstream_probe_interval)
             prober = UpstreamProber(pool.members, metrics, probing)
@@ -221,7 +226,13 @@ async def build_mirror(settings: Settings, owns_cache: bool = False) -> Mirror:
     fetcher = Fetcher(store, index, tuning, metrics)
     guard = PolicyGuard(Policy(settings.effective_policy()), metrics)
     gate = AccessGate(
-        upstream, index, settings.access, settings.auth_ttl, settings.offline, metrics=metrics
+        upstream,
+        index,
+        settings.access,
+        settings.auth_ttl,
+        settings.offline,
+        metrics=metrics,
+        shared=bool(settings.node_url),
     )
     revisions = RevisionResolver(
         upstream, index, settings.revision_ttl, guard, gate, max_stale=settings.max_stale
@@ -275,4 +286,7 @@ async def build_mirror(settings: Settings, owns_cache: bool = False) -> Mirror:
         lfs=LfsService(index, revisions, guard),
         prober=prober,
         cluster=cluster,
+        circuits=None
+        if cluster is None or pool is None
+        else SharedCircuits(index, [(m.name, m.breaker) for m in pool.members]),
     )

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from huggingface_hub import hf_hub_download, snapshot_download
+from huggingface_hub.errors import EntryNotFoundError, GatedRepoError, RepositoryNotFoundError
 
 from hubmirror.cluster.ownership import Node, owner_of
 from hubmirror.core.types import BlobKey, HashAlgorithm
@@ -32,10 +33,12 @@ from tests.e2e.mirror_process import MirrorProcess
 from tests.engines.postgres import PostgresServer
 from tests.engines.seaweed import SeaweedServer
 from tests.fakehub import FakeHub
+from tests.fakehub.access import NO_ACCESS_TOKEN, VALID_TOKEN
 from tests.fakehub.fixtures import throttled
 
 BIG = "hm-test/big-lfs"
 TINY = "hm-test/tiny-model"
+GATED = "hm-test/gated-model"
 MIB = 1024 * 1024
 LOAD_PARQUET = """
 import json
@@ -60,6 +63,23 @@ def download(url: str, hub: FakeHub, sha256: str, into: Received) -> None:
         first = response.read(64 * 1024)
         into.upstream_at_first_byte = hub.bytes_sent_for(sha256)
         into.body = first + response.read()
+
+
+def ask_what_is_known_to_be_missing_or_refused(endpoint: str, cache: Path) -> None:
+    """Questions whose answers the cluster shares: a missing repo, a missing file, a
+    gated repo's refusal for one token and its grant for another."""
+    with pytest.raises(RepositoryNotFoundError):
+        hf_hub_download("hm-test/no-such-repo", "config.json", endpoint=endpoint, cache_dir=cache)
+    with pytest.raises(EntryNotFoundError):
+        hf_hub_download(TINY, "no-such-file.json", endpoint=endpoint, cache_dir=cache)
+    with pytest.raises(GatedRepoError):
+        hf_hub_download(
+            GATED, "weights.bin", token=NO_ACCESS_TOKEN, endpoint=endpoint, cache_dir=cache
+        )
+    fetched = hf_hub_download(
+        GATED, "weights.bin", token=VALID_TOKEN, endpoint=endpoint, cache_dir=cache
+    )
+    assert Path(fetched).stat().st_size > 0
 
 
 def owner_node(cluster: ClusterUnderTest, sha256: str) -> MirrorProcess:
@@ -113,15 +133,19 @@ def test_twenty_clients_over_two_nodes_share_one_upstream_transfer(
 def test_what_node_a_fetched_b_and_a_fresh_c_serve_with_no_upstream_request(
     fake_hub: FakeHub, seaweed: SeaweedServer, postgres_url: str, tmp_path: Path
 ) -> None:
+    """Blobs, listings, refs, not-found answers and access decisions."""
     big = hub_file(fake_hub, BIG, "big.bin")
+    gated = hub_file(fake_hub, GATED, "weights.bin")
     tiny = commit_at(fake_hub, TINY, "main")
     with running_cluster(2, fake_hub.url, seaweed, postgres_url, tmp_path) as cluster:
         node_a, node_b = cluster.nodes
         snapshot_download(TINY, endpoint=node_a.url, cache_dir=tmp_path / "hf-a")
         assert fetch(f"{node_a.url}/{BIG}/resolve/main/big.bin")[2] == big.data
-        for file in [big, *tiny.files.values()]:
+        ask_what_is_known_to_be_missing_or_refused(node_a.url, tmp_path / "hf-a")
+        for file in [big, gated, *tiny.files.values()]:
             cluster.wait_for_object(seaweed, file.sha256 if file.lfs else file.git_oid)
         since = len(fake_hub.requests)
+        ask_what_is_known_to_be_missing_or_refused(node_b.url, tmp_path / "hf-b")
         folder = Path(snapshot_download(TINY, endpoint=node_b.url, cache_dir=tmp_path / "hf-b"))
         assert all((folder / path).read_bytes() == f.data for path, f in tiny.files.items())
         status, headers, body = fetch(f"{node_b.url}/{BIG}/resolve/main/big.bin")
@@ -133,6 +157,7 @@ def test_what_node_a_fetched_b_and_a_fresh_c_serve_with_no_upstream_request(
         assert hashlib.sha256(Path(fetched).read_bytes()).hexdigest() == big.sha256
         folder = Path(snapshot_download(TINY, endpoint=node_c.url, cache_dir=tmp_path / "hf-c"))
         assert all((folder / path).read_bytes() == f.data for path, f in tiny.files.items())
+        ask_what_is_known_to_be_missing_or_refused(node_c.url, tmp_path / "hf-c")
         assert fake_hub.requests[since:] == [], "node B or C asked the upstream"
         assert node_c.blob_files() == []  # streamed from the store
 
@@ -241,6 +266,32 @@ def test_node_to_node_requests_must_prove_they_come_from_a_node(
         assert fetch(cluster.nodes[0].url + path)[0] == 200
     status, headers, _ = fetch(mirror.url + path, headers=forged)
     assert (status, headers.get("X-Error-Code")) == (403, "PeerRefused")
+
+
+def upstream_states(node: MirrorProcess) -> list[str]:
+    _, _, body = fetch(f"{node.url}/-/api/status")
+    return [upstream["state"] for upstream in json.loads(body)["upstreams"]]
+
+
+def test_an_upstream_failing_on_one_node_is_skipped_by_the_others(
+    fake_hub: FakeHub, seaweed: SeaweedServer, postgres_url: str, tmp_path: Path
+) -> None:
+    no_probes = ("--upstream-probe-interval", "0")  # B's circuit opens only if shared
+    with running_cluster(2, fake_hub.url, seaweed, postgres_url, tmp_path, *no_probes) as cluster:
+        node_a, node_b = cluster.nodes
+        assert upstream_states(node_b) == ["closed"]
+        try:
+            fake_hub.fail_next(503, {"Retry-After": "60"}, times=100)
+            status = fetch(f"{node_a.url}/api/models/hm-test/tiny-parquet")[0]
+        finally:
+            fake_hub.status_override = None
+        assert status == 503 and upstream_states(node_a) == ["open"]
+        deadline = time.monotonic() + 10
+        while upstream_states(node_b) != ["open"]:
+            assert time.monotonic() < deadline, "node B never heard of A's open circuit"
+            time.sleep(0.2)
+        _, _, body = fetch(f"{node_b.url}/-/api/status")
+        assert "on another node" in json.loads(body)["upstreams"][0]["last_error"]
 
 
 def test_the_cluster_rides_out_a_postgresql_restart(

@@ -100,3 +100,25 @@ async def test_a_decision_is_remembered_until_it_expires(index: CachedIndex) -> 
     clock.now += 1.0
     await gate.ensure(GATED, "main", headers)
     assert upstream.probes == 2
+
+
+async def test_nodes_sharing_an_index_share_their_decisions(index: CachedIndex) -> None:
+    upstream = GatedUpstream()
+    clock = FakeClock()
+    first, second = (
+        AccessGate(upstream, index, AccessSettings(), 3600.0, False, clock=clock, shared=True)
+        for _ in range(2)
+    )
+    good, bad = {"Authorization": f"Bearer {GOOD_TOKEN}"}, {"Authorization": "Bearer hf_bad"}
+    await first.ensure(GATED, "main", good)
+    with pytest.raises(UpstreamRefusedError) as refused:
+        await first.ensure(GATED, "main", bad)
+    assert upstream.probes == 2
+    await second.ensure(GATED, "main", good)
+    with pytest.raises(UpstreamRefusedError) as shared:
+        await second.ensure(GATED, "main", bad)
+    assert upstream.probes == 2  # both answered from the index
+    assert (shared.value.status, shared.value.headers) == (403, refused.value.headers)
+    # An unshared gate (one node) still asks for itself.
+    await gate_over(index, upstream, clock).ensure(GATED, "main", good)
+    assert upstream.probes == 3

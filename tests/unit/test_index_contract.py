@@ -425,3 +425,19 @@ async def test_a_lease_has_one_holder_until_it_expires(index: Index) -> None:
     assert await index.hold_lease("gc", "node-a", seconds=-1)  # renewed as expired
     assert await index.hold_lease("gc", "node-b", seconds=30)  # free: taken over
     assert not await index.hold_lease("gc", "node-a", seconds=30)
+
+
+async def test_a_shared_answer_is_read_back_until_it_expires(index: Index) -> None:
+    assert await index.shared_answer("json|model|a/b") is None
+    await index.share_answer("json|model|a/b", '{"kind":"RepoNotFound"}', seconds=30)
+    answer = await index.shared_answer("json|model|a/b")
+    assert answer is not None
+    text, left = answer
+    assert text == '{"kind":"RepoNotFound"}'
+    assert 0 < left <= 30
+    await index.share_answer("json|model|a/b", "granted", seconds=60)  # replaced
+    replaced = await index.shared_answer("json|model|a/b")
+    assert replaced is not None and replaced[0] == "granted" and replaced[1] > 30
+    await index.share_answer("json|model|c/d", "granted", seconds=-1)  # already expired
+    assert await index.shared_answer("json|model|c/d") is None
+    assert await index.shared_answer("json|model|a/b") is not None  # others kept

@@ -99,3 +99,22 @@ def test_rate_limiter_allows_a_burst_then_spaces_requests_at_the_rate() -> None:
 def test_rate_zero_means_no_limit() -> None:
     limiter = RequestRateLimiter(rate=0, clock=Clock())
     assert all(limiter.delay() == 0.0 for _ in range(1000))
+
+
+def test_a_circuit_held_open_by_another_node_then_probes_like_its_own() -> None:
+    clock = Clock()
+    breaker = CircuitBreaker(BreakerSettings(threshold=3, cooldown=10, max_cooldown=100), clock)
+    breaker.hold_open(30, "on another node: 503")
+    assert (breaker.state, breaker.retry_in, breaker.last_error) == (
+        OPEN,
+        30,
+        "on another node: 503",
+    )
+    breaker.hold_open(5, "shorter")  # a shorter opening changes nothing
+    assert (breaker.retry_in, breaker.last_error) == (30, "on another node: 503")
+    breaker.hold_open(1000, "longer")  # bounded by the longest cool-down
+    assert breaker.retry_in == 100
+    clock.now += 100
+    assert breaker.state == HALF_OPEN and breaker.try_acquire()
+    breaker.succeeded()
+    assert breaker.state == CLOSED

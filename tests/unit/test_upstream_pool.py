@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from hubmirror.core.errors import (
+    IndexUnreachableError,
     UpstreamRefusedError,
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
 from hubmirror.core.types import RepoRef, RepoType
+from hubmirror.storage.sqlite_database import SqliteDatabase
+from hubmirror.storage.sqlite_index import SqliteIndex
 from hubmirror.upstream.client import UpstreamClient
 from hubmirror.upstream.health import OPEN, BreakerSettings
 from hubmirror.upstream.negative import NegativeCache
@@ -23,6 +27,7 @@ from tests.fakehub import FakeHub
 from tests.fakehub.fixtures import running_hub
 
 INFO = "/api/models/hm-test/tiny-model"
+MISSING = RepoRef(RepoType.MODEL, "hm-test/no-such-repo")
 
 
 @pytest.fixture(scope="module")
@@ -195,6 +200,40 @@ async def test_negative_cache_forgets_after_its_ttl(fake_hub: FakeHub) -> None:
         assert fake_hub.count(path_contains="gone-repo") == 2
     finally:
         await upstream.close()
+
+
+class UnreachableBoard:
+    """The shared index of a cluster whose database is down."""
+
+    async def share_answer(self, key: str, answer: str, seconds: float) -> None:
+        raise IndexUnreachableError("the index did not answer")
+
+    async def shared_answer(self, key: str) -> tuple[str, float] | None:
+        raise IndexUnreachableError("the index did not answer")
+
+
+async def test_nodes_sharing_an_index_ask_the_upstream_once_about_a_missing_repo(
+    fake_hub: FakeHub, tmp_path: Path
+) -> None:
+    board = SqliteIndex(SqliteDatabase(tmp_path / "index.sqlite3"))
+    nodes = [NegativeCache(pool_of(fake_hub.url), ttl=60, board=board) for _ in range(3)]
+    fake_hub.reset_counters()
+    try:
+        for node in nodes:
+            with pytest.raises(UpstreamRefusedError) as refused:
+                await node.file_metadata(MISSING, "main", "config.json", {})
+            assert refused.value.headers["X-Error-Code"] == "RepoNotFound"
+        assert fake_hub.count(path_contains="no-such-repo") == 1
+        # With the index down, a node asks the upstream itself.
+        alone = NegativeCache(pool_of(fake_hub.url), ttl=60, board=UnreachableBoard())
+        with pytest.raises(UpstreamRefusedError):
+            await alone.file_metadata(MISSING, "main", "config.json", {})
+        assert fake_hub.count(path_contains="no-such-repo") == 2
+        await alone.close()
+    finally:
+        for node in nodes:
+            await node.close()
+        await board.close()
 
 
 async def test_identical_questions_at_the_same_moment_share_one_upstream_request(

@@ -8,6 +8,8 @@ a user granted access soon sees it. Expired decisions are dropped and at most
 Whatever is on disk, a caller the upstream did not accept gets the upstream's own
 refusal (401/403 `GatedRepo`, 401/404 `RepoNotFound`).
 Offline, only tokens granted in the configuration (by hash) may read such repos.
+With `shared` (cluster mode), decisions are written to the index for the other nodes,
+and a decision this node lacks is read from there before the upstream is asked.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Protocol
 from cachetools import TLRUCache
 
 from hubmirror.core.access import ANONYMOUS, AccessSettings, log_label, token_hash
+from hubmirror.core.answers import GRANTED, answer_from_record, answer_record
 from hubmirror.core.errors import (
     EntryNotFoundError,
     MirrorError,
@@ -75,6 +78,7 @@ class AccessGate:
         offline: bool,
         clock: Callable[[], float] = time.monotonic,
         metrics: MirrorMetrics | None = None,
+        shared: bool = False,
     ) -> None:
         self._upstream = upstream
         self._metrics = metrics or MirrorMetrics()
@@ -83,6 +87,7 @@ class AccessGate:
         self._ttl = ttl_seconds
         self._offline = offline
         self._clock = clock
+        self._shared = shared
         # Bounded in size and time: an expired decision is dropped at the next one
         # made, so callers with random tokens cannot grow it without end.
         self._decisions: TLRUCache[tuple[str, RepoRef], _Decision] = TLRUCache(
@@ -131,8 +136,7 @@ class AccessGate:
                 return None
             return _offline_refusal(repo, visibility)
         key = (digest, repo)
-        now = self._clock()
-        decision = self._decisions.get(key)
+        decision = self._decisions.get(key) or await self._shared_decision(key)
         if decision is not None:
             return None if decision.refusal is None else decision.refusal()
         try:
@@ -141,12 +145,52 @@ class AccessGate:
             pass  # past the gate: the repo is readable, the probe file just does not exist
         except (UpstreamRefusedError, RepoNotFoundError) as refusal:
             logger.info("access to %s refused for token %s", repo, log_label(authorization))
-            self._decisions[key] = _Decision(
-                now + min(self._ttl, DENIAL_TTL_SECONDS), detached(refusal)
-            )
+            await self._keep(key, detached(refusal), min(self._ttl, DENIAL_TTL_SECONDS))
             return refusal
-        self._decisions[key] = _Decision(now + self._ttl, None)
+        await self._keep(key, None, self._ttl)
         return None
+
+    async def _keep(
+        self,
+        key: tuple[str, RepoRef],
+        refusal: Callable[[], MirrorError] | None,
+        seconds: float,
+    ) -> None:
+        """Remember a decision for `seconds`, and share it with the other nodes."""
+        self._decisions[key] = _Decision(self._clock() + seconds, refusal)
+        if not self._shared:
+            return
+        record = GRANTED if refusal is None else answer_record(refusal())
+        if record is None:
+            return
+        try:
+            await self._index.share_answer(_shared_key(key), record, seconds)
+        except MirrorError as error:
+            logger.debug("access decision not shared: %s", error)
+
+    async def _shared_decision(self, key: tuple[str, RepoRef]) -> _Decision | None:
+        """The decision another node shared for `key`, now also remembered here."""
+        if not self._shared:
+            return None
+        try:
+            found = await self._index.shared_answer(_shared_key(key))
+        except MirrorError as error:  # the index is down: ask the upstream instead
+            logger.debug("no shared access decisions: %s", error)
+            return None
+        if found is None:
+            return None
+        record, seconds = found
+        refusal = None if record == GRANTED else answer_from_record(record)
+        if refusal is None and record != GRANTED:
+            return None
+        decision = _Decision(self._clock() + seconds, refusal)
+        self._decisions[key] = decision
+        return decision
+
+
+def _shared_key(key: tuple[str, RepoRef]) -> str:
+    digest, repo = key
+    return f"access|{repo}|{digest}"
 
 
 def _offline_refusal(repo: RepoRef, visibility: Visibility | None) -> MirrorError:

@@ -347,3 +347,12 @@ class CachedIndex:
     async def hold_lease(self, name: str, holder: str, seconds: float) -> bool:
         """Take or renew the lease `name` for `seconds`: True when `holder` holds it now."""
         return await self.inner.hold_lease(name, holder, seconds)
+
+    async def share_answer(self, key: str, answer: str, seconds: float) -> None:
+        """Record an answer under `key` for `seconds` (passed through: the other nodes
+        write answers too)."""
+        await self.inner.share_answer(key, answer, seconds)
+
+    async def shared_answer(self, key: str) -> tuple[str, float] | None:
+        """The answer under `key` and the seconds it has left (passed through)."""
+        return await self.inner.shared_answer(key)

@@ -208,3 +208,13 @@ class Index(Protocol):
         """Take or renew the lease `name` for `seconds`: True when `holder` holds it now
         (it was free, expired, or already theirs)."""
         ...
+
+    async def share_answer(self, key: str, answer: str, seconds: float) -> None:
+        """Record an upstream answer under `key` for the other nodes, for `seconds`
+        (expired answers are dropped as new ones come)."""
+        ...
+
+    async def shared_answer(self, key: str) -> tuple[str, float] | None:
+        """The answer recorded under `key` and the seconds it has left (None: there is
+        none, or it expired)."""
+        ...

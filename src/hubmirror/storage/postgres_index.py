@@ -573,3 +573,25 @@ class PostgresIndex:
             (name, holder, now + seconds, now),
         )
         return row is not None and str(row[0]) == holder
+
+    async def share_answer(self, key: str, answer: str, seconds: float) -> None:
+        """Record an answer under `key` for `seconds`; drop the expired ones."""
+        now = time.time()
+        async with self._transaction() as connection:
+            await connection.execute("DELETE FROM answers WHERE expires_at < $1", now)
+            await connection.execute(
+                "INSERT INTO answers VALUES ($1, $2, $3) ON CONFLICT (key) DO UPDATE SET "
+                "answer = EXCLUDED.answer, expires_at = EXCLUDED.expires_at",
+                key,
+                answer,
+                now + seconds,
+            )
+
+    async def shared_answer(self, key: str) -> tuple[str, float] | None:
+        """The answer under `key` and the seconds it has left (None: none, or expired)."""
+        now = time.time()
+        row = await self._fetch_one(
+            "SELECT answer, expires_at FROM answers WHERE key = $1 AND expires_at > $2",
+            (key, now),
+        )
+        return None if row is None else (str(row[0]), float(row[1]) - now)

@@ -90,7 +90,14 @@ CREATE TABLE leases (
 )
 """
 
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _FIRST_TABLES), (2, _CLUSTER))
+_ANSWERS = """
+CREATE TABLE answers (
+    key TEXT PRIMARY KEY, answer TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX answers_by_expiry ON answers (expires_at)
+"""
+
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _FIRST_TABLES), (2, _CLUSTER), (3, _ANSWERS))
 LATEST_VERSION = MIGRATIONS[-1][0]
 
 TABLES = (
@@ -105,6 +112,7 @@ TABLES = (
     "pending_blobs",
     "nodes",
     "leases",
+    "answers",
 )
 
 

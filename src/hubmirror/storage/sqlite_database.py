@@ -527,6 +527,25 @@ class SqliteDatabase:
             row = cursor.execute("SELECT holder FROM leases WHERE name = ?", (name,)).fetchone()
         return row is not None and str(row[0]) == holder
 
+    def share_answer(self, key: str, answer: str, seconds: float) -> None:
+        """Record an answer under `key` for `seconds`; drop the expired ones."""
+        now = time.time()
+        with self._transaction() as cursor:
+            cursor.execute("DELETE FROM answers WHERE expires_at < ?", (now,))
+            cursor.execute(
+                "INSERT OR REPLACE INTO answers VALUES (?, ?, ?)", (key, answer, now + seconds)
+            )
+
+    def shared_answer(self, key: str) -> tuple[str, float] | None:
+        """The answer under `key` and the seconds it has left (None: none, or expired)."""
+        now = time.time()
+        with self._using() as connection:
+            row = connection.execute(
+                "SELECT answer, expires_at FROM answers WHERE key = ? AND expires_at > ?",
+                (key, now),
+            ).fetchone()
+        return None if row is None else (str(row[0]), float(row[1]) - now)
+
     def remove_blob(self, key: BlobKey) -> None:
         """Forget a blob (after it was deleted or found corrupt)."""
         with self._transaction() as cursor:

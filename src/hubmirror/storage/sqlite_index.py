@@ -201,3 +201,11 @@ class SqliteIndex:
     async def hold_lease(self, name: str, holder: str, seconds: float) -> bool:
         """Take or renew the lease `name` for `seconds`: True when `holder` holds it now."""
         return await self._run(self.database.hold_lease, name, holder, seconds)
+
+    async def share_answer(self, key: str, answer: str, seconds: float) -> None:
+        """Record an answer under `key` for `seconds`; drop the expired ones."""
+        await self._run(self.database.share_answer, key, answer, seconds)
+
+    async def shared_answer(self, key: str) -> tuple[str, float] | None:
+        """The answer under `key` and the seconds it has left (None: none, or expired)."""
+        return await self._run(self.database.shared_answer, key)

@@ -18,6 +18,8 @@ Tables:
                    row leaves one here, and the next start indexes it (reconcile)
     nodes          the cluster's nodes: id, the URL the others reach it at, last heartbeat
     leases         cluster-wide jobs (eviction, gc): who runs each, until when
+    answers        upstream answers the nodes share (not-found answers, access
+                   decisions), each until it expires
 """
 
 from __future__ import annotations
@@ -81,11 +83,19 @@ CREATE TABLE IF NOT EXISTS leases (
 );
 """
 
+_ANSWERS = """
+CREATE TABLE IF NOT EXISTS answers (
+    key TEXT PRIMARY KEY, answer TEXT NOT NULL, expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS answers_by_expiry ON answers (expires_at);
+"""
+
 # (version reached, statements), in order.
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, _FIRST_TABLES),
     (2, _PENDING_BLOBS),
     (3, _CLUSTER),
+    (4, _ANSWERS),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 
@@ -102,6 +112,7 @@ TABLES = (
     "pending_blobs",
     "nodes",
     "leases",
+    "answers",
 )
 
 

@@ -127,6 +127,14 @@ class CircuitBreaker:
         if retry_after is not None:
             self._asked_until = self._open_until
 
+    def hold_open(self, seconds: float, reason: str) -> None:
+        """Another node of the cluster found this upstream failing: skip it for
+        `seconds` too (a circuit already open for longer stays as it is)."""
+        until = self._clock() + min(max(seconds, 0.0), self._settings.max_cooldown)
+        if until > self._open_until:
+            self._open_until = until
+            self.last_error = reason
+
     def reachable(self) -> None:
         """An active health check got an answer: close the circuit, unless the upstream
         itself asked for a pause (`Retry-After`) that has not passed yet."""

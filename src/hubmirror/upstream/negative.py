@@ -5,19 +5,24 @@ asking for a missing repo would each cost an upstream request; a `RepoNotFound`,
 `RevisionNotFound` or `EntryNotFound` is therefore answered again from memory for `ttl`
 seconds. Identical questions asked at the same moment share one upstream request. Both
 are keyed per caller token (a private repo is "not found" only to those without
-access), and only the hash of the token is kept.
+access), and only the hash of the token is kept. In a cluster the answers are shared
+through the index, so a question answered on one node costs no upstream request on
+the others while the answer lasts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterable, Awaitable, Callable, Hashable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import TypeVar, cast
+from typing import Protocol, TypeVar, cast
 
 from hubmirror.core.access import token_hash
+from hubmirror.core.answers import answer_from_record, answer_record
 from hubmirror.core.errors import (
     EntryNotFoundError,
     MirrorError,
@@ -36,6 +41,12 @@ NOT_FOUND_CODES = frozenset({"RepoNotFound", "RevisionNotFound", "EntryNotFound"
 MAX_ENTRIES = 10_000
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
+
+
+def _key(*parts: object) -> str:
+    """One question as text: the same for every node (only the token's hash is in it)."""
+    return json.dumps(parts, separators=(",", ":"))
 
 
 def _is_not_found(error: MirrorError) -> bool:
@@ -48,21 +59,40 @@ def _is_not_found(error: MirrorError) -> bool:
     )
 
 
+class AnswerBoard(Protocol):
+    """Where the nodes of a cluster share the answers they got (the shared index)."""
+
+    async def share_answer(self, key: str, answer: str, seconds: float) -> None:
+        """Record `answer` under `key` for `seconds`."""
+        ...
+
+    async def shared_answer(self, key: str) -> tuple[str, float] | None:
+        """The answer under `key` and the seconds it has left."""
+        ...
+
+
 class NegativeCache:
-    """An `Upstream` that remembers the not-found answers of the one it wraps."""
+    """An `Upstream` that remembers the not-found answers of the one it wraps.
+
+    With a `board` (cluster mode), the answers are also shared with the other nodes: a
+    question this node has not seen is looked up there before it goes upstream.
+    """
 
     def __init__(
-        self, inner: Upstream, ttl: float, clock: Callable[[], float] = time.monotonic
+        self,
+        inner: Upstream,
+        ttl: float,
+        clock: Callable[[], float] = time.monotonic,
+        board: AnswerBoard | None = None,
     ) -> None:
         self._inner = inner
         self._ttl = ttl
         self._clock = clock
-        self._answers: OrderedDict[Hashable, tuple[float, Callable[[], MirrorError]]] = (
-            OrderedDict()
-        )
-        self._pending: dict[Hashable, asyncio.Future[object]] = {}
+        self._board = board
+        self._answers: OrderedDict[str, tuple[float, Callable[[], MirrorError]]] = OrderedDict()
+        self._pending: dict[str, asyncio.Future[object]] = {}
 
-    async def _remembering(self, key: Hashable, call: Callable[[], Awaitable[T]]) -> T:
+    async def _remembering(self, key: str, call: Callable[[], Awaitable[T]]) -> T:
         remembered = self._answers.get(key)
         if remembered is not None:
             expires, answer = remembered
@@ -76,16 +106,21 @@ class NegativeCache:
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         self._pending[key] = future
         try:
-            result = await call()
+            shared = await self._shared(key)
+            if shared is not None:
+                raise shared()
+            try:
+                result = await call()
+            except MirrorError as error:
+                if _is_not_found(error) and self._ttl > 0:
+                    self._remember(key, detached(error), self._ttl)
+                    await self._share(key, error)
+                raise
         except BaseException as error:
-            if isinstance(error, MirrorError) and _is_not_found(error) and self._ttl > 0:
-                self._answers[key] = (self._clock() + self._ttl, detached(error))
-                if len(self._answers) > MAX_ENTRIES:
-                    self._answers.popitem(last=False)
-            shared = error
+            outcome: BaseException = error
             if isinstance(error, asyncio.CancelledError):
-                shared = UpstreamUnavailableError("the request asking upstream was cancelled")
-            future.set_exception(shared)
+                outcome = UpstreamUnavailableError("the request asking upstream was cancelled")
+            future.set_exception(outcome)
             future.exception()  # retrieved: nobody else may be waiting
             raise
         else:
@@ -93,6 +128,37 @@ class NegativeCache:
             return result
         finally:
             del self._pending[key]
+
+    def _remember(self, key: str, answer: Callable[[], MirrorError], seconds: float) -> None:
+        self._answers[key] = (self._clock() + seconds, answer)
+        if len(self._answers) > MAX_ENTRIES:
+            self._answers.popitem(last=False)
+
+    async def _shared(self, key: str) -> Callable[[], MirrorError] | None:
+        """The answer another node shared for `key`, now also remembered here."""
+        if self._board is None or self._ttl <= 0:
+            return None
+        try:
+            found = await self._board.shared_answer(key)
+        except MirrorError as error:  # the index is down: ask the upstream instead
+            logger.debug("no shared answers: %s", error)
+            return None
+        if found is None:
+            return None
+        record, seconds = found
+        answer = answer_from_record(record)
+        if answer is not None:
+            self._remember(key, answer, min(seconds, self._ttl))
+        return answer
+
+    async def _share(self, key: str, error: MirrorError) -> None:
+        record = answer_record(error)
+        if self._board is None or record is None:
+            return
+        try:
+            await self._board.share_answer(key, record, self._ttl)
+        except MirrorError as failure:
+            logger.debug("answer not shared: %s", failure)
 
     async def get_json(
         self,
@@ -102,11 +168,11 @@ class NegativeCache:
         form: list[tuple[str, str]] | None = None,
     ) -> JsonAnswer:
         """The wrapped upstream's answer, or the not-found it gave a moment ago."""
-        key = (
+        key = _key(
             "json",
             path,
-            tuple(sorted((params or {}).items())),
-            tuple(form or ()),
+            sorted((params or {}).items()),
+            form or [],
             token_hash(headers.get("Authorization")),
         )
         return await self._remembering(
@@ -117,7 +183,7 @@ class NegativeCache:
         self, repo: RepoRef, revision: str, path: str, headers: Mapping[str, str]
     ) -> RemoteFileMetadata:
         """The wrapped upstream's answer, or the not-found it gave a moment ago."""
-        key = ("head", repo, revision, path, token_hash(headers.get("Authorization")))
+        key = _key("head", str(repo), revision, path, token_hash(headers.get("Authorization")))
         return await self._remembering(
             key, lambda: self._inner.file_metadata(repo, revision, path, headers)
         )
@@ -127,7 +193,7 @@ class NegativeCache:
     ) -> FileLocation:
         """The wrapped upstream's answer, or the not-found it gave a moment ago (a file
         is also located while its revision is pinned, before it is known to exist)."""
-        key = ("locate", repo, revision, path, token_hash(headers.get("Authorization")))
+        key = _key("locate", str(repo), revision, path, token_hash(headers.get("Authorization")))
         return await self._remembering(
             key, lambda: self._inner.locate_file(repo, revision, path, headers)
         )
