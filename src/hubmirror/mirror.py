@@ -19,7 +19,7 @@ from hubmirror.config import ConfigError, Settings
 from hubmirror.core.metrics import MirrorMetrics
 from hubmirror.core.policy import Policy
 from hubmirror.services.access import AccessGate
-from hubmirror.services.audit import AuditLog
+from hubmirror.services.audit import AuditLog, AuditTrail
 from hubmirror.services.download import FetchTuning
 from hubmirror.services.eviction import EvictionScheduler, Evictor
 from hubmirror.services.fetcher import Fetcher
@@ -30,6 +30,7 @@ from hubmirror.services.metadata import MetadataService
 from hubmirror.services.policy import PolicyGuard
 from hubmirror.services.revisions import RevisionResolver
 from hubmirror.services.room import DiskRoom
+from hubmirror.services.shared_audit import SharedAuditLog
 from hubmirror.services.status import MirrorStatus, StatusCollector
 from hubmirror.storage.backend import BlobBackend
 from hubmirror.storage.backend_factory import open_backend
@@ -66,7 +67,7 @@ class Mirror:
     revisions: RevisionResolver
     metadata: MetadataService
     files: FileService
-    audit: AuditLog
+    audit: AuditTrail
     evictor: Evictor
     eviction: EvictionScheduler
     gate: AccessGate
@@ -88,7 +89,7 @@ class Mirror:
         await self.upstream.close()
         if self.cluster is not None:
             await self.cluster.close()
-        self.audit.close()
+        await self.audit.aclose()
         await self.index.close()
         await self.store.close()
 
@@ -276,7 +277,8 @@ async def build_mirror(settings: Settings, owns_cache: bool = False) -> Mirror:
         revisions=revisions,
         metadata=MetadataService(upstream, index, revisions, guard),
         files=files,
-        audit=AuditLog(layout.audit_dir),
+        # A cluster's nodes (and workers) write one log, in the shared index.
+        audit=SharedAuditLog(index) if settings.node_url else AuditLog(layout.audit_dir),
         evictor=evictor,
         eviction=eviction,
         gate=gate,

@@ -4,7 +4,10 @@ PostgreSQL schema shared, a secret of their own, nginx in front when asked for."
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -40,6 +43,20 @@ class ClusterUnderTest:
         self.nodes.append(node)
         self.wait_for_members(len([n for n in self.nodes if n.alive]))
         return node
+
+    def command(self, *arguments: str) -> subprocess.CompletedProcess[str]:
+        """`hubmirror ARGUMENTS` with the cluster's storage and index, from a folder of
+        its own (an operator's machine)."""
+        storage = self.flags[: self.flags.index("--index") + 2]
+        variables = {k: v for k, v in os.environ.items() if not k.startswith("HUBMIRROR_")}
+        return subprocess.run(
+            [sys.executable, "-m", "hubmirror", *arguments, *storage],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**variables, **self.env, "HUBMIRROR_CACHE_DIR": str(self.work / "operator")},
+            check=False,
+        )
 
     def node_id(self, node: MirrorProcess) -> str:
         return str(cluster_view(node)["node"])

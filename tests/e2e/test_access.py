@@ -26,6 +26,7 @@ def test_access_decisions_are_cached_per_token_and_refusals_come_from_warm_cache
     fake_hub: FakeHub, tmp_path: Path
 ) -> None:
     expected = hub_file(fake_hub, GATED, "weights.bin").data
+    since = len(fake_hub.requests)  # other tests may have probed with the same token
     with running_mirror(tmp_path / "cache", fake_hub.url) as mirror:
         for attempt in range(3):
             local = hf_hub_download(
@@ -38,7 +39,7 @@ def test_access_decisions_are_cached_per_token_and_refusals_come_from_warm_cache
             assert Path(local).read_bytes() == expected
         probes = [
             r
-            for r in fake_hub.requests
+            for r in fake_hub.requests[since:]
             if r.path.startswith(f"/{GATED}/resolve/") and r.path.endswith("/.gitattributes")
         ]
         assert len([p for p in probes if p.authorization == f"Bearer {VALID_TOKEN}"]) == 1

@@ -159,6 +159,20 @@ def test_what_node_a_fetched_b_and_a_fresh_c_serve_with_no_upstream_request(
         assert all((folder / path).read_bytes() == f.data for path, f in tiny.files.items())
         ask_what_is_known_to_be_missing_or_refused(node_c.url, tmp_path / "hf-c")
         assert fake_hub.requests[since:] == [], "node B or C asked the upstream"
+        # One audit log for the cluster: any node's dashboard, and `hubmirror audit`
+        # from a machine with only the cluster's settings, show every node's records.
+        _, _, body = fetch(f"{node_c.url}/-/api/audit")
+        shown = [entry for entry in json.loads(body) if entry["repo"] == BIG]
+        # The newest only: node B's hit and node C's, at least.
+        assert [entry["cache"] for entry in shown].count("HIT") == 2
+        node_c.stop()
+        completed = cluster.command("audit", "--repo", BIG, "--json")
+        assert completed.returncode == 0, completed.stderr
+        records = [json.loads(line) for line in completed.stdout.splitlines()]
+        assert [record["cache"] for record in records] == ["MISS", "HIT", "HIT"]
+        assert records == sorted(records, key=lambda record: record["time"])
+        stats = json.loads(cluster.command("stats", "--json").stdout)
+        assert dict(stats["top_repos_by_downloads"])[f"model:{BIG}"] == 3
         assert node_c.blob_files() == []  # streamed from the store
 
 

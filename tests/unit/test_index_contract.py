@@ -11,7 +11,7 @@ import pytest
 
 from hubmirror.core.types import BlobKey, FileEntry, HashAlgorithm, RepoRef, RepoType, Visibility
 from hubmirror.storage.cached_index import CachedIndex
-from hubmirror.storage.index import Index, StoredDocument, StoredRef
+from hubmirror.storage.index import AuditFilter, AuditRow, Index, StoredDocument, StoredRef
 from hubmirror.storage.postgres_index import PostgresIndex
 from hubmirror.storage.sqlite_database import SqliteDatabase
 from hubmirror.storage.sqlite_index import SqliteIndex
@@ -441,3 +441,34 @@ async def test_a_shared_answer_is_read_back_until_it_expires(index: Index) -> No
     await index.share_answer("json|model|c/d", "granted", seconds=-1)  # already expired
     assert await index.shared_answer("json|model|c/d") is None
     assert await index.shared_answer("json|model|a/b") is not None  # others kept
+
+
+def audit_row(number: int, repo: str = "a/b", user: str = "anonymous") -> AuditRow:
+    time = f"2026-12-02T10:{number:02d}:00.000+00:00"
+    return AuditRow(time, repo, user, f'{{"n":{number}}}')
+
+
+async def test_audit_records_are_read_in_order_filtered_and_trimmed(index: Index) -> None:
+    rows = [
+        audit_row(n, "a/b" if n % 2 else "c/d", "abc123" if n < 5 else "def456") for n in range(10)
+    ]
+    await index.add_audit_records(rows[:4], keep=100)
+    await index.add_audit_records(rows[4:], keep=100)
+    everything = await index.audit_records(0, 100, AuditFilter())
+    assert [line for _, line in everything] == [row.line for row in rows]
+    first_page = await index.audit_records(0, 3, AuditFilter())
+    second_page = await index.audit_records(first_page[-1][0], 3, AuditFilter())
+    assert [line for _, line in first_page + second_page] == [row.line for row in rows[:6]]
+    since = AuditFilter(since=rows[6].time)
+    assert [line for _, line in await index.audit_records(0, 100, since)] == [
+        row.line for row in rows[6:]
+    ]
+    of_repo = AuditFilter(repo="c/d", user_prefix="abc")
+    assert [line for _, line in await index.audit_records(0, 100, of_repo)] == [
+        rows[0].line,
+        rows[2].line,
+        rows[4].line,
+    ]
+    assert await index.recent_audit_records(2) == [rows[9].line, rows[8].line]
+    await index.add_audit_records([audit_row(10)], keep=3)  # trimmed to the newest 3
+    assert await index.recent_audit_records(100) == [audit_row(10).line, rows[9].line, rows[8].line]

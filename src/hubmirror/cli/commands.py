@@ -29,8 +29,9 @@ from hubmirror.ops.progress import ProgressDisplay, progress_for
 from hubmirror.ops.stats import StatsReport, collect_stats
 from hubmirror.ops.sync import read_sync_list, sync
 from hubmirror.ops.verify import VerifyReport, verify
-from hubmirror.services.audit import AuditLog
+from hubmirror.services.audit import AuditLog, AuditRecord
 from hubmirror.services.eviction import Evictor
+from hubmirror.services.shared_audit import read_records
 from hubmirror.storage.blobs import BlobStore
 from hubmirror.storage.layout import CacheLayout
 from hubmirror.storage.pidfile import PidFile
@@ -198,8 +199,8 @@ async def _storage(arguments: argparse.Namespace, settings: Settings) -> int:
 async def _stats(settings: Settings) -> StatsReport:
     opened = await open_storage(settings)
     try:
-        audit = AuditLog(opened.layout.audit_dir)
-        return await collect_stats(opened.index, audit, settings.max_size or None)
+        records = read_records(AuditLog(opened.layout.audit_dir), opened.index)
+        return await collect_stats(opened.index, records, settings.max_size or None)
     finally:
         await opened.close()
 
@@ -237,15 +238,43 @@ def stats_command(arguments: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+async def _read_audit(
+    settings: Settings,
+    since: float | None,
+    repo: str | None,
+    user: str | None,
+    emit: Callable[[AuditRecord], None],
+) -> None:
+    opened = await open_storage(settings)
+    try:
+        log = AuditLog(opened.layout.audit_dir)
+        async for record in read_records(log, opened.index, since, repo, user):
+            emit(record)
+    finally:
+        await opened.close()
+
+
 def audit_command(arguments: argparse.Namespace, settings: Settings) -> int:
-    """`hubmirror audit [--since D] [--repo R] [--user U] [--json]`."""
+    """`hubmirror audit [--since D] [--repo R] [--user U] [--json]`: this folder's log
+    and the cluster's (in the index), merged by time."""
     since = parse_duration(arguments.since) if arguments.since else None
-    records = AuditLog(CacheLayout(settings.cache_dir).audit_dir).read(
-        since, arguments.repo, arguments.user
-    )
-    if arguments.json:
-        for record in records:
+    records: list[AuditRecord] = []
+
+    def emit(record: AuditRecord) -> None:
+        if arguments.json:  # streamed: the log may be long
             print(json.dumps(dataclasses.asdict(record)))
+        else:
+            records.append(record)
+
+    try:
+        asyncio.run(_read_audit(settings, since, arguments.repo, arguments.user, emit))
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except MirrorError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 1
+    if arguments.json:
         return 0
     print_table(
         ("time", "user", "repo", "path", "commit", "bytes", "cache", "ms", "result"),

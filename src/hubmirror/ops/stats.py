@@ -8,10 +8,11 @@ served, hits) and the index's count of bytes fetched from upstream.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import AsyncIterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from hubmirror.services.audit import AuditLog
+from hubmirror.services.audit import AuditRecord
 from hubmirror.services.fetcher import UPSTREAM_BYTES_COUNTER
 from hubmirror.storage.index import Index
 
@@ -51,12 +52,14 @@ class StatsReport:
         return asdict(self)
 
 
-async def collect_stats(index: Index, audit: AuditLog, limit_bytes: int | None) -> StatsReport:
-    """Sizes from the index, traffic from the audit log."""
+async def collect_stats(
+    index: Index, records: AsyncIterable[AuditRecord], limit_bytes: int | None
+) -> StatsReport:
+    """Sizes from the index, traffic from the audit `records`."""
     blob_count, stored = await index.stored_bytes()
     downloads: Counter[str] = Counter()
     hits = served = requests = 0
-    for record in audit.read():
+    async for record in records:
         if record.result != "ok":
             continue
         requests += 1

@@ -6,11 +6,13 @@ are queued on the event loop and written by a thread of their own (the standard
 library's `QueueListener` and `RotatingFileHandler`), so a slow or full disk never
 holds up an answer: records that cannot be written wait in memory for the disk to take
 them (the oldest are dropped past a bound), with one warning a minute. Reading is for
-`hubmirror audit` and the dashboard.
+`hubmirror audit` and the dashboard. A cluster keeps its log in the shared index
+instead (`services.shared_audit`); both are an `AuditTrail`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -24,6 +26,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from logging.handlers import QueueListener, RotatingFileHandler
 from pathlib import Path
+from typing import Protocol
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +63,51 @@ class AuditRecord:
 _FIELDS = tuple(field.name for field in fields(AuditRecord))
 
 
-def _line(entry: AuditRecord) -> str:
+class AuditTrail(Protocol):
+    """Where the mirror's server writes its audit records, and the dashboard reads them."""
+
+    def record(self, entry: AuditRecord) -> None:
+        """Queue one record (never blocks)."""
+        ...
+
+    async def newest(self, limit: int) -> list[AuditRecord]:
+        """Up to `limit` of the newest records, newest first."""
+        ...
+
+    async def aclose(self) -> None:
+        """Write what is queued, then stop."""
+        ...
+
+
+class ThrottledWarning:
+    """Logs a warning at most once per `interval` seconds (the others are dropped)."""
+
+    def __init__(self, interval: float = WARNING_INTERVAL_SECONDS) -> None:
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._warned_at = -interval
+
+    def warn(self, message: str) -> None:
+        """Log `message` unless a warning was logged less than `interval` ago."""
+        with self._lock:
+            now = time.monotonic()
+            if now - self._warned_at < self._interval:
+                return
+            self._warned_at = now
+        logger.warning("%s", message)
+
+
+def record_line(entry: AuditRecord) -> str:
+    """A record as its JSON line."""
     return json.dumps({name: getattr(entry, name) for name in _FIELDS}, separators=(",", ":"))
+
+
+def record_from_line(line: str) -> AuditRecord | None:
+    """The record a JSON line holds (None: a torn or foreign line)."""
+    try:
+        return AuditRecord(**json.loads(line))
+    except (ValueError, TypeError):
+        return None
 
 
 def _rotated_name(default: str) -> str:
@@ -120,14 +166,14 @@ class AuditLog:
         self._handler: _AuditFileHandler | None = None
         self._listener: QueueListener | None = None
         self.dropped_records = 0
-        self._warned_at = -WARNING_INTERVAL_SECONDS
+        self._warning = ThrottledWarning()
 
     def record(self, entry: AuditRecord) -> None:
         """Queue one record for the writer thread (never blocks; drops when full)."""
         if self._listener is None:
             self._start()
         try:
-            self._queue.put_nowait(logging.makeLogRecord({"msg": _line(entry)}))
+            self._queue.put_nowait(logging.makeLogRecord({"msg": record_line(entry)}))
         except queue.Full:
             self.dropped("the audit log's queue is full (is the disk stalled?)")
 
@@ -135,19 +181,11 @@ class AuditLog:
         """Count a record that is lost; warn at most once a minute."""
         with self._lock:
             self.dropped_records += 1
-        self._warn(f"audit record dropped ({self.dropped_records} so far): {reason}")
+        self._warning.warn(f"audit record dropped ({self.dropped_records} so far): {reason}")
 
     def waiting(self, count: int, reason: str) -> None:
         """Records cannot be written now and wait for the disk; warn at most once a minute."""
-        self._warn(f"{count} audit records wait to be written: {reason}")
-
-    def _warn(self, message: str) -> None:
-        with self._lock:
-            now = time.monotonic()
-            if now - self._warned_at < WARNING_INTERVAL_SECONDS:
-                return
-            self._warned_at = now
-        logger.warning("%s", message)
+        self._warning.warn(f"{count} audit records wait to be written: {reason}")
 
     def _start(self) -> None:
         with self._lock:
@@ -172,6 +210,14 @@ class AuditLog:
             listener.stop()
         if handler is not None:
             handler.close()
+
+    async def aclose(self) -> None:
+        """`close`, off the event loop."""
+        await asyncio.to_thread(self.close)
+
+    async def newest(self, limit: int) -> list[AuditRecord]:
+        """`recent`, off the event loop."""
+        return await asyncio.to_thread(self.recent, limit)
 
     def files(self) -> list[Path]:
         """The log files, oldest first (after writing what is queued)."""
@@ -200,10 +246,10 @@ class AuditLog:
             except OSError:
                 continue
             for line in reversed(lines):
-                try:
-                    newest.append(AuditRecord(**json.loads(line)))
-                except (ValueError, TypeError):
+                record = record_from_line(line.decode("utf-8", "replace"))
+                if record is None:
                     continue  # a torn last line after a crash
+                newest.append(record)
                 if len(newest) >= limit:
                     return newest
         return newest
@@ -216,9 +262,8 @@ class AuditLog:
         for path in self.files():
             with path.open(encoding="utf-8") as file:
                 for line in file:
-                    try:
-                        record = AuditRecord(**json.loads(line))
-                    except (ValueError, TypeError):
+                    record = record_from_line(line)
+                    if record is None:
                         continue  # a torn last line after a crash
                     if cutoff is not None and datetime.fromisoformat(record.time) < cutoff:
                         continue

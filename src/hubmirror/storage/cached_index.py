@@ -24,13 +24,13 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from cachetools import LRUCache
 
 from hubmirror.core.errors import CacheUnavailableError
 from hubmirror.core.types import BlobKey, FileEntry, RepoRef, Visibility
-from hubmirror.storage.index import Index, StoredDocument, StoredRef
+from hubmirror.storage.index import AuditFilter, AuditRow, Index, StoredDocument, StoredRef
 
 logger = logging.getLogger(__name__)
 
@@ -356,3 +356,17 @@ class CachedIndex:
     async def shared_answer(self, key: str) -> tuple[str, float] | None:
         """The answer under `key` and the seconds it has left (passed through)."""
         return await self.inner.shared_answer(key)
+
+    async def add_audit_records(self, records: Sequence[AuditRow], keep: int) -> None:
+        """Append audit records; keep the newest `keep` (passed through)."""
+        await self.inner.add_audit_records(records, keep)
+
+    async def audit_records(
+        self, after: int, limit: int, audit_filter: AuditFilter
+    ) -> list[tuple[int, str]]:
+        """Audit records after row `after`, oldest first (passed through)."""
+        return await self.inner.audit_records(after, limit, audit_filter)
+
+    async def recent_audit_records(self, limit: int) -> list[str]:
+        """The lines of the newest `limit` records, newest first (passed through)."""
+        return await self.inner.recent_audit_records(limit)

@@ -10,7 +10,7 @@ embedded implementation (SQLite on a thread of its own),
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -31,6 +31,25 @@ class StoredDocument:
 
     body: str
     next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    """One audit record as the index keeps it: what it is filtered by, and its line."""
+
+    time: str  # UTC, ISO 8601 (sorts as text)
+    repo: str
+    user: str
+    line: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    """Which audit records to read: from a time on, of one repo id, of a user prefix."""
+
+    since: str | None = None
+    repo: str | None = None
+    user_prefix: str | None = None
 
 
 class Index(Protocol):
@@ -217,4 +236,19 @@ class Index(Protocol):
     async def shared_answer(self, key: str) -> tuple[str, float] | None:
         """The answer recorded under `key` and the seconds it has left (None: there is
         none, or it expired)."""
+        ...
+
+    async def add_audit_records(self, records: Sequence[AuditRow], keep: int) -> None:
+        """Append records to the cluster's audit log, keeping the newest `keep`."""
+        ...
+
+    async def audit_records(
+        self, after: int, limit: int, audit_filter: AuditFilter
+    ) -> list[tuple[int, str]]:
+        """Up to `limit` (row id, JSON line) of records after row `after`, oldest
+        first, that pass `audit_filter`."""
+        ...
+
+    async def recent_audit_records(self, limit: int) -> list[str]:
+        """The JSON lines of the newest `limit` records, newest first."""
         ...

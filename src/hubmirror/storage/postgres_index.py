@@ -23,7 +23,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from hubmirror.core.errors import CacheUnavailableError
 from hubmirror.core.types import BlobKey, FileEntry, HashAlgorithm, RepoRef, RepoType, Visibility
-from hubmirror.storage.index import StoredDocument, StoredRef
+from hubmirror.storage.index import AuditFilter, AuditRow, StoredDocument, StoredRef
 from hubmirror.storage.postgres_connection import (
     DRIVER_ERRORS,
     DatabaseAddress,
@@ -586,6 +586,34 @@ class PostgresIndex:
                 answer,
                 now + seconds,
             )
+
+    async def add_audit_records(self, records: Sequence[AuditRow], keep: int) -> None:
+        """Append audit records; keep the newest `keep`."""
+        async with self._transaction() as connection:
+            await connection.executemany(
+                "INSERT INTO audit (time, repo, user_id, line) VALUES ($1, $2, $3, $4)",
+                [(row.time, row.repo, row.user, row.line) for row in records],
+            )
+            await connection.execute(
+                "DELETE FROM audit WHERE id <= (SELECT MAX(id) FROM audit) - $1", keep
+            )
+
+    async def audit_records(
+        self, after: int, limit: int, audit_filter: AuditFilter
+    ) -> list[tuple[int, str]]:
+        """Up to `limit` (id, line) after row `after`, oldest first, passing the filter."""
+        rows = await self._fetch(
+            "SELECT id, line FROM audit WHERE id > $1 "
+            "AND ($2::text IS NULL OR time >= $2) AND ($3::text IS NULL OR repo = $3) "
+            "AND ($4::text IS NULL OR starts_with(user_id, $4)) ORDER BY id LIMIT $5",
+            (after, audit_filter.since, audit_filter.repo, audit_filter.user_prefix, limit),
+        )
+        return [(int(row[0]), str(row[1])) for row in rows]
+
+    async def recent_audit_records(self, limit: int) -> list[str]:
+        """The lines of the newest `limit` records, newest first."""
+        rows = await self._fetch("SELECT line FROM audit ORDER BY id DESC LIMIT $1", (limit,))
+        return [str(row[0]) for row in rows]
 
     async def shared_answer(self, key: str) -> tuple[str, float] | None:
         """The answer under `key` and the seconds it has left (None: none, or expired)."""

@@ -97,7 +97,20 @@ CREATE TABLE answers (
 CREATE INDEX answers_by_expiry ON answers (expires_at)
 """
 
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _FIRST_TABLES), (2, _CLUSTER), (3, _ANSWERS))
+_AUDIT = """
+CREATE TABLE audit (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, time TEXT COLLATE "C" NOT NULL,
+    repo TEXT NOT NULL, user_id TEXT NOT NULL, line TEXT NOT NULL
+);
+CREATE INDEX audit_by_time ON audit (time)
+"""
+
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (1, _FIRST_TABLES),
+    (2, _CLUSTER),
+    (3, _ANSWERS),
+    (4, _AUDIT),
+)
 LATEST_VERSION = MIGRATIONS[-1][0]
 
 TABLES = (
@@ -113,6 +126,7 @@ TABLES = (
     "nodes",
     "leases",
     "answers",
+    "audit",
 )
 
 

@@ -12,7 +12,7 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -31,7 +31,7 @@ from hubmirror.core.types import (
     RepoType,
     Visibility,
 )
-from hubmirror.storage.index import StoredDocument, StoredRef
+from hubmirror.storage.index import AuditFilter, AuditRow, StoredDocument, StoredRef
 from hubmirror.storage.sqlite_schema import TABLES, migrate
 
 
@@ -545,6 +545,37 @@ class SqliteDatabase:
                 (key, now),
             ).fetchone()
         return None if row is None else (str(row[0]), float(row[1]) - now)
+
+    def add_audit_records(self, records: Sequence[AuditRow], keep: int) -> None:
+        """Append audit records; keep the newest `keep`."""
+        with self._transaction() as cursor:
+            cursor.executemany(
+                "INSERT INTO audit (time, repo, user_id, line) VALUES (?, ?, ?, ?)",
+                [(row.time, row.repo, row.user, row.line) for row in records],
+            )
+            cursor.execute("DELETE FROM audit WHERE id <= (SELECT MAX(id) FROM audit) - ?", (keep,))
+
+    def audit_records(
+        self, after: int, limit: int, audit_filter: AuditFilter
+    ) -> list[tuple[int, str]]:
+        """Up to `limit` (id, line) after row `after`, oldest first, passing the filter."""
+        since, repo, user = audit_filter.since, audit_filter.repo, audit_filter.user_prefix
+        with self._using() as connection:
+            rows = connection.execute(
+                "SELECT id, line FROM audit WHERE id > ? AND (? IS NULL OR time >= ?) "
+                "AND (? IS NULL OR repo = ?) "
+                "AND (? IS NULL OR substr(user_id, 1, length(?)) = ?) ORDER BY id LIMIT ?",
+                (after, since, since, repo, repo, user, user, user, limit),
+            ).fetchall()
+        return [(int(row_id), str(line)) for row_id, line in rows]
+
+    def recent_audit_records(self, limit: int) -> list[str]:
+        """The lines of the newest `limit` records, newest first."""
+        with self._using() as connection:
+            rows = connection.execute(
+                "SELECT line FROM audit ORDER BY id DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [str(line) for (line,) in rows]
 
     def remove_blob(self, key: BlobKey) -> None:
         """Forget a blob (after it was deleted or found corrupt)."""

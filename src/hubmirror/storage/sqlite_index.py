@@ -9,12 +9,12 @@ slows the index's callers, never every request.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from hubmirror.core.types import BlobKey, FileEntry, RepoRef, Visibility
-from hubmirror.storage.index import StoredDocument, StoredRef
+from hubmirror.storage.index import AuditFilter, AuditRow, StoredDocument, StoredRef
 from hubmirror.storage.sqlite_database import SqliteDatabase
 
 T = TypeVar("T")
@@ -209,3 +209,17 @@ class SqliteIndex:
     async def shared_answer(self, key: str) -> tuple[str, float] | None:
         """The answer under `key` and the seconds it has left (None: none, or expired)."""
         return await self._run(self.database.shared_answer, key)
+
+    async def add_audit_records(self, records: Sequence[AuditRow], keep: int) -> None:
+        """Append audit records; keep the newest `keep`."""
+        await self._run(self.database.add_audit_records, records, keep)
+
+    async def audit_records(
+        self, after: int, limit: int, audit_filter: AuditFilter
+    ) -> list[tuple[int, str]]:
+        """Up to `limit` (id, line) after row `after`, oldest first, passing the filter."""
+        return await self._run(self.database.audit_records, after, limit, audit_filter)
+
+    async def recent_audit_records(self, limit: int) -> list[str]:
+        """The lines of the newest `limit` records, newest first."""
+        return await self._run(self.database.recent_audit_records, limit)

@@ -20,6 +20,8 @@ Tables:
     leases         cluster-wide jobs (eviction, gc): who runs each, until when
     answers        upstream answers the nodes share (not-found answers, access
                    decisions), each until it expires
+    audit          the cluster's audit log: one row per record (its JSON line), the
+                   newest `keep` rows kept
 """
 
 from __future__ import annotations
@@ -90,12 +92,21 @@ CREATE TABLE IF NOT EXISTS answers (
 CREATE INDEX IF NOT EXISTS answers_by_expiry ON answers (expires_at);
 """
 
+_AUDIT = """
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, time TEXT NOT NULL, repo TEXT NOT NULL,
+    user_id TEXT NOT NULL, line TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_by_time ON audit (time);
+"""
+
 # (version reached, statements), in order.
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, _FIRST_TABLES),
     (2, _PENDING_BLOBS),
     (3, _CLUSTER),
     (4, _ANSWERS),
+    (5, _AUDIT),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 
@@ -113,6 +124,7 @@ TABLES = (
     "nodes",
     "leases",
     "answers",
+    "audit",
 )
 
 

@@ -186,7 +186,7 @@ async def _top_repos(call: ApiRequest) -> list[dict[str, Any]]:
 
 async def _audit(call: ApiRequest) -> list[dict[str, Any]]:
     visible = []
-    for record in call.mirror.audit.recent(AUDIT_ENTRIES * 5):
+    for record in await call.mirror.audit.newest(AUDIT_ENTRIES * 5):
         try:
             repo = RepoRef(RepoType(record.repo_type), record.repo)
         except ValueError:

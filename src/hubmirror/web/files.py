@@ -26,7 +26,7 @@ from hubmirror.cluster.peers import Cluster
 from hubmirror.core.access import log_label
 from hubmirror.core.errors import BlobMissingError, MirrorError, UpstreamUnavailableError
 from hubmirror.core.metrics import MirrorMetrics
-from hubmirror.services.audit import AuditLog, AuditRecord
+from hubmirror.services.audit import AuditRecord, AuditTrail
 from hubmirror.services.download import Download
 from hubmirror.services.files import FileService, ResolvedFile, StoredBlob
 from hubmirror.services.metadata import CacheStatus
@@ -165,7 +165,7 @@ async def handle_resolve(
     request: web.Request,
     route: Route,
     files: FileService,
-    audit: AuditLog,
+    audit: AuditTrail,
     metrics: MirrorMetrics,
     cluster: Cluster | None = None,
 ) -> web.StreamResponse:
