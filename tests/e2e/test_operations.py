@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -144,12 +145,18 @@ def test_prefetch_and_server_share_one_cache(fake_hub: FakeHub, tmp_path: Path) 
                 stderr=subprocess.PIPE,
                 text=True,
             )
-            # The prefetch process is downloading: the server must wait for its copy.
+            # The prefetch process is downloading: the server streams from its partial
+            # file as the prefetch records its progress, without a download of its own.
             wait_until(lambda: fake_hub.bytes_sent_for(blob.sha256) > before)
-            status, _, body = fetch(f"{mirror.url}/hm-test/big-lfs/resolve/main/big.bin")
+            url = f"{mirror.url}/hm-test/big-lfs/resolve/main/big.bin"
+            with urllib.request.urlopen(url, timeout=120) as response:
+                first = response.read(64 * 1024)
+                upstream_at_first_bytes = fake_hub.bytes_sent_for(blob.sha256) - before
+                body = first + response.read()
+                assert response.headers["X-Cache-Status"] == "MISS"
             _, err = prefetching.communicate(timeout=120)
             assert prefetching.returncode == 0, err
-            assert status == 200
+            assert upstream_at_first_bytes < blob.size // 2
             assert hashlib.sha256(body).hexdigest() == blob.sha256
             assert fake_hub.bytes_sent_for(blob.sha256) - before == blob.size
     finally:

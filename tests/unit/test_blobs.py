@@ -3,33 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from hubmirror.core.errors import IntegrityError
 from hubmirror.core.types import BlobKey, HashAlgorithm
 from hubmirror.storage.blobs import BlobStore, new_hasher
-from hubmirror.storage.file_backend import FileBackend
-from hubmirror.storage.layout import CacheLayout
 from hubmirror.storage.partial import BlobBusyError
 from hubmirror.storage.rangeset import RangeSet
-from hubmirror.storage.sqlite_database import SqliteDatabase
-from hubmirror.storage.sqlite_index import SqliteIndex
 
 
 def git_blob_id(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\x00" % len(data) + data, usedforsecurity=False).hexdigest()
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[BlobStore]:
-    layout = CacheLayout(tmp_path / "cache")
-    layout.create_dirs()
-    index = SqliteIndex(SqliteDatabase(layout.index_path))
-    yield BlobStore(layout, FileBackend(layout.blobs), index)
-    await index.close()
 
 
 def digest_of(key: BlobKey, data: bytes) -> str:

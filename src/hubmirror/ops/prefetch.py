@@ -130,9 +130,9 @@ async def fetch_file(
     progress.start(name, size)
     done = asyncio.ensure_future(download.wait_done())
     while not done.done():
-        progress.update(name, download.ranges.total)
+        progress.update(name, download.received)
         await asyncio.wait({done}, timeout=PROGRESS_SECONDS)
-    progress.update(name, size if done.exception() is None else download.ranges.total)
+    progress.update(name, size if done.exception() is None else download.received)
     done.result()
     return True
 

@@ -115,6 +115,35 @@ def _content_range_start(body: BodyStream) -> int | None:
     return int(first) if first.isdigit() else None
 
 
+class InFlightBlob(Protocol):
+    """What a reader of a blob that is still downloading uses: this process's own
+    `Download`, or another process's (`services.foreign_download`)."""
+
+    served_by: str | None
+
+    @property
+    def received(self) -> int:
+        """Bytes of the blob on disk so far."""
+        ...
+
+    async def wait_done(self) -> Path | None:
+        """The stored blob's file on this node's disk (None: only in an object store);
+        raises the download's error."""
+        ...
+
+    async def wait_started(self) -> None:
+        """Return once bytes are arriving; raise if the download failed first."""
+        ...
+
+    def open_file(self) -> BinaryIO | None:
+        """A file object on the partial file, for `sendfile` (None: read the store)."""
+        ...
+
+    def spans(self, start: int, end: int) -> AsyncGenerator[tuple[int, int]]:
+        """`(offset, length)` windows of `[start, end)` as they land on disk."""
+        ...
+
+
 class Download:
     """One blob being fetched from upstream into its partial file."""
 

@@ -22,8 +22,9 @@ from cachetools import LRUCache, TTLCache
 
 from hubmirror.core.errors import EntryNotFoundError, MirrorError, UpstreamUnavailableError
 from hubmirror.core.types import BlobKey, FileEntry, PinnedRevision, RepoRef
-from hubmirror.services.download import Download, FileOrigin
+from hubmirror.services.download import FileOrigin, InFlightBlob
 from hubmirror.services.fetcher import Fetcher
+from hubmirror.services.foreign_download import ForeignDownload
 from hubmirror.services.policy import PolicyGuard
 from hubmirror.services.revisions import RevisionResolver
 from hubmirror.services.room import DiskRoom
@@ -249,12 +250,12 @@ class FileService:
 
     async def download(
         self, file: ResolvedFile, headers: Mapping[str, str], patience: float = 600.0
-    ) -> Download | None:
+    ) -> InFlightBlob | None:
         """Join or start the upstream download of the file's blob; None once it is stored.
 
         A new download first makes sure the disk has room for it (CacheFullError when
-        not). When another process (a prefetch, say) is downloading the blob, wait up
-        to `patience` seconds for it to finish.
+        not). When another process (a prefetch, say) is downloading the blob, its
+        download is read as it fills (`ForeignDownload`).
         """
         key, size = file.entry.blob, file.entry.size
         if self._fetcher.inflight(key) is None:
@@ -276,12 +277,17 @@ class FileService:
             try:
                 return self._fetcher.download(key, size, source, origin)
             except BlobBusyError:
-                if time.monotonic() > deadline:
-                    raise UpstreamUnavailableError(
-                        f"{path} is being downloaded by another process; retry shortly",
-                        retry_after=str(int(BUSY_RETRY_AFTER_SECONDS)),
-                    ) from None
-                await asyncio.sleep(BUSY_POLL_SECONDS)
+                foreign = ForeignDownload.follow(self._store, key, size)
+                if foreign is not None:
+                    return foreign
+            if await self._store.stored_size(key) == size:
+                return None  # the other process stored it a moment ago
+            if time.monotonic() > deadline:
+                raise UpstreamUnavailableError(
+                    f"{path} is being downloaded by another process; retry shortly",
+                    retry_after=str(int(BUSY_RETRY_AFTER_SECONDS)),
+                )
+            await asyncio.sleep(BUSY_POLL_SECONDS)
 
 
 class UpstreamFileSource:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+from pathlib import Path
 
 from hubmirror.core.errors import MirrorError
 from hubmirror.core.types import BlobKey
@@ -26,6 +27,33 @@ SIDECAR_VERSION = 1
 
 class BlobBusyError(MirrorError):
     """Another process holds the partial file of this blob."""
+
+
+def recorded_ranges(ranges_path: Path, size: int) -> RangeSet:
+    """The complete ranges a partial file's sidecar records (durable on disk), if it
+    fits a blob of `size` bytes; empty otherwise."""
+    try:
+        record = json.loads(ranges_path.read_text())
+        if record.get("version") != SIDECAR_VERSION or record.get("size") != size:
+            return RangeSet()
+        return RangeSet(
+            (int(start), int(end))
+            for start, end in record["ranges"]
+            if 0 <= int(start) < int(end) <= size
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return RangeSet()
+
+
+def held_by_another(descriptor: int) -> bool:
+    """Whether some process holds the writer's lock of the partial file open on
+    `descriptor` (without keeping any lock: a writer may take it a moment later)."""
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    fcntl.flock(descriptor, fcntl.LOCK_UN)
+    return False
 
 
 class PartialFile:
@@ -62,22 +90,9 @@ class PartialFile:
 
     def _load_ranges(self) -> RangeSet:
         """The ranges a previous run checkpointed, if its sidecar fits this blob."""
-        try:
-            record = json.loads(self.ranges_path.read_text())
-            if (
-                record.get("version") != SIDECAR_VERSION
-                or record.get("size") != self.size
-                or not self.data_path.exists()
-            ):
-                return RangeSet()
-            ranges = RangeSet(
-                (int(start), int(end))
-                for start, end in record["ranges"]
-                if 0 <= int(start) < int(end) <= self.size
-            )
-        except (OSError, ValueError, KeyError, TypeError):
+        if not self.data_path.exists():
             return RangeSet()
-        return ranges
+        return recorded_ranges(self.ranges_path, self.size)
 
     @property
     def descriptor(self) -> int:

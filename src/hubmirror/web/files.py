@@ -27,7 +27,7 @@ from hubmirror.core.access import log_label
 from hubmirror.core.errors import BlobMissingError, MirrorError, UpstreamUnavailableError
 from hubmirror.core.metrics import MirrorMetrics
 from hubmirror.services.audit import AuditRecord, AuditTrail
-from hubmirror.services.download import Download
+from hubmirror.services.download import InFlightBlob
 from hubmirror.services.files import FileService, ResolvedFile, StoredBlob
 from hubmirror.services.metadata import CacheStatus
 from hubmirror.web.api import client_headers
@@ -129,7 +129,7 @@ async def send_stream(
 async def send_while_downloading(
     request: web.Request,
     response: web.StreamResponse,
-    download: Download,
+    download: InFlightBlob,
     offset: int,
     count: int,
 ) -> bool | None:
