@@ -5,16 +5,21 @@ test_index_contract.py)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import asyncpg
 import pytest
 
 from hubmirror.core.errors import CacheUnavailableError, IndexUnreachableError
 from hubmirror.core.types import BlobKey, FileEntry, HashAlgorithm, RepoRef, RepoType
+from hubmirror.storage.file_backend import FileBackend
+from hubmirror.storage.index_factory import open_index_url
+from hubmirror.storage.layout import CacheLayout
 from hubmirror.storage.postgres_connection import PoolBounds
 from hubmirror.storage.postgres_index import PostgresIndex
 from hubmirror.storage.postgres_schema import LATEST_VERSION, MIGRATIONS, migrate
@@ -265,3 +270,25 @@ async def test_calls_after_close_are_the_mirrors_errors(postgres_url: str) -> No
     await index.close()
     with pytest.raises(CacheUnavailableError):
         await index.counter("closed")
+
+
+async def test_opening_indexes_what_a_crash_stored_and_forgets_nothing_in_flight(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    layout = CacheLayout(tmp_path / "cache")
+    layout.create_dirs()
+    backend = FileBackend(layout.blobs)
+    stored = BlobKey(HashAlgorithm.SHA256, hashlib.sha256(b"stored").hexdigest())
+    staged = tmp_path / "staged"
+    staged.write_bytes(b"stored")
+    await backend.put_verified(stored, staged)
+    first = await PostgresIndex.open(postgres_url)
+    await first.begin_blob(stored, 6)  # stored, then the node crashed before indexing
+    await first.begin_blob(KEY, 100)  # another node is uploading it right now
+    await first.close()
+    index = await open_index_url(postgres_url, layout, backend, may_rebuild=False)
+    try:
+        assert await index.stored_size(stored) == 6
+        assert await index.pending_blobs() == [(KEY, 100)]
+    finally:
+        await index.close()

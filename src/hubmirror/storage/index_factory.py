@@ -9,7 +9,8 @@ The SQLite index always lives in the cache folder (`storage.layout` owns that pa
 and its damaged copies go beside it): a path naming any other file is refused, so an
 operator who meant a different cache folder hears about it instead of getting a new
 empty index. SQLite opens through `storage.index_repair.open_index`, which checks
-the file and rebuilds a damaged one.
+the file and rebuilds a damaged one. Both index the blobs a crash stored but left
+unindexed (`reconcile_pending`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from hubmirror.storage.backend import BlobBackend
 from hubmirror.storage.index import Index
-from hubmirror.storage.index_repair import open_index
+from hubmirror.storage.index_repair import open_index, reconcile_pending
 from hubmirror.storage.layout import CacheLayout
 from hubmirror.storage.postgres_connection import PoolBounds
 from hubmirror.storage.postgres_index import PostgresIndex
@@ -69,6 +70,10 @@ async def open_index_url(
     database server is down or refuses the credentials).
     """
     if setting is not None and is_postgres_url(setting):
-        return await PostgresIndex.open(setting, bounds)
+        index = await PostgresIndex.open(setting, bounds)
+        # Other nodes may be committing the blobs they noted: only the stored ones
+        # are indexed, and none is forgotten.
+        await reconcile_pending(index, blobs, forget_uncommitted=False)
+        return index
     sqlite_path(setting, layout)
     return await open_index(layout, blobs, may_rebuild)

@@ -100,14 +100,17 @@ def _rebuild(layout: CacheLayout, problem: str) -> tuple[SqliteDatabase, str]:
     )
 
 
-async def reconcile_pending(index: Index, blobs: BlobBackend) -> None:
+async def reconcile_pending(
+    index: Index, blobs: BlobBackend, forget_uncommitted: bool = True
+) -> None:
     """Index the blobs a crash committed without indexing (noted by `begin_blob`);
-    forget those it never committed."""
+    forget those it never committed, unless other nodes may be committing them now
+    (`forget_uncommitted=False`: a shared index)."""
     for key, size in await index.pending_blobs():
         if await blobs.size_of(key) == size:
             await index.add_blob(key, size)
             logger.info("indexed %s, committed before a crash but not indexed", key)
-        else:
+        elif forget_uncommitted:
             await index.abandon_blob(key)
 
 
