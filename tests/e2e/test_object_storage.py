@@ -136,7 +136,20 @@ def test_local_copies_serve_hits_from_the_nodes_disk(
             second = fetch(node_b.url + url, headers={"Range": "bytes=5-9"})
     assert first[0] == 200 and first[2] == big.data
     assert second[0] == 206 and second[2] == big.data[5:10]
-    assert node_b.blob_files()[0].read_bytes() == big.data
+    copy = node_b.blob_files()[0]
+    assert copy.read_bytes() == big.data
+    # A damaged local copy is found by verify and dropped; the store's object stays.
+    damaged = bytearray(big.data)
+    damaged[4321] ^= 0x01
+    copy.write_bytes(bytes(damaged))
+    common = ["--cache-dir", str(tmp_path / "node-b"), *flags]
+    checked = hubmirror(store_env, "verify", *common, "--json")
+    assert checked.returncode == 1, checked.stderr
+    report = json.loads(checked.stdout)
+    assert [name.rsplit(":")[-1] for name in report["corrupt_copies"]] == [big.sha256]
+    assert report["corrupt"] == [] and not copy.exists()
+    again = hubmirror(store_env, "verify", *common, "--json")
+    assert again.returncode == 0, again.stdout
 
 
 def test_verify_finds_a_flipped_byte_in_the_store_and_gc_deletes_objects(

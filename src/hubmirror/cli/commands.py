@@ -142,10 +142,13 @@ def verify_command(arguments: argparse.Namespace, settings: Settings) -> int:
             f"{report.seconds:.1f}s ({report.megabytes_per_second:.0f} MB/s): "
             f"{len(report.corrupt)} corrupt, {len(report.missing)} missing, "
             f"{len(report.unindexed)} not indexed ({report.reindexed} indexed again), "
-            f"{len(report.repaired)} repaired"
+            f"{len(report.repaired)} repaired, {len(report.corrupt_copies)} damaged "
+            "local copies dropped"
         )
         for name in report.corrupt + report.missing:
             print(f"damaged  {name}")
+        for name in report.corrupt_copies:
+            print(f"damaged local copy  {name}")
         for name, reason in report.unrepaired.items():
             print(f"not repaired  {name}: {reason}", file=sys.stderr)
     return 1 if report.found_damage else 0

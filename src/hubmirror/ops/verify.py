@@ -46,6 +46,9 @@ class VerifyReport:
     # `repair` indexed them again.
     unindexed: list[str] = field(default_factory=list)
     reindexed: int = 0
+    # This node's copies of object-store blobs that did not hash to their names (they
+    # are dropped; the store's object was checked on its own).
+    corrupt_copies: list[str] = field(default_factory=list)
 
     @property
     def megabytes_per_second(self) -> float:
@@ -56,7 +59,13 @@ class VerifyReport:
     def found_damage(self) -> bool:
         """True when a blob was corrupt, missing or unindexed, or the index damaged (the
         exit status says so)."""
-        return bool(self.corrupt or self.missing or self.unindexed or self.index_problem)
+        return bool(
+            self.corrupt
+            or self.missing
+            or self.unindexed
+            or self.index_problem
+            or self.corrupt_copies
+        )
 
     def as_json(self) -> dict[str, Any]:
         """A plain dict for `--json`."""
@@ -81,10 +90,17 @@ async def check_blob(
     """True when the blob is intact; otherwise it is deleted and unindexed.
 
     A blob on this node's disk is hashed from its file; one in an object store is
-    streamed with a GET and hashed as it arrives.
+    streamed with a GET and hashed as it arrives, and this node's copy of it, if any,
+    is hashed too (a damaged copy is dropped).
     """
     name = str(key)
     store = mirror.store
+    copy = store.local_copy(key)
+    if copy is not None:
+        copy_digest = await asyncio.to_thread(hash_file, str(copy), key, size, lambda _: None)
+        if copy_digest != key.hexdigest:
+            report.corrupt_copies.append(name)
+            await store.discard_copy(key)
     local = store.local_path(key) if store.is_local else None
     if (local is not None and not local.exists()) or (
         local is None and await store.backend.size_of(key) is None

@@ -215,6 +215,17 @@ class BlobStore:
             await asyncio.to_thread(destination.unlink, missing_ok=True)
             raise
 
+    def local_copy(self, key: BlobKey) -> Path | None:
+        """This node's copy of an object-store blob (`--local-cache-size`), if it has one."""
+        if self.tier is None or self.local_size(key) is None:
+            return None
+        return self.local_path(key)
+
+    async def discard_copy(self, key: BlobKey) -> None:
+        """Drop this node's copy of an object-store blob (the store keeps the blob)."""
+        if self.tier is not None:
+            await asyncio.to_thread(self.tier.discard, key)
+
     async def delete(self, key: BlobKey) -> None:
         """Remove a blob from the backend and from this node's disk (idempotent)."""
         await self.backend.delete(key)
