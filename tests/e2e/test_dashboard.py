@@ -13,7 +13,8 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.e2e.http import fetch
 from tests.e2e.hubfiles import hub_file
-from tests.e2e.mirror_process import running_mirror
+from tests.e2e.mirror_process import MirrorProcess, running_mirror
+from tests.e2e.test_workers import wait_for_workers
 from tests.fakehub import NO_ACCESS_TOKEN, VALID_TOKEN, FakeHub
 from tests.fakehub.fixtures import throttled
 
@@ -193,3 +194,28 @@ def test_with_require_token_the_page_asks_for_the_mirror_token(
         page.click("#token-form button[type=submit]")
         expect(page.locator("#cache-size")).to_have_attribute("data-bytes", "0", timeout=WAIT_MS)
         expect(page.locator("#message")).to_be_hidden()
+
+
+def test_with_workers_the_page_lists_the_nodes_and_the_cluster_audit(
+    fake_hub: FakeHub, tmp_path: Path, page: Page
+) -> None:
+    with running_mirror(tmp_path / "cache", fake_hub.url, "--workers", "2") as mirror:
+        nodes = wait_for_workers(mirror.url, 2)
+        for _ in range(4):  # spread over both workers by the kernel
+            assert fetch(f"{mirror.url}/{TINY}/resolve/main/config.json")[0] == 200
+        page.goto(f"{mirror.url}/")
+        expect(page.locator("#cluster-panel")).to_be_visible(timeout=WAIT_MS)
+        expect(page.locator("#nodes tbody tr")).to_have_count(2)
+        for node in nodes:
+            expect(page.locator("#nodes")).to_contain_text(node)
+        expect(page.locator("#nodes")).to_contain_text("this node")
+        # One audit log for both workers: all four downloads, whichever worker answers.
+        expect(page.locator("#audit tbody tr", has_text="config.json")).to_have_count(
+            4, timeout=WAIT_MS
+        )
+
+
+def test_a_single_node_shows_no_cluster_panel(mirror: MirrorProcess, page: Page) -> None:
+    page.goto(f"{mirror.url}/")
+    expect(page.locator("#version")).not_to_be_empty(timeout=WAIT_MS)
+    expect(page.locator("#cluster-panel")).to_be_hidden()

@@ -25,7 +25,7 @@ from hubmirror.mirror import Mirror
 from hubmirror.services.status import Traffic
 from hubmirror.web.api import mirror_base
 from hubmirror.web.auth import upstream_headers
-from hubmirror.web.metrics import upstream_view
+from hubmirror.web.metrics import cluster_view, upstream_view
 from hubmirror.web.routes import Route
 
 STATIC_FILES = {
@@ -115,6 +115,8 @@ async def _status(call: ApiRequest) -> dict[str, Any]:
         "policy_profile": mirror.guard.policy.settings.profile,
         "mirror_url": mirror_base(call.request),
         "upstreams": [upstream_view(upstream) for upstream in status.upstreams()],
+        # Downloads, history and traffic are this node's; the rest is the cluster's.
+        "cluster": None if mirror.cluster is None else cluster_view(mirror.cluster),
         "cache": {
             "stored_bytes": usage.stored_bytes,
             "blob_count": usage.blob_count,

@@ -83,6 +83,15 @@ def upstream_view(upstream: UpstreamStatus) -> dict[str, object]:
     }
 
 
+def cluster_view(cluster: Cluster) -> dict[str, object]:
+    """This node's id and the live nodes it knows, as readiness and the dashboard show
+    them."""
+    return {
+        "node": cluster.me.node_id,
+        "nodes": [{"id": node.node_id, "url": node.url} for node in cluster.membership.nodes],
+    }
+
+
 async def handle_ready(status: MirrorStatus, cluster: Cluster | None = None) -> web.Response:
     """200 when this process can serve: index open, blob store reachable, cache writable.
 
@@ -101,10 +110,7 @@ async def handle_ready(status: MirrorStatus, cluster: Cluster | None = None) -> 
         "upstreams": [upstream_view(upstream) for upstream in status.upstreams()],
     }
     if cluster is not None:
-        body["cluster"] = {
-            "node": cluster.me.node_id,
-            "nodes": [{"id": node.node_id, "url": node.url} for node in cluster.membership.nodes],
-        }
+        body["cluster"] = cluster_view(cluster)
     if readiness.ready:
         return web.json_response(body)
     failed = "; ".join(

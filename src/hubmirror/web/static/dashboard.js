@@ -117,6 +117,17 @@ function renderStatus(status) {
   replaceRows(document.querySelector("#upstreams tbody"), upstreamRows);
   document.getElementById("no-upstreams").hidden = status.upstreams.length > 0;
 
+  const cluster = status.cluster;
+  document.getElementById("cluster-panel").hidden = !cluster;
+  if (cluster) {
+    const nodeRows = cluster.nodes.map((node) => {
+      const row = document.createElement("tr");
+      row.append(cell(node.id), cell(node.url), cell(node.id === cluster.node ? "this node" : ""));
+      return row;
+    });
+    replaceRows(document.querySelector("#nodes tbody"), nodeRows);
+  }
+
   const cache = status.cache;
   const size = document.getElementById("cache-size");
   size.textContent = formatBytes(cache.stored_bytes);
