@@ -14,17 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from hubmirror.core.access import AccessSettings, OfflineGrant
-from hubmirror.core.errors import BadRequestError
+from hubmirror.core.errors import ConfigError
 from hubmirror.core.policy import DEFAULT_PROFILE, PolicySettings, TypeRules
 from hubmirror.core.types import RepoType
 
 ENV_PREFIX = "HUBMIRROR_"
 _DURATION = re.compile(r"(?P<number>\d+(?:\.\d+)?)\s*(?P<unit>ms|s|m|h|d|w)?")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-class ConfigError(ValueError):
-    """A setting has a value of the wrong shape."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -341,5 +337,5 @@ LOG_FORMATS = ("text", "json")
 def validate_upstream_url(url: str) -> str:
     """An http(s) origin, without a trailing slash."""
     if not re.fullmatch(r"https?://[^\s/]+(/[^\s]*)?", url):
-        raise BadRequestError(f"upstream must be an http(s) URL, got {url!r}")
+        raise ConfigError(f"upstream must be an http(s) URL, got {url!r}")
     return url.rstrip("/")

@@ -15,7 +15,8 @@ from hubmirror.cluster.circuits import SharedCircuits
 from hubmirror.cluster.membership import Membership
 from hubmirror.cluster.peers import Cluster
 from hubmirror.cluster.signature import PeerSigner
-from hubmirror.config import ConfigError, Settings
+from hubmirror.config import Settings
+from hubmirror.core.errors import ConfigError
 from hubmirror.core.metrics import MirrorMetrics
 from hubmirror.core.policy import Policy
 from hubmirror.services.access import AccessGate

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -104,7 +105,12 @@ def test_a_dead_worker_is_replaced_and_sigterm_stops_every_worker(
         deadline = time.monotonic() + 30
         while True:
             pids = worker_pids(mirror.pid)
-            nodes = cluster_view(mirror.url)[1]
+            try:
+                nodes = cluster_view(mirror.url)[1]
+            except (ConnectionError, urllib.error.URLError):
+                # Connections the kernel had queued on the killed worker's socket are
+                # reset: a client's retry lands on a live worker.
+                continue
             if len(pids) == 2 and victim not in pids and len(nodes) == 2 and nodes != first:
                 break
             assert time.monotonic() < deadline, (pids, nodes)

@@ -37,7 +37,7 @@ def test_a_shareable_answer_reads_back_as_the_same_error(error: MirrorError) -> 
 
 
 def test_transient_failures_are_not_shared() -> None:
-    assert answer_record(UpstreamUnavailableError("down", retry_after="5")) is None
+    assert answer_record(UpstreamUnavailableError("down", retry_after=5.0)) is None
 
 
 @pytest.mark.parametrize(

@@ -6,10 +6,9 @@ import hashlib
 
 import pytest
 
-from hubmirror.core.errors import IntegrityError
+from hubmirror.core.errors import BlobBusyError, IntegrityError
 from hubmirror.core.types import BlobKey, HashAlgorithm
 from hubmirror.storage.blobs import BlobStore, new_hasher
-from hubmirror.storage.partial import BlobBusyError
 from hubmirror.storage.rangeset import RangeSet
 
 

@@ -12,8 +12,8 @@ from hubmirror.client.verdicts import (
     FAILOVER_ERRORS,
     Verdict,
     judge_status,
-    parse_retry_after,
 )
+from hubmirror.core.hubheaders import parse_retry_after
 
 A, B, C = "http://a:1", "http://b:1", "http://c:1"
 

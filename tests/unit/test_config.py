@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from hubmirror import __version__
-from hubmirror.config import ConfigError, Settings, load_settings, parse_duration
-from hubmirror.core.errors import BadRequestError
+from hubmirror.config import Settings, load_settings, parse_duration
+from hubmirror.core.errors import BadRequestError, ConfigError
 
 
 def test_defaults() -> None:

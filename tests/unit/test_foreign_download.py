@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from hubmirror.core.errors import UpstreamUnavailableError
+from hubmirror.core.errors import MirrorBusyError
 from hubmirror.core.types import BlobKey, HashAlgorithm
 from hubmirror.services.foreign_download import ForeignDownload
 from hubmirror.storage.blobs import BlobStore
@@ -58,9 +58,9 @@ async def test_a_download_stopped_by_the_other_process_fails_its_readers(
     received = windows(follower, 0, len(DATA))
     assert await anext(received) == DATA[:1000]
     writer.close()  # killed: the lock is gone, the blob never stored
-    with pytest.raises(UpstreamUnavailableError, match="stopped"):
+    with pytest.raises(MirrorBusyError, match="stopped"):
         await anext(received)
     waiting = ForeignDownload.follow(store, KEY, len(DATA))
     assert waiting is not None
-    with pytest.raises(UpstreamUnavailableError):
+    with pytest.raises(MirrorBusyError):
         await waiting.wait_done()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from hubmirror.core.hubheaders import parse_retry_after
 from hubmirror.upstream.health import (
     CLOSED,
     HALF_OPEN,
@@ -11,7 +12,6 @@ from hubmirror.upstream.health import (
     BreakerSettings,
     CircuitBreaker,
     RequestRateLimiter,
-    parse_retry_after,
 )
 
 

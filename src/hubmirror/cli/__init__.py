@@ -22,9 +22,9 @@ from hubmirror.cli.commands import (
 from hubmirror.cli.logs import configure_logging
 from hubmirror.cli.parser import build_parser, settings_from_arguments
 from hubmirror.cli.server import serve, stop
-from hubmirror.config import ConfigError, Settings
+from hubmirror.config import Settings
 from hubmirror.core.access import hash_token
-from hubmirror.core.errors import BadRequestError
+from hubmirror.core.errors import BadRequestError, ConfigError
 
 Command = Callable[[argparse.Namespace, Settings], int]
 

@@ -12,12 +12,8 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from hubmirror.cli.tables import print_line, print_table
-from hubmirror.config import (
-    ConfigError,
-    Settings,
-    parse_duration,
-)
-from hubmirror.core.errors import MirrorError
+from hubmirror.config import Settings, parse_duration
+from hubmirror.core.errors import ConfigError, MirrorError
 from hubmirror.core.names import validate_repo_id, validate_revision
 from hubmirror.core.types import RepoRef, RepoType
 from hubmirror.mirror import Mirror, build_mirror, open_storage

@@ -15,11 +15,11 @@ from aiohttp import web
 from hubmirror import __version__
 from hubmirror.app import MIRROR_KEY, create_app
 from hubmirror.cli.workers import run_workers
-from hubmirror.config import ConfigError, Settings
-from hubmirror.core.errors import MirrorError
+from hubmirror.config import Settings
+from hubmirror.core.errors import ConfigError, MirrorError, ServerRunningError
 from hubmirror.mirror import check_cluster_settings
 from hubmirror.storage.layout import CacheLayout
-from hubmirror.storage.pidfile import PidFile, ServerRunningError, read_pid
+from hubmirror.storage.pidfile import PidFile, read_pid
 from hubmirror.web.auth import ACCESS_LOGGER, TokenSafeAccessLogger
 from hubmirror.web.badrequests import scrub_bad_request_logs
 

@@ -29,8 +29,8 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 from urllib.parse import urlsplit
 
-from hubmirror.config import ConfigError, Settings
-from hubmirror.core.errors import MirrorError
+from hubmirror.config import Settings
+from hubmirror.core.errors import ConfigError, MirrorError
 from hubmirror.mirror import open_storage
 
 logger = logging.getLogger("hubmirror")

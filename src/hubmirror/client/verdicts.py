@@ -13,12 +13,12 @@
 from __future__ import annotations
 
 import dataclasses
-import email.utils
 import enum
-import time
 from collections.abc import Mapping
 
 import httpx2
+
+from hubmirror.core.hubheaders import parse_retry_after
 
 FAILOVER_STATUSES = frozenset({408, 429})
 # Transport errors that say "this endpoint is not serving now"; the same set
@@ -46,20 +46,6 @@ class Judgement:
     verdict: Verdict
     reason: str = ""
     retry_after: float | None = None
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds in a `Retry-After` header (delay seconds or an HTTP date), or None."""
-    if not value or not value.strip():
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        moment = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    return max(moment.timestamp() - (time.time() if now is None else now), 0.0)
 
 
 def judge_status(status: int, headers: Mapping[str, str]) -> Judgement:

@@ -17,10 +17,17 @@ HTTP status, an `X-Error-Code` and a message.
     ├── PeerRefusedError           a node-to-node request without a valid signature
     ├── UpstreamRefusedError       any other error status the upstream answered
     │                              (401/403 GatedRepo, 429, ...), passed through as is
-    ├── UpstreamUnavailableError   upstream unreachable, timed out, 5xx or 429
+    ├── UpstreamUnavailableError   no usable answer from the upstream (502; 503 with
+    │   │                          Retry-After when it is known when to try again)
+    │   ├── UpstreamTransportError unreachable, a body cut short, 5xx or 429 answered
+    │   ├── UpstreamProtocolError  an answer the Hub never gives (malformed JSON, an
+    │   │                          ETag that is no hash, a redirect loop, a wrong range)
     │   ├── UpstreamTimeoutError   no upstream answered within the client's patience
     │   ├── OfflineMissError       offline mode: the upstream is never asked
     │   └── PeerUnreachableError   the cluster node that owns a blob did not answer
+    ├── MirrorBusyError            this mirror cannot answer now but will soon (stopping,
+    │   │                          a blob that moved while it was read): 503 Retry-After
+    │   └── BlobBusyError          another process holds the blob's partial file
     ├── IntegrityError             upstream bytes did not match the advertised hash/size
     ├── RangeNotSatisfiableError   a Range that lies past the end of the file
     ├── BlobMissingError           a blob the index names is not in the blob backend
@@ -31,6 +38,15 @@ HTTP status, an `X-Error-Code` and a message.
         ├── IndexDamagedError      the index file is corrupt
         └── IndexUnreachableError  the index database (PostgreSQL) cannot be reached or
                                    did not answer in time
+
+Two more are never answers to a request, only to the command line:
+
+    MirrorError
+    ├── ConfigError                a setting has a value of the wrong shape (exit 2)
+    └── ServerRunningError         another server holds the cache folder
+
+`retry_after` is always seconds (a float): `core.hubheaders.parse_retry_after` reads
+the header's two forms, once, where an answer comes in.
 """
 
 from __future__ import annotations
@@ -103,11 +119,44 @@ class UpstreamRefusedError(MirrorError):
 
 
 class UpstreamUnavailableError(MirrorError):
-    """The upstream could not be reached, timed out, or answered 5xx."""
+    """No usable answer from the upstream; `retry_after`: seconds until it is worth
+    asking again, when known."""
 
-    def __init__(self, message: str, retry_after: str | None = None) -> None:
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class UpstreamTransportError(UpstreamUnavailableError):
+    """The upstream could not be reached, cut a body short, or answered 5xx or 429."""
+
+
+class UpstreamProtocolError(UpstreamUnavailableError):
+    """The upstream answered what the Hub never does (the answer cannot be used)."""
+
+
+class MirrorBusyError(MirrorError):
+    """This mirror cannot answer now, but will in about `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class BlobBusyError(MirrorBusyError):
+    """Another process holds the partial file of this blob."""
+
+
+class ConfigError(MirrorError, ValueError):
+    """A setting has a value of the wrong shape."""
+
+
+class ServerRunningError(MirrorError):
+    """Another server holds the cache folder."""
+
+    def __init__(self, message: str, pid: int | None) -> None:
+        super().__init__(message)
+        self.pid = pid
 
 
 class UpstreamTimeoutError(UpstreamUnavailableError):

@@ -7,7 +7,10 @@ Pagination `Link` headers must point at the mirror itself, as absolute URLs.
 
 from __future__ import annotations
 
+import email.utils
+import math
 import re
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -26,6 +29,27 @@ XET_JSON_KEYS = frozenset({"xetHash", "xet_hash"})
 
 # Hub headers that carry meaning for the clients and are passed on from upstream answers.
 HUB_ERROR_HEADERS = ("X-Error-Code", "X-Error-Message", "X-Repo-Commit", "Retry-After")
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds a `Retry-After` header asks to wait: delay-seconds, or an HTTP date
+    (`now` is the wall-clock time to count from). None when absent or unreadable."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        moment = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    return max(moment.timestamp() - (time.time() if now is None else now), 0.0)
+
+
+def retry_after_header(seconds: float) -> str:
+    """`seconds` as a `Retry-After` value: whole seconds, at least 1."""
+    return str(max(1, math.ceil(seconds)))
+
 
 _LINK_PART = re.compile(r"<(?P<url>[^>]*)>\s*(?P<params>(?:;[^,]*)?)")
 _REL = re.compile(r"""rel\s*=\s*"?(?P<rel>[^";]+)"?""")

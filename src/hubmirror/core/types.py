@@ -122,7 +122,7 @@ class FileEntry:
 
 
 @dataclass(frozen=True, slots=True)
-class PinnedRevision:
+class ResolvedRevision:
     """A revision turned into a commit, with how fresh that answer is.
 
     `stale` is true when the upstream could not be asked and the last known commit of a

@@ -180,7 +180,7 @@ async def export(
     if fetched.failed:
         path, reason = next(iter(fetched.failed.items()))
         raise BadRequestError(f"cannot export: {path} could not be fetched ({reason})")
-    pinned, entries = await list_files(mirror, repo, revision, headers)
+    resolved, entries = await list_files(mirror, repo, revision, headers)
     mirrored = set(fetched.fetched) | set(fetched.cached)
     chosen = [entry for entry in entries if entry.path in mirrored]
     missing = [e.path for e in chosen if await mirror.store.stored_size(e.blob) != e.size]
@@ -189,7 +189,7 @@ async def export(
     with tempfile.TemporaryDirectory(dir=mirror.store.layout.tmp_dir) as scratch:
         sources = await blob_files(mirror, chosen, Path(scratch))
         return await _write(
-            mirror, repo, revision, pinned.commit, chosen, sources, target, export_format
+            mirror, repo, revision, resolved.commit, chosen, sources, target, export_format
         )
 
 

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 
 from hubmirror.core.errors import EntryNotFoundError, MirrorError
 from hubmirror.core.policy import PathPattern
-from hubmirror.core.types import FileEntry, PinnedRevision, RepoRef
+from hubmirror.core.types import FileEntry, RepoRef, ResolvedRevision
 from hubmirror.mirror import Mirror
 from hubmirror.ops.progress import ProgressDisplay, ProgressSink
 from hubmirror.services.files import ResolvedFile
@@ -76,23 +76,23 @@ async def list_files(
     revision: str,
     headers: Mapping[str, str],
     fresh: bool = False,
-) -> tuple[PinnedRevision, list[FileEntry]]:
+) -> tuple[ResolvedRevision, list[FileEntry]]:
     """Pin the revision (asking upstream when `fresh`) and return every file of it."""
-    pinned = await mirror.revisions.pin(repo, revision, headers, fresh)
-    if not await mirror.index.is_listed(repo, pinned.commit):
-        await mirror.metadata.repo_info(repo, pinned.commit, True, headers)
-    return pinned, await mirror.index.files_under(repo, pinned.commit, "")
+    resolved = await mirror.revisions.resolve(repo, revision, headers, fresh)
+    if not await mirror.index.is_listed(repo, resolved.commit):
+        await mirror.metadata.repo_info(repo, resolved.commit, True, headers)
+    return resolved, await mirror.index.files_under(repo, resolved.commit, "")
 
 
 async def warm_metadata(
-    mirror: Mirror, pinned: PinnedRevision, entries: list[FileEntry], headers: Mapping[str, str]
+    mirror: Mirror, resolved: ResolvedRevision, entries: list[FileEntry], headers: Mapping[str, str]
 ) -> None:
     """Cache the listings clients ask for, so the mirror answers them offline too.
 
     snapshot_download lists the whole tree recursively; datasets and transformers list
     the root and single folders. Folders the policy hides are skipped.
     """
-    repo, commit = pinned.repo, pinned.commit
+    repo, commit = resolved.repo, resolved.commit
     await mirror.metadata.repo_info(repo, commit, True, headers)
     await mirror.metadata.repo_info(repo, commit, False, headers)
     folders = {""} | {
@@ -152,13 +152,13 @@ async def prefetch(
     `display(total_bytes)` makes the progress display once the missing bytes are known;
     `fresh` re-asks the upstream what the revision is, whatever the TTL.
     """
-    pinned, entries = await list_files(mirror, repo, revision, headers, fresh)
-    await warm_metadata(mirror, pinned, entries, headers)
-    report = PrefetchReport(repo.repo_id, repo.repo_type.value, revision, pinned.commit)
+    resolved, entries = await list_files(mirror, repo, revision, headers, fresh)
+    await warm_metadata(mirror, resolved, entries, headers)
+    report = PrefetchReport(repo.repo_id, repo.repo_type.value, revision, resolved.commit)
     selected = select_files(mirror, repo, entries, includes, excludes, report)
     missing = 0
     for entry in selected:
-        if await mirror.files.cached(ResolvedFile(pinned, entry)) is None:
+        if await mirror.files.cached(ResolvedFile(resolved, entry)) is None:
             missing += entry.size
     limit = asyncio.Semaphore(PARALLEL_FILES)
     sink: ProgressSink
@@ -166,7 +166,7 @@ async def prefetch(
     async def one(entry: FileEntry) -> None:
         async with limit:
             try:
-                fetched = await fetch_file(mirror, ResolvedFile(pinned, entry), headers, sink)
+                fetched = await fetch_file(mirror, ResolvedFile(resolved, entry), headers, sink)
             except MirrorError as error:
                 report.failed[entry.path] = error.message
                 sink.finish(entry.path, "failed")

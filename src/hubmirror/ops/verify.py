@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from hubmirror.core.errors import BlobMissingError, MirrorError
-from hubmirror.core.types import BlobKey, PinnedRevision, RepoRef, Visibility
+from hubmirror.core.types import BlobKey, RepoRef, ResolvedRevision, Visibility
 from hubmirror.mirror import Mirror
 from hubmirror.ops.progress import ProgressDisplay, ProgressSink
 from hubmirror.services.files import ResolvedFile
@@ -156,7 +156,7 @@ async def repair_blob(
         return
     repo, commit, entry = use
     public = await mirror.index.visibility(repo) is Visibility.PUBLIC
-    file = ResolvedFile(PinnedRevision(repo, commit, commit, public=public), entry)
+    file = ResolvedFile(ResolvedRevision(repo, commit, commit, public=public), entry)
     try:
         download = await mirror.files.download(file, headers)
         if download is not None:

@@ -1,7 +1,7 @@
 """Who may read a gated or private repo: the upstream decides, the mirror remembers.
 
 Public repos need no check. For a gated or private repo, the caller's token is shown to
-the upstream once (a HEAD on a file of the pinned commit) and the answer is cached per
+the upstream once (a HEAD on a file of the resolved commit) and the answer is cached per
 (token hash, repo) for `auth_ttl` seconds; refusals are cached for at most a minute, so
 a user granted access soon sees it. Expired decisions are dropped and at most
 `DECISIONS_KEPT` are kept, so callers with random tokens cannot grow the cache.

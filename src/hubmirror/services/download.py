@@ -39,10 +39,14 @@ from typing import BinaryIO, Protocol
 from hubmirror.core.backoff import retry_delay
 from hubmirror.core.errors import (
     IntegrityError,
+    MirrorBusyError,
     MirrorError,
+    UpstreamProtocolError,
     UpstreamRefusedError,
+    UpstreamTransportError,
     UpstreamUnavailableError,
 )
+from hubmirror.core.hubheaders import parse_retry_after
 from hubmirror.core.types import BlobKey, RepoRef
 from hubmirror.services.pieces import Piece, plan_pieces, split_for_idle, split_for_reader
 from hubmirror.storage.blobs import BlobStore, ContentHasher, new_hasher
@@ -225,7 +229,7 @@ class Download:
     def _finish(self, error: BaseException | None, path: Path | None = None) -> None:
         if error is not None:
             if isinstance(error, asyncio.CancelledError):
-                error = UpstreamUnavailableError("download cancelled: the mirror is stopping")
+                error = MirrorBusyError("download cancelled: the mirror is stopping")
             for future in (self._started, self._done):
                 if not future.done():
                     future.set_exception(error)
@@ -327,7 +331,7 @@ class Download:
         finally:
             self._workers = None
         if not self.ranges.covers(0, self.size):
-            raise UpstreamUnavailableError(f"upstream did not send all of {self.key}")
+            raise UpstreamTransportError(f"upstream did not send all of {self.key}")
 
     def _connect(self) -> asyncio.Task[None]:
         """One more connection working through the pieces."""
@@ -374,9 +378,13 @@ class Download:
                     raise
                 self._source.forget_location()
                 delay = retry_delay(attempt, self._tuning.backoff_seconds, MAX_BACKOFF_SECONDS)
-                retry_after = getattr(error, "retry_after", None)
-                if retry_after and retry_after.isdigit():
-                    delay = max(delay, min(float(retry_after), MAX_RETRY_AFTER_SECONDS))
+                retry_after = (
+                    error.retry_after
+                    if isinstance(error, UpstreamUnavailableError)
+                    else parse_retry_after(error.headers.get("Retry-After"))
+                )
+                if retry_after is not None:
+                    delay = max(delay, min(retry_after, MAX_RETRY_AFTER_SECONDS))
                 logger.info(
                     "retrying %s bytes %d-%d in %.1fs: %s",
                     self.key,
@@ -406,7 +414,7 @@ class Download:
             elif body.status == 206 and _content_range_start(body) == position:
                 offset = position
             else:
-                raise UpstreamUnavailableError(
+                raise UpstreamProtocolError(
                     f"upstream answered {body.status} for bytes {position}-{piece.end} "
                     f"of {self.key}"
                 )
@@ -424,7 +432,7 @@ class Download:
                 if offset >= piece.end:
                     break  # done, or another connection took over the rest
         if offset < piece.end:
-            raise UpstreamUnavailableError(
+            raise UpstreamTransportError(
                 f"upstream body of {self.key} ended at {offset}, expected {piece.end}"
             )
 
@@ -532,7 +540,7 @@ class Download:
         """Yield the bytes `[start, end)` as they land (see `spans`)."""
         file = self.open_file()
         if file is None:
-            raise UpstreamUnavailableError(f"{self.key} was stored meanwhile: read it again")
+            raise MirrorBusyError(f"{self.key} was stored meanwhile: read it again")
         with file:
             async with aclosing(self.spans(start, end)) as windows:
                 async for offset, length in windows:

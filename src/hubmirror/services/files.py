@@ -1,9 +1,9 @@
 """Resolving a file of a repo at a revision to a blob the mirror can serve.
 
-Answered from the index whenever it knows the path at the pinned commit (from a repo
+Answered from the index whenever it knows the path at the resolved commit (from a repo
 info, tree page, paths-info or earlier HEAD); a commit whose complete file list is known
 answers EntryNotFound locally, and so does a file the policy hides. Gated and private
-repos pass the access gate while being pinned, so cached bytes reach only callers the
+repos pass the access gate while being resolved, so cached bytes reach only callers the
 upstream accepted.
 """
 
@@ -20,8 +20,14 @@ from pathlib import Path
 
 from cachetools import LRUCache, TTLCache
 
-from hubmirror.core.errors import EntryNotFoundError, MirrorError, UpstreamUnavailableError
-from hubmirror.core.types import BlobKey, FileEntry, PinnedRevision, RepoRef
+from hubmirror.core.errors import (
+    BlobBusyError,
+    EntryNotFoundError,
+    MirrorBusyError,
+    MirrorError,
+    UpstreamProtocolError,
+)
+from hubmirror.core.types import BlobKey, FileEntry, RepoRef, ResolvedRevision
 from hubmirror.services.download import FileOrigin, InFlightBlob
 from hubmirror.services.fetcher import Fetcher
 from hubmirror.services.foreign_download import ForeignDownload
@@ -30,7 +36,6 @@ from hubmirror.services.revisions import RevisionResolver
 from hubmirror.services.room import DiskRoom
 from hubmirror.storage.blobs import BlobStore, StoredBlob
 from hubmirror.storage.index import Index
-from hubmirror.storage.partial import BlobBusyError
 from hubmirror.upstream.client import BodyStream, FileLocation, RemoteFileMetadata
 from hubmirror.upstream.source import Upstream
 
@@ -53,16 +58,16 @@ LOCATIONS_KEPT = 1024
 
 @dataclass(frozen=True, slots=True)
 class ResolvedFile:
-    """A file pinned to a commit and to the blob holding its bytes."""
+    """A file resolved to a commit and to the blob holding its bytes."""
 
-    pinned: PinnedRevision
+    resolved: ResolvedRevision
     entry: FileEntry
 
 
 def _entry_from_metadata(path: str, metadata: RemoteFileMetadata) -> FileEntry:
     key = BlobKey.from_etag(metadata.etag)
     if key is None:
-        raise UpstreamUnavailableError(
+        raise UpstreamProtocolError(
             f"upstream ETag {metadata.etag!r} of {path} is not a content hash: "
             "the mirror cannot verify these bytes"
         )
@@ -93,7 +98,7 @@ class FileService:
         self._touched: TTLCache[BlobKey, None] = TTLCache(TOUCHES_KEPT, TOUCH_INTERVAL_SECONDS)
         self._small_bodies: LRUCache[BlobKey, bytes] = LRUCache(SMALL_BODIES_BYTES, len)
         self._sending: Counter[BlobKey] = Counter()
-        # Signed URLs learnt while pinning, for the download that usually follows.
+        # Signed URLs learnt while resolving the revision, for the download that usually follows.
         self._locations: TTLCache[tuple[RepoRef, str, str], FileLocation] = TTLCache(
             LOCATIONS_KEPT, LOCATION_TTL_SECONDS
         )
@@ -107,7 +112,7 @@ class FileService:
         upstream's own errors for refused access, UpstreamUnavailableError (or
         OfflineMissError) when only the upstream could answer and cannot.
 
-        When pinning must ask the upstream, the file is located at the same time (the
+        When resolving the revision must ask the upstream, the file is located at the same time (the
         two answers do not depend on each other), so a cold file costs the upstream
         round trips a client reading it directly would make, not one more.
         """
@@ -119,14 +124,14 @@ class FileService:
                 locating.append(task)
 
         try:
-            pinned = await self._revisions.pin(repo, revision, headers, while_asking=locate)
+            resolved = await self._revisions.resolve(repo, revision, headers, while_asking=locate)
         except BaseException:
             for task in locating:
                 task.cancel()
                 # Retrieve its outcome, whatever it is: nobody needs it any more.
                 task.add_done_callback(lambda done: done.cancelled() or done.exception())
             raise
-        commit = pinned.commit
+        commit = resolved.commit
         located = None
         for task in locating:
             located = await self._located(task, repo, commit, path)
@@ -148,7 +153,7 @@ class FileService:
             entry = _entry_from_metadata(path, metadata)
             await self._index.put_files(repo, commit, [entry])
         self._guard.check_file(repo.repo_type, path, entry.size, commit)
-        return ResolvedFile(pinned, entry)
+        return ResolvedFile(resolved, entry)
 
     async def _locate_early(
         self,
@@ -158,7 +163,7 @@ class FileService:
         headers: Mapping[str, str],
         known_commit: str | None,
     ) -> asyncio.Task[FileLocation] | None:
-        """Start locating the file while the revision is pinned upstream, when the
+        """Start locating the file while the revision is resolved upstream, when the
         policy lets the file through and no stored blob is likely to be it."""
         if not self._guard.would_serve(repo, revision, path):
             return None
@@ -171,7 +176,7 @@ class FileService:
     async def _located(
         self, locating: asyncio.Task[FileLocation], repo: RepoRef, commit: str, path: str
     ) -> FileLocation | None:
-        """The early location, if it names the pinned commit; kept for the download."""
+        """The early location, if it names the resolved commit; kept for the download."""
         try:
             location = await locating
         except MirrorError:
@@ -262,7 +267,7 @@ class FileService:
             if await self._store.stored_size(key) == size:
                 return None
             await self._room.ensure(key, size)
-        repo, commit, path = file.pinned.repo, file.pinned.commit, file.entry.path
+        repo, commit, path = file.resolved.repo, file.resolved.commit, file.entry.path
         source = UpstreamFileSource(
             self._upstream,
             repo,
@@ -283,9 +288,9 @@ class FileService:
             if await self._store.stored_size(key) == size:
                 return None  # the other process stored it a moment ago
             if time.monotonic() > deadline:
-                raise UpstreamUnavailableError(
+                raise MirrorBusyError(
                     f"{path} is being downloaded by another process; retry shortly",
-                    retry_after=str(int(BUSY_RETRY_AFTER_SECONDS)),
+                    retry_after=BUSY_RETRY_AFTER_SECONDS,
                 )
             await asyncio.sleep(BUSY_POLL_SECONDS)
 

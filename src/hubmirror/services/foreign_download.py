@@ -18,7 +18,7 @@ from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import BinaryIO
 
-from hubmirror.core.errors import UpstreamUnavailableError
+from hubmirror.core.errors import MirrorBusyError
 from hubmirror.core.types import BlobKey
 from hubmirror.services.download import LONGEST_UNVERIFIED_TAIL
 from hubmirror.storage.blobs import BlobStore
@@ -109,7 +109,7 @@ class ForeignDownload:
         """Raise when no process holds the partial file's lock any more and the blob
         was not stored."""
         if not held_by_another(self._descriptor) and not await self._stored():
-            raise UpstreamUnavailableError(
+            raise MirrorBusyError(
                 f"the other process downloading {self.key} stopped; retry to resume"
             )
 

@@ -218,9 +218,11 @@ class GitProxy:
         visibility and default branch are known when it is later away (the stored
         answers are then served after the same policy and access checks)."""
         try:
-            await self._revisions.pin(request.repo, DEFAULT_BRANCH, request.credentials)
+            await self._revisions.resolve(request.repo, DEFAULT_BRANCH, request.credentials)
         except MirrorError as error:
-            logger.info("git clone of %s: could not pin it: %s", request.repo, error.message)
+            logger.info(
+                "git clone of %s: could not resolve its branch: %s", request.repo, error.message
+            )
 
     async def _open(
         self,
@@ -247,7 +249,7 @@ class GitProxy:
         self, request: GitRequest, digest: str, content_type: str, status: CacheStatus
     ) -> GitAnswer:
         """A stored answer, once the caller passed the policy and the access gate."""
-        await self._revisions.pin(request.repo, DEFAULT_BRANCH, request.credentials)
+        await self._revisions.resolve(request.repo, DEFAULT_BRANCH, request.credentials)
         path = self._store.path(digest)
         if path is None:
             raise UpstreamUnavailableError(

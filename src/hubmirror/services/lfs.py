@@ -2,8 +2,9 @@
 
 An LFS object id is the file's sha256, which is exactly the key the blob store keeps
 LFS files under, so a file fetched by `hf_hub_download` is a hit for `git lfs pull` and
-the reverse. The batch request names a ref; the mirror pins it (policy, access gate),
-which also records the commit's file list, and finds each oid among the repo's files.
+the reverse. The batch request names a ref; the mirror resolves it to a commit (policy,
+access gate), which also records the commit's file list, and finds each oid among the
+repo's files.
 The download itself is the resolve route's: sendfile on a hit, the single-flight,
 verified engine on a miss.
 """
@@ -14,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from hubmirror.core.errors import EntryNotFoundError, RevisionNotFoundError
-from hubmirror.core.types import BlobKey, FileEntry, HashAlgorithm, PinnedRevision, RepoRef
+from hubmirror.core.types import BlobKey, FileEntry, HashAlgorithm, RepoRef, ResolvedRevision
 from hubmirror.services.policy import PolicyGuard
 from hubmirror.services.revisions import DEFAULT_BRANCH, RevisionResolver
 from hubmirror.storage.index import Index
@@ -67,15 +68,16 @@ class LfsService:
     ) -> list[LfsVerdict]:
         """One verdict per object, in order.
 
-        Raises what pinning raises (policy denial, the access gate's refusal, upstream
-        unavailable with nothing known) for the whole batch; per-object problems (an
-        unknown oid, a size mismatch, a file the policy hides) become verdicts.
+        Raises what resolving the revision raises (policy denial, the access gate's
+        refusal, upstream unavailable with nothing known) for the whole batch;
+        per-object problems (an unknown oid, a size mismatch, a file the policy hides)
+        become verdicts.
         """
-        pinned = await self._pin(repo, revision_of_ref(ref), headers)
+        resolved = await self._resolve(repo, revision_of_ref(ref), headers)
         verdicts = []
         for item in objects:
             try:
-                _, entry = await self.locate(repo, item.oid, pinned.commit)
+                _, entry = await self.locate(repo, item.oid, resolved.commit)
             except EntryNotFoundError as error:
                 verdicts.append(LfsVerdict(item.oid, item.size, 404, error.message))
                 continue
@@ -86,17 +88,17 @@ class LfsService:
             verdicts.append(LfsVerdict(item.oid, item.size))
         return verdicts
 
-    async def _pin(
+    async def _resolve(
         self, repo: RepoRef, revision: str, headers: Mapping[str, str]
-    ) -> PinnedRevision:
+    ) -> ResolvedRevision:
         try:
-            return await self._revisions.pin(repo, revision, headers)
+            return await self._revisions.resolve(repo, revision, headers)
         except RevisionNotFoundError:
             if revision == DEFAULT_BRANCH:
                 raise
             # git-lfs names the checked-out ref; a detached or local-only ref is not a
             # Hub revision, but the objects may still be files of the default branch.
-            return await self._revisions.pin(repo, DEFAULT_BRANCH, headers)
+            return await self._revisions.resolve(repo, DEFAULT_BRANCH, headers)
 
     async def locate(
         self, repo: RepoRef, oid: str, preferred_commit: str | None = None

@@ -1,7 +1,7 @@
 """Hub JSON answers, local first: repo info, tree pages, paths-info, commits, treesize, refs.
 
 Everything addressed by a commit is immutable, so once fetched it is answered from the
-index forever. Requests name branches; they are pinned to a commit first (which also
+index forever. Requests name branches; they are resolved to a commit first (which also
 applies the policy and, for gated and private repos, the access gate), and the upstream
 is always asked at that commit, so a page and the next one describe the same snapshot.
 Stored bodies are the upstream's, minus Xet; the policy shapes them on the way out.
@@ -19,7 +19,7 @@ from yarl import URL
 from hubmirror.core.errors import EntryNotFoundError, UpstreamUnavailableError
 from hubmirror.core.hubheaders import next_page_url, strip_xet_json
 from hubmirror.core.names import quote_path
-from hubmirror.core.types import FileEntry, PinnedRevision, RepoRef, Visibility
+from hubmirror.core.types import FileEntry, RepoRef, ResolvedRevision, Visibility
 from hubmirror.services import hubjson
 from hubmirror.services.policy import PolicyGuard
 from hubmirror.services.revisions import DEFAULT_BRANCH, INFO_DOCUMENT, RevisionResolver
@@ -64,10 +64,10 @@ def _flag(value: bool) -> str:
     return "true" if value else "false"
 
 
-def _status(pinned: PinnedRevision, fetched: bool) -> CacheStatus:
-    if pinned.stale:
+def _status(resolved: ResolvedRevision, fetched: bool) -> CacheStatus:
+    if resolved.stale:
         return CacheStatus.STALE
-    return CacheStatus.MISS if fetched or pinned.from_upstream else CacheStatus.HIT
+    return CacheStatus.MISS if fetched or resolved.from_upstream else CacheStatus.HIT
 
 
 class MetadataService:
@@ -87,13 +87,13 @@ class MetadataService:
 
     async def _commit_document(
         self,
-        pinned: PinnedRevision,
+        resolved: ResolvedRevision,
         kind: str,
         variant: str,
         fetch: Fetch,
         entries_of: Callable[[object], Iterable[FileEntry]] | None = None,
     ) -> MetadataAnswer:
-        repo, commit = pinned.repo, pinned.commit
+        repo, commit = resolved.repo, resolved.commit
         stored = await self._index.document(repo, commit, kind, variant)
         if stored is not None:
             text, next_query, fetched = stored.body, stored.next_cursor, False
@@ -105,11 +105,11 @@ class MetadataService:
             if entries_of is not None:
                 await self._index.put_files(repo, commit, entries_of(body))
         shaped = self._guard.shape(kind, repo.repo_type, text, (repo, commit, variant))
-        return MetadataAnswer(shaped, _status(pinned, fetched), commit, next_query)
+        return MetadataAnswer(shaped, _status(resolved, fetched), commit, next_query)
 
-    async def _raise_if_hidden_or_missing(self, pinned: PinnedRevision, path: str) -> None:
+    async def _raise_if_hidden_or_missing(self, resolved: ResolvedRevision, path: str) -> None:
         """Answer EntryNotFound locally for a path the policy hides or the commit lacks."""
-        repo, commit = pinned.repo, pinned.commit
+        repo, commit = resolved.repo, resolved.commit
         if not path:
             return
         self._guard.check_folder(repo.repo_type, path, commit)
@@ -122,8 +122,8 @@ class MetadataService:
         self, repo: RepoRef, revision: str | None, blobs: bool, headers: Mapping[str, str]
     ) -> MetadataAnswer:
         """`GET /api/{t}/{repo}[/revision/{rev}]`, optionally with `?blobs=true`."""
-        pinned = await self._revisions.pin(repo, revision or DEFAULT_BRANCH, headers)
-        commit = pinned.commit
+        resolved = await self._revisions.resolve(repo, revision or DEFAULT_BRANCH, headers)
+        commit = resolved.commit
         fetched = False
         full = await self._index.document(repo, commit, INFO_DOCUMENT, "")
         if full is None:
@@ -145,7 +145,7 @@ class MetadataService:
             else:
                 text = plain.body
         shaped = self._guard.shape(INFO_DOCUMENT, repo.repo_type, text, (repo, commit, variant))
-        return MetadataAnswer(shaped, _status(pinned, fetched), commit)
+        return MetadataAnswer(shaped, _status(resolved, fetched), commit)
 
     async def tree(
         self,
@@ -158,19 +158,19 @@ class MetadataService:
         headers: Mapping[str, str],
     ) -> MetadataAnswer:
         """One page of `GET /api/{t}/{repo}/tree/{rev}[/{path}]`."""
-        pinned = await self._revisions.pin(repo, revision, headers)
-        await self._raise_if_hidden_or_missing(pinned, path)
+        resolved = await self._revisions.resolve(repo, revision, headers)
+        await self._raise_if_hidden_or_missing(resolved, path)
         params = {"recursive": _flag(recursive), "expand": _flag(expand)}
         if cursor:
             params["cursor"] = cursor
         suffix = f"/{quote_path(path)}" if path else ""
         variant = json.dumps([path, recursive, expand, cursor or ""])
         return await self._commit_document(
-            pinned,
+            resolved,
             "tree",
             variant,
             lambda: self._upstream.get_json(
-                f"{repo.api_path}/tree/{pinned.commit}{suffix}", headers, params
+                f"{repo.api_path}/tree/{resolved.commit}{suffix}", headers, params
             ),
             hubjson.entries_from_tree,
         )
@@ -184,15 +184,15 @@ class MetadataService:
         headers: Mapping[str, str],
     ) -> MetadataAnswer:
         """`POST /api/{t}/{repo}/paths-info/{rev}` for a set of paths."""
-        pinned = await self._revisions.pin(repo, revision, headers)
+        resolved = await self._revisions.resolve(repo, revision, headers)
         unique = sorted(set(paths))
         form = [("paths", path) for path in unique] + [("expand", _flag(expand))]
         return await self._commit_document(
-            pinned,
+            resolved,
             "paths-info",
             json.dumps([unique, expand]),
             lambda: self._upstream.get_json(
-                f"{repo.api_path}/paths-info/{pinned.commit}", headers, form=form
+                f"{repo.api_path}/paths-info/{resolved.commit}", headers, form=form
             ),
             hubjson.entries_from_tree,
         )
@@ -201,14 +201,14 @@ class MetadataService:
         self, repo: RepoRef, revision: str, query: Mapping[str, str], headers: Mapping[str, str]
     ) -> MetadataAnswer:
         """One page of `GET /api/{t}/{repo}/commits/{rev}` (history below a commit is fixed)."""
-        pinned = await self._revisions.pin(repo, revision, headers)
+        resolved = await self._revisions.resolve(repo, revision, headers)
         params = dict(sorted(query.items()))
         return await self._commit_document(
-            pinned,
+            resolved,
             "commits",
             json.dumps(params),
             lambda: self._upstream.get_json(
-                f"{repo.api_path}/commits/{pinned.commit}", headers, params
+                f"{repo.api_path}/commits/{resolved.commit}", headers, params
             ),
         )
 
@@ -220,25 +220,25 @@ class MetadataService:
         Computed from the commit's file list, so files the policy hides do not count;
         only when that list is unknown is the upstream's own (unfiltered) total used.
         """
-        pinned = await self._revisions.pin(repo, revision, headers)
-        await self._raise_if_hidden_or_missing(pinned, path)
-        if not await self._index.is_listed(repo, pinned.commit):
+        resolved = await self._revisions.resolve(repo, revision, headers)
+        await self._raise_if_hidden_or_missing(resolved, path)
+        if not await self._index.is_listed(repo, resolved.commit):
             suffix = f"/{quote_path(path)}" if path else ""
             return await self._commit_document(
-                pinned,
+                resolved,
                 "treesize",
                 path,
                 lambda: self._upstream.get_json(
-                    f"{repo.api_path}/treesize/{pinned.commit}{suffix}", headers
+                    f"{repo.api_path}/treesize/{resolved.commit}{suffix}", headers
                 ),
             )
         total = sum(
             entry.size
-            for entry in await self._index.files_under(repo, pinned.commit, path)
+            for entry in await self._index.files_under(repo, resolved.commit, path)
             if self._guard.file_verdict(repo.repo_type, entry.path, entry.size).allowed
         )
         text = json.dumps({"path": path, "size": total})
-        return MetadataAnswer(text, _status(pinned, False), pinned.commit)
+        return MetadataAnswer(text, _status(resolved, False), resolved.commit)
 
     async def refs(
         self, repo: RepoRef, include_prs: bool, headers: Mapping[str, str]

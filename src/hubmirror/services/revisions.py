@@ -26,7 +26,7 @@ from hubmirror.core.errors import (
 )
 from hubmirror.core.hubheaders import strip_xet_json
 from hubmirror.core.names import quote_revision
-from hubmirror.core.types import PinnedRevision, RepoRef, Visibility, is_commit
+from hubmirror.core.types import RepoRef, ResolvedRevision, Visibility, is_commit
 from hubmirror.services import hubjson
 from hubmirror.services.access import AccessGate
 from hubmirror.services.policy import PolicyGuard
@@ -60,14 +60,14 @@ class RevisionResolver:
         self._gate = gate
         self._clock = clock
 
-    async def pin(
+    async def resolve(
         self,
         repo: RepoRef,
         revision: str,
         headers: Mapping[str, str],
         fresh: bool = False,
         while_asking: Callable[[str | None], Awaitable[None]] | None = None,
-    ) -> PinnedRevision:
+    ) -> ResolvedRevision:
         """The commit `revision` (`DEFAULT_BRANCH` for the default branch) stands for.
 
         `fresh` asks the upstream even while the cached answer is within its TTL (sync
@@ -81,31 +81,31 @@ class RevisionResolver:
         """
         self._guard.check_repo(repo)
         self._guard.check_revision(revision)
-        pinned = await self._pin(repo, revision, headers, fresh, while_asking)
-        if not pinned.public:
-            await self._gate.ensure(repo, pinned.commit, headers)
-        return pinned
+        resolved = await self._resolve(repo, revision, headers, fresh, while_asking)
+        if not resolved.public:
+            await self._gate.ensure(repo, resolved.commit, headers)
+        return resolved
 
-    async def _pin(
+    async def _resolve(
         self,
         repo: RepoRef,
         revision: str,
         headers: Mapping[str, str],
         fresh: bool,
         while_asking: Callable[[str | None], Awaitable[None]] | None,
-    ) -> PinnedRevision:
+    ) -> ResolvedRevision:
         visibility = await self._index.visibility(repo)
         public = visibility is Visibility.PUBLIC
         if is_commit(revision):
             if visibility is not None:
-                return PinnedRevision(repo, revision, revision, public=public)
+                return ResolvedRevision(repo, revision, revision, public=public)
             if while_asking is not None:
                 await while_asking(revision)
             return await self._ask_upstream(repo, revision, headers)
         stored = await self._index.ref(repo, revision)
         recent = stored is not None and self._clock() - stored.checked_at < self._ttl
         if stored is not None and visibility is not None and recent and not fresh:
-            return PinnedRevision(repo, revision, stored.commit, public=public)
+            return ResolvedRevision(repo, revision, stored.commit, public=public)
         if while_asking is not None:
             await while_asking(None if stored is None else stored.commit)
         try:
@@ -113,14 +113,14 @@ class RevisionResolver:
         except UpstreamUnavailableError:
             if stored is None or visibility is None or self._too_stale(stored.checked_at):
                 raise
-            return PinnedRevision(repo, revision, stored.commit, stale=True, public=public)
+            return ResolvedRevision(repo, revision, stored.commit, stale=True, public=public)
 
     def _too_stale(self, checked_at: float) -> bool:
         return self._max_stale > 0 and self._clock() - checked_at > self._max_stale
 
     async def _ask_upstream(
         self, repo: RepoRef, revision: str, headers: Mapping[str, str]
-    ) -> PinnedRevision:
+    ) -> ResolvedRevision:
         path = repo.api_path
         if revision != DEFAULT_BRANCH:
             path = f"{path}/revision/{quote_revision(revision)}"
@@ -137,7 +137,7 @@ class RevisionResolver:
         if not is_commit(revision):
             await self._index.set_ref(repo, revision, commit)
         await self.remember_info(repo, commit, answer.body)
-        return PinnedRevision(
+        return ResolvedRevision(
             repo, revision, commit, public=visibility is Visibility.PUBLIC, from_upstream=True
         )
 

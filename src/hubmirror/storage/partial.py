@@ -16,17 +16,13 @@ import json
 import os
 from pathlib import Path
 
-from hubmirror.core.errors import MirrorError
+from hubmirror.core.errors import BlobBusyError
 from hubmirror.core.types import BlobKey
 from hubmirror.storage.diskerrors import on_disk
 from hubmirror.storage.layout import CacheLayout
 from hubmirror.storage.rangeset import RangeSet
 
 SIDECAR_VERSION = 1
-
-
-class BlobBusyError(MirrorError):
-    """Another process holds the partial file of this blob."""
 
 
 def recorded_ranges(ranges_path: Path, size: int) -> RangeSet:

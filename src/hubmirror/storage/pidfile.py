@@ -11,15 +11,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from hubmirror.core.errors import MirrorError
-
-
-class ServerRunningError(MirrorError):
-    """Another server holds the cache folder."""
-
-    def __init__(self, message: str, pid: int | None) -> None:
-        super().__init__(message)
-        self.pid = pid
+from hubmirror.core.errors import ServerRunningError
 
 
 def read_pid(path: Path) -> int | None:

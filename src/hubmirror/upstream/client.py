@@ -24,10 +24,16 @@ from hubmirror.core.errors import (
     MirrorError,
     RepoNotFoundError,
     RevisionNotFoundError,
+    UpstreamProtocolError,
     UpstreamRefusedError,
-    UpstreamUnavailableError,
+    UpstreamTransportError,
 )
-from hubmirror.core.hubheaders import HUB_ERROR_HEADERS, normalize_etag, pick_headers
+from hubmirror.core.hubheaders import (
+    HUB_ERROR_HEADERS,
+    normalize_etag,
+    parse_retry_after,
+    pick_headers,
+)
 from hubmirror.core.names import quote_path, quote_revision
 from hubmirror.core.types import RepoRef
 
@@ -109,7 +115,7 @@ class BodyStream:
                     self.on_chunk(len(chunk))
                 yield chunk
         except (aiohttp.ClientError, TimeoutError) as error:
-            raise UpstreamUnavailableError(f"upstream body interrupted: {error!r}") from error
+            raise UpstreamTransportError(f"upstream body interrupted: {error!r}") from error
 
 
 class UpstreamClient:
@@ -143,18 +149,18 @@ class UpstreamClient:
     async def probe(self) -> None:
         """HEAD the upstream's root URL: any answer but a 5xx or a 429 says it is up.
 
-        Raises UpstreamUnavailableError when it cannot be reached or answers that it is
+        Raises UpstreamTransportError when it cannot be reached or answers that it is
         in trouble; the caller bounds the wait. No credentials are sent.
         """
         try:
             async with self._client().head(self.base_url, allow_redirects=False) as response:
                 status = response.status
         except (aiohttp.ClientError, OSError) as error:
-            raise UpstreamUnavailableError(
+            raise UpstreamTransportError(
                 f"upstream {self.base_url.origin()} unreachable: {error.__class__.__name__}"
             ) from error
         if status == 429 or status >= 500:
-            raise UpstreamUnavailableError(f"upstream {self.name} answered {status}")
+            raise UpstreamTransportError(f"upstream {self.name} answered {status}")
 
     def _same_origin(self, url: URL) -> bool:
         return url.origin() == self.base_url.origin()
@@ -188,7 +194,7 @@ class UpstreamClient:
                     auto_decompress=decompress,
                 )
             except (aiohttp.ClientError, TimeoutError, OSError) as error:
-                raise UpstreamUnavailableError(
+                raise UpstreamTransportError(
                     f"upstream {url.origin()} unreachable: {error.__class__.__name__}"
                 ) from error
             location = response.headers.get("Location")
@@ -211,7 +217,7 @@ class UpstreamClient:
             if response.status == 303:
                 method, data = "GET", None
             url = target
-        raise UpstreamUnavailableError(f"upstream redirected more than {MAX_REDIRECTS} times")
+        raise UpstreamProtocolError(f"upstream redirected more than {MAX_REDIRECTS} times")
 
     async def get_json(
         self,
@@ -237,14 +243,14 @@ class UpstreamClient:
             try:
                 document: object = json.loads(payload)
             except ValueError as error:
-                raise UpstreamUnavailableError("upstream answered malformed JSON") from error
+                raise UpstreamProtocolError("upstream answered malformed JSON") from error
             return JsonAnswer(document, response.headers)
 
     async def _read_body(self, response: aiohttp.ClientResponse) -> bytes:
         try:
             return await response.read()
         except (aiohttp.ClientError, TimeoutError) as error:
-            raise UpstreamUnavailableError(f"upstream body interrupted: {error!r}") from error
+            raise UpstreamTransportError(f"upstream body interrupted: {error!r}") from error
 
     def resolve_url(self, repo: RepoRef, revision: str, path: str) -> URL:
         """The upstream's resolve URL of a file."""
@@ -261,7 +267,7 @@ class UpstreamClient:
             raise_for_upstream_status(response.status, response.headers, b"")
             metadata = _file_metadata(response)
             if metadata is None:
-                raise UpstreamUnavailableError(
+                raise UpstreamProtocolError(
                     f"upstream HEAD of {path} lacks X-Repo-Commit, ETag or a valid size"
                 )
             return metadata
@@ -306,7 +312,7 @@ class UpstreamClient:
                 payload = await self._read_body(response)
                 raise_for_upstream_status(response.status, response.headers, payload)
             if response.headers.get("Content-Encoding", "identity") != "identity":
-                raise UpstreamUnavailableError("upstream sent an encoded body for a file")
+                raise UpstreamProtocolError("upstream sent an encoded body for a file")
             yield BodyStream(response, self.name)
 
     @asynccontextmanager
@@ -342,7 +348,7 @@ class UpstreamClient:
                 auto_decompress=False,
             )
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
-            raise UpstreamUnavailableError(
+            raise UpstreamTransportError(
                 f"upstream {url.origin()} unreachable: {error.__class__.__name__}"
             ) from error
         try:
@@ -378,8 +384,9 @@ def raise_for_upstream_status(status: int, headers: Mapping[str, str], payload: 
     message = headers.get("X-Error-Message") or _error_text(payload) or f"upstream {status}"
     if status == 429 or status >= 500 or code == PARENT_OFFLINE_CODE:
         # A parent hubmirror that runs offline lacks this; another upstream may not.
-        raise UpstreamUnavailableError(
-            f"upstream answered {status}: {message}", retry_after=headers.get("Retry-After")
+        raise UpstreamTransportError(
+            f"upstream answered {status}: {message}",
+            retry_after=parse_retry_after(headers.get("Retry-After")),
         )
     error: MirrorError
     if status == 404 and code == "RepoNotFound":

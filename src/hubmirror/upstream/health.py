@@ -146,17 +146,6 @@ class CircuitBreaker:
         self._probing = False
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds in a `Retry-After` header (delta-seconds form; dates are ignored)."""
-    if value is None:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return None
-    return seconds if seconds >= 0 else None
-
-
 class RequestRateLimiter:
     """A token bucket: `rate` requests a second on average, bursts up to `burst`.
 

@@ -25,11 +25,11 @@ from hubmirror.core.access import token_hash
 from hubmirror.core.answers import answer_from_record, answer_record
 from hubmirror.core.errors import (
     EntryNotFoundError,
+    MirrorBusyError,
     MirrorError,
     RepoNotFoundError,
     RevisionNotFoundError,
     UpstreamRefusedError,
-    UpstreamUnavailableError,
     detached,
 )
 from hubmirror.core.types import RepoRef
@@ -119,7 +119,7 @@ class NegativeCache:
         except BaseException as error:
             outcome: BaseException = error
             if isinstance(error, asyncio.CancelledError):
-                outcome = UpstreamUnavailableError("the request asking upstream was cancelled")
+                outcome = MirrorBusyError("the request asking upstream was cancelled")
             future.set_exception(outcome)
             future.exception()  # retrieved: nobody else may be waiting
             raise
@@ -192,7 +192,7 @@ class NegativeCache:
         self, repo: RepoRef, revision: str, path: str, headers: Mapping[str, str]
     ) -> FileLocation:
         """The wrapped upstream's answer, or the not-found it gave a moment ago (a file
-        is also located while its revision is pinned, before it is known to exist)."""
+        is also located while its revision is resolved, before it is known to exist)."""
         key = _key("locate", str(repo), revision, path, token_hash(headers.get("Authorization")))
         return await self._remembering(
             key, lambda: self._inner.locate_file(repo, revision, path, headers)

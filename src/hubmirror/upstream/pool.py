@@ -3,7 +3,7 @@
 Each call goes to the first upstream whose circuit is not open and moves on to the next
 one on what says "this upstream is in trouble" (connect errors, timeouts, 5xx, 429),
 honouring `Retry-After`; a definite answer (200, 404, 401, ...) ends the call wherever it
-came from. Whatever upstream answers, a revision pins to the commit it names and bytes
+came from. Whatever upstream answers, a revision resolves to the commit it names and bytes
 are verified against the Hub's hash, so a blob from any upstream is the same blob.
 
 File bytes may be spread over several upstreams by weight (weight 0: failover only); a
@@ -34,8 +34,10 @@ from typing import Protocol, TypeVar
 from hubmirror.core.errors import (
     MirrorError,
     UpstreamTimeoutError,
+    UpstreamTransportError,
     UpstreamUnavailableError,
 )
+from hubmirror.core.hubheaders import parse_retry_after
 from hubmirror.core.types import RepoRef
 from hubmirror.upstream.client import (
     BodyStream,
@@ -51,7 +53,6 @@ from hubmirror.upstream.health import (
     ProbeResult,
     RequestRateLimiter,
     UpstreamStatus,
-    parse_retry_after,
 )
 
 logger = logging.getLogger(__name__)
@@ -263,7 +264,7 @@ class UpstreamPool:
         """
         member = self._by_name.get(location.upstream)
         if member is None or not member.breaker.try_acquire():
-            raise UpstreamUnavailableError(f"upstream {location.upstream} is not usable now")
+            raise UpstreamTransportError(f"upstream {location.upstream} is not usable now")
         async with AsyncExitStack() as stack:
             body = await self._attempt(
                 member,
@@ -293,9 +294,9 @@ class UpstreamPool:
                     member.client.forward(method, path_and_query, headers, body)
                 )
                 if stream.status == 429 or stream.status >= 500:
-                    retry_after = stream.headers.get("Retry-After")
+                    retry_after = parse_retry_after(stream.headers.get("Retry-After"))
                     await inner.aclose()
-                    raise UpstreamUnavailableError(
+                    raise UpstreamTransportError(
                         f"upstream answered {stream.status}", retry_after=retry_after
                     )
                 stack.push_async_exit(inner)
@@ -462,7 +463,7 @@ class UpstreamPool:
         last: bool,
     ) -> None:
         was_open = member.breaker.state == OPEN
-        member.breaker.failed(error.message, parse_retry_after(error.retry_after))
+        member.breaker.failed(error.message, error.retry_after)
         self.observer.attempted(member.name, self._clock() - started, _outcome_of(error))
         logger.warning(
             "upstream %s failed %s: %s%s",
@@ -481,7 +482,7 @@ class UpstreamPool:
 
     def _all_open(self) -> UpstreamUnavailableError:
         wait = min(member.breaker.retry_in for member in self._members)
-        return UpstreamUnavailableError(
+        return UpstreamTransportError(
             "every upstream is failing; the mirror retries them shortly",
-            retry_after=str(max(1, math.ceil(wait))),
+            retry_after=float(max(1, math.ceil(wait))),
         )

@@ -23,6 +23,7 @@ from hubmirror.core.errors import (
     CacheUnavailableError,
     EntryNotFoundError,
     IntegrityError,
+    MirrorBusyError,
     MirrorError,
     OfflineMissError,
     PeerRefusedError,
@@ -37,6 +38,7 @@ from hubmirror.core.errors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
+from hubmirror.core.hubheaders import retry_after_header
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +67,7 @@ _STATUS_AND_CODE: list[tuple[type[MirrorError], int, str]] = [
     (CacheReadOnlyError, 503, "CacheReadOnly"),
     (CacheUnavailableError, 503, "CacheUnavailable"),
     (UpstreamUnavailableError, 502, "UpstreamUnavailable"),
+    (MirrorBusyError, 503, "MirrorBusy"),
 ]
 
 
@@ -119,9 +122,11 @@ def error_response(error: MirrorError, body: ErrorBody = ErrorBody.HUB_JSON) -> 
                 extra["X-Repo-Commit"] = error.commit
             if isinstance(error, RangeNotSatisfiableError):
                 extra["Content-Range"] = f"bytes */{error.size}"
-            if isinstance(error, UpstreamUnavailableError) and error.retry_after:
+            if isinstance(error, UpstreamUnavailableError | MirrorBusyError) and (
+                error.retry_after is not None
+            ):
                 status = 503
-                extra["Retry-After"] = error.retry_after
+                extra["Retry-After"] = retry_after_header(error.retry_after)
             if isinstance(error, OfflineMissError):
                 # huggingface_hub logs this header's message to its user, also where a
                 # library (datasets) replaces the error with one of its own.

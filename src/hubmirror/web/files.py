@@ -24,7 +24,7 @@ from aiohttp import web
 
 from hubmirror.cluster.peers import Cluster
 from hubmirror.core.access import log_label
-from hubmirror.core.errors import BlobMissingError, MirrorError, UpstreamUnavailableError
+from hubmirror.core.errors import BlobMissingError, MirrorBusyError, MirrorError
 from hubmirror.core.metrics import MirrorMetrics
 from hubmirror.services.audit import AuditRecord, AuditTrail
 from hubmirror.services.download import InFlightBlob
@@ -44,11 +44,11 @@ FALLBACK_CHUNK = 1024 * 1024
 
 
 def file_headers(file: ResolvedFile, status: CacheStatus) -> dict[str, str]:
-    """The headers huggingface_hub reads to name, size and pin a file."""
+    """The headers huggingface_hub reads to name, size and locate a file at its commit."""
     entry = file.entry
     etag = f'"{entry.blob.hexdigest}"'
     headers = {
-        "X-Repo-Commit": file.pinned.commit,
+        "X-Repo-Commit": file.resolved.commit,
         "ETag": etag,
         "Accept-Ranges": "bytes",
         "X-Cache-Status": status.value,
@@ -235,13 +235,13 @@ async def _serve_file(
     assert route.repo is not None and route.revision is not None
     headers = client_headers(request)
     file = await files.resolve(route.repo, route.revision, route.path, headers)
-    served.commit = file.pinned.commit
+    served.commit = file.resolved.commit
     size = file.entry.size
     byte_range = requested_range(request.headers, size, f'"{file.entry.blob.hexdigest}"')
     cached = await files.cached(file)
     status = CacheStatus.MISS
     if cached is not None:
-        status = CacheStatus.STALE if file.pinned.stale else CacheStatus.HIT
+        status = CacheStatus.STALE if file.resolved.stale else CacheStatus.HIT
     response = web.StreamResponse(
         status=206 if byte_range else 200, headers=file_headers(file, status)
     )
@@ -282,7 +282,7 @@ async def _serve_file(
     if cached is not None:
         sent = await _send_stored(request, response, files, cached, offset, count)
     if sent is None:
-        raise UpstreamUnavailableError(f"{file.entry.path} vanished from the cache")
+        raise MirrorBusyError(f"{file.entry.path} vanished from the cache; retry")
     served.bytes, served.result = sent
     return response
 

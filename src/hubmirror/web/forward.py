@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from hubmirror.core.errors import UpstreamUnavailableError
+from hubmirror.core.errors import UpstreamProtocolError
 from hubmirror.core.hubheaders import (
     XET_LINK_RELS,
     LinkEntry,
@@ -103,5 +103,5 @@ async def _read_bounded(stream: BodyStream) -> bytes:
     async for chunk in stream.chunks():
         body += chunk
         if len(body) > MAX_JSON_REWRITE:
-            raise UpstreamUnavailableError("upstream JSON answer too large to pass through")
+            raise UpstreamProtocolError("upstream JSON answer too large to pass through")
     return bytes(body)

@@ -21,7 +21,7 @@ from hubmirror.core.errors import (
     BadRequestError,
     MirrorError,
     ReadOnlyMirrorError,
-    UpstreamUnavailableError,
+    UpstreamProtocolError,
 )
 from hubmirror.core.gitproto import PktLineError, UploadPackRequest, classify_upload_pack
 from hubmirror.services.gitproxy import GitAnswer, GitProxy, GitRequest
@@ -104,7 +104,7 @@ async def _send(request: web.Request, answer: GitAnswer) -> web.StreamResponse:
     """Stream an answer; a failure after the headers cuts the connection (git then
     reports a broken transfer rather than using a partial pack)."""
     if 300 <= answer.status < 400:
-        raise UpstreamUnavailableError(
+        raise UpstreamProtocolError(
             "the upstream redirected a streamed git request (was the repo renamed?)"
         )
     response = web.StreamResponse(status=answer.status, headers=answer.headers)

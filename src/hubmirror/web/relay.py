@@ -45,7 +45,7 @@ class RelayResult:
 
 def peer_path(repo: RepoRef, file: ResolvedFile) -> str:
     """The owner's URL path of the file at its resolved commit."""
-    return f"{repo.file_path}/resolve/{file.pinned.commit}/{quote_path(file.entry.path)}"
+    return f"{repo.file_path}/resolve/{file.resolved.commit}/{quote_path(file.entry.path)}"
 
 
 async def relay_to_owner(
