@@ -48,6 +48,7 @@ from hubmirror.upstream.client import UpstreamClient
 from hubmirror.upstream.negative import NegativeCache
 from hubmirror.upstream.pool import PoolLimits, PoolObserver, UpstreamPool
 from hubmirror.upstream.prober import ProbeSettings, UpstreamProber
+from hubmirror.upstream.single_flight import SingleFlight
 from hubmirror.upstream.source import OfflineUpstream, Upstream
 
 # How often a cluster's leader looks for blobs to evict (other nodes' blobs do not
@@ -96,8 +97,9 @@ class Mirror:
 
 
 def build_upstreams(settings: Settings, observer: PoolObserver | None = None) -> Upstream:
-    """The configured upstreams as one failover pool, behind the negative cache."""
-    return NegativeCache(build_pool(settings, observer), settings.negative_ttl)
+    """The configured upstreams as one failover pool, behind the negative cache and
+    single flight."""
+    return SingleFlight(NegativeCache(build_pool(settings, observer), settings.negative_ttl))
 
 
 def build_pool(settings: Settings, observer: PoolObserver | None = None) -> UpstreamPool:
@@ -214,7 +216,7 @@ async def build_mirror(settings: Settings, owns_cache: bool = False) -> Mirror:
         pool = build_pool(settings, metrics)
         # In a cluster (or with several workers), not-found answers are shared.
         board = index if settings.node_url else None
-        upstream = NegativeCache(pool, settings.negative_ttl, board=board)
+        upstream = SingleFlight(NegativeCache(pool, settings.negative_ttl, board=board))
         if settings.upstream_probe_interval > 0:
             probing = ProbeSettings(interval=settings.upstream_probe_interval)
             prober = UpstreamProber(pool.members, metrics, probing)

@@ -51,7 +51,7 @@ async def test_size_limit_evicts_least_recently_read_unpinned_blobs(
     assert (report.before_bytes, report.after_bytes, report.freed_bytes) == (1000, 600, 400)
     assert all(store.local_size(k) is None for k in keys[2:6])
     assert all(store.local_size(k) == 100 for k in keys[:2] + keys[6:])
-    assert await index.stored_bytes() == (6, 600)
+    assert await index.stored_totals() == (6, 600)
 
 
 async def test_in_use_blobs_are_skipped_and_dry_runs_change_nothing(
@@ -61,7 +61,7 @@ async def test_in_use_blobs_are_skipped_and_dry_runs_change_nothing(
     evictor = Evictor(index, store, max_size=800, max_age=None, in_use=lambda k: k == keys[2])
     report = await evictor.run(dry_run=True)
     assert report.evicted == [str(keys[3]), str(keys[4])]
-    assert await index.stored_bytes() == (10, 1000)
+    assert await index.stored_totals() == (10, 1000)
 
 
 async def test_age_limit(cache: tuple[SqliteIndex, BlobStore, list[BlobKey]]) -> None:

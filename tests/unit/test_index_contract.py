@@ -213,12 +213,12 @@ async def test_has_path_is_a_file_or_a_folder_with_files(
 
 # blobs ----------------------------------------------------------------------------------
 async def test_blobs_are_added_counted_and_removed(index: Index) -> None:
-    assert await index.stored_bytes() == (0, 0)
+    assert await index.stored_totals() == (0, 0)
     assert await index.stored_blobs() == []
     await index.add_blob(blob(1), 100)
     await index.add_blob(blob(2, HashAlgorithm.GIT_SHA1), 5_000_000_000)  # above 32 bits
     await index.add_blob(blob(1), 150)  # again: replaced, not counted twice
-    assert await index.stored_bytes() == (2, 5_000_000_150)
+    assert await index.stored_totals() == (2, 5_000_000_150)
     assert sorted(await index.stored_blobs(), key=str) == sorted(
         [(blob(1), 150), (blob(2, HashAlgorithm.GIT_SHA1), 5_000_000_000)], key=str
     )
@@ -226,7 +226,7 @@ async def test_blobs_are_added_counted_and_removed(index: Index) -> None:
     await index.remove_blob(blob(1))  # again: nothing to do
     await index.remove_blob(blob(7))  # never stored
     assert await index.stored_blobs() == [(blob(2, HashAlgorithm.GIT_SHA1), 5_000_000_000)]
-    assert await index.stored_bytes() == (1, 5_000_000_000)
+    assert await index.stored_totals() == (1, 5_000_000_000)
 
 
 async def test_blobs_of_a_repo_are_those_its_files_use_each_once(index: Index) -> None:

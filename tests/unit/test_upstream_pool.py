@@ -22,6 +22,7 @@ from hubmirror.upstream.client import UpstreamClient
 from hubmirror.upstream.health import OPEN, BreakerSettings
 from hubmirror.upstream.negative import NegativeCache
 from hubmirror.upstream.pool import REQUEST_DEADLINE, SERVED_BY, PoolLimits, UpstreamPool
+from hubmirror.upstream.single_flight import SingleFlight
 from tests.e2e.mirror_process import free_port
 from tests.fakehub import FakeHub
 from tests.fakehub.fixtures import running_hub
@@ -240,7 +241,7 @@ async def test_identical_questions_at_the_same_moment_share_one_upstream_request
     flaky_hub: FakeHub,
 ) -> None:
     flaky_hub.stall_seconds = 0.3
-    upstream = NegativeCache(pool_of(flaky_hub.url), ttl=60)
+    upstream = SingleFlight(pool_of(flaky_hub.url))
     try:
         answers = await asyncio.gather(*(upstream.get_json(INFO, {}) for _ in range(10)))
         assert {id(answer) for answer in answers} == {id(answers[0])}

@@ -56,7 +56,7 @@ async def collect_stats(
     index: Index, records: AsyncIterable[AuditRecord], limit_bytes: int | None
 ) -> StatsReport:
     """Sizes from the index, traffic from the audit `records`."""
-    blob_count, stored = await index.stored_bytes()
+    blob_count, stored = await index.stored_totals()
     downloads: Counter[str] = Counter()
     hits = served = requests = 0
     async for record in records:

@@ -85,7 +85,7 @@ class Evictor:
     async def plan(self, room: int = 0) -> tuple[list[tuple[BlobKey, int]], int]:
         """The blobs to evict, and the stored total before; `room` more bytes are freed
         beyond what the size limit demands (for a download that needs them)."""
-        _, total = await self._index.stored_bytes()
+        total = (await self._index.stored_totals()).bytes
         chosen: dict[BlobKey, int] = {}
         if self.max_age is not None:
             for key, size, _ in await self._pages(self._clock() - self.max_age):

@@ -172,7 +172,7 @@ class MirrorStatus:
 
     async def cache_usage(self) -> CacheUsage:
         """Blob count and stored bytes from the index (kept for `last_usage`)."""
-        blob_count, stored = await self._index.stored_bytes()
+        blob_count, stored = await self._index.stored_totals()
         self.last_usage = CacheUsage(blob_count, stored, self.limit_bytes)
         return self.last_usage
 
@@ -271,7 +271,7 @@ class MirrorStatus:
 
     async def _index_check(self) -> Check:
         try:
-            await self._index.stored_bytes()
+            await self._index.stored_totals()
         except MirrorError as error:
             return Check("index", False, f"the index cannot be read: {error}")
         return Check("index", True, "the index is open")

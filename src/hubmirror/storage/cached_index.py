@@ -30,7 +30,14 @@ from cachetools import LRUCache
 
 from hubmirror.core.errors import CacheUnavailableError
 from hubmirror.core.types import BlobKey, FileEntry, RepoRef, Visibility
-from hubmirror.storage.index import AuditFilter, AuditRow, Index, StoredDocument, StoredRef
+from hubmirror.storage.index import (
+    AuditFilter,
+    AuditRow,
+    Index,
+    StoredDocument,
+    StoredRef,
+    StoredTotals,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -276,9 +283,9 @@ class CachedIndex:
         """Known (commit, file) pairs of `repo` whose content is this blob."""
         return await self.inner.uses_of_blob_in(repo, key, limit)
 
-    async def stored_bytes(self) -> tuple[int, int]:
+    async def stored_totals(self) -> StoredTotals:
         """How many blobs are stored, and their total size."""
-        return await self.inner.stored_bytes()
+        return await self.inner.stored_totals()
 
     async def eviction_candidates(
         self,

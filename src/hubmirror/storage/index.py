@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from hubmirror.core.types import BlobKey, FileEntry, RepoRef, Visibility
 
@@ -31,6 +31,13 @@ class StoredDocument:
 
     body: str
     next_cursor: str | None
+
+
+class StoredTotals(NamedTuple):
+    """How many blobs are stored, and their total size in bytes."""
+
+    blobs: int
+    bytes: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +173,7 @@ class Index(Protocol):
         """Known (commit, file) pairs of `repo` whose content is this blob."""
         ...
 
-    async def stored_bytes(self) -> tuple[int, int]:
+    async def stored_totals(self) -> StoredTotals:
         """How many blobs are stored, and their total size."""
         ...
 

@@ -48,7 +48,7 @@ async def open_index(layout: CacheLayout, blobs: BlobBackend, may_rebuild: bool)
     database, rebuilt = await asyncio.to_thread(_open_database, layout, may_rebuild)
     index = SqliteIndex(database)
     await reconcile_pending(index, blobs)
-    if rebuilt is not None or (await index.stored_bytes())[0] == 0:
+    if rebuilt is not None or (await index.stored_totals()).blobs == 0:
         added = await reindex_blobs(index, blobs)
         if rebuilt is not None:
             logger.warning("%s, and indexed %d blobs found on disk", rebuilt, added)

@@ -23,7 +23,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from hubmirror.core.errors import CacheUnavailableError
 from hubmirror.core.types import BlobKey, FileEntry, HashAlgorithm, RepoRef, RepoType, Visibility
-from hubmirror.storage.index import AuditFilter, AuditRow, StoredDocument, StoredRef
+from hubmirror.storage.index import AuditFilter, AuditRow, StoredDocument, StoredRef, StoredTotals
 from hubmirror.storage.postgres_connection import (
     DRIVER_ERRORS,
     DatabaseAddress,
@@ -444,11 +444,11 @@ class PostgresIndex:
             for commit, path, size, oid in rows
         ]
 
-    async def stored_bytes(self) -> tuple[int, int]:
+    async def stored_totals(self) -> StoredTotals:
         """How many blobs are stored, and their total size."""
         row = await self._fetch_one("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM blobs")
         assert row is not None
-        return int(row[0]), int(row[1])
+        return StoredTotals(int(row[0]), int(row[1]))
 
     async def eviction_candidates(
         self,

@@ -31,7 +31,7 @@ from hubmirror.core.types import (
     RepoType,
     Visibility,
 )
-from hubmirror.storage.index import AuditFilter, AuditRow, StoredDocument, StoredRef
+from hubmirror.storage.index import AuditFilter, AuditRow, StoredDocument, StoredRef, StoredTotals
 from hubmirror.storage.sqlite_schema import TABLES, migrate
 
 
@@ -399,11 +399,11 @@ class SqliteDatabase:
             for commit, path, size, oid in rows
         ]
 
-    def stored_bytes(self) -> tuple[int, int]:
+    def stored_totals(self) -> StoredTotals:
         """How many blobs are stored, and their total size."""
         row = self._query_one("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM blobs", ())
         assert row is not None
-        return int(str(row[0])), int(str(row[1]))
+        return StoredTotals(int(str(row[0])), int(str(row[1])))
 
     def eviction_candidates(
         self,

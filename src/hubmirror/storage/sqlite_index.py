@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from hubmirror.core.types import BlobKey, FileEntry, RepoRef, Visibility
-from hubmirror.storage.index import AuditFilter, AuditRow, StoredDocument, StoredRef
+from hubmirror.storage.index import AuditFilter, AuditRow, StoredDocument, StoredRef, StoredTotals
 from hubmirror.storage.sqlite_database import SqliteDatabase
 
 T = TypeVar("T")
@@ -141,9 +141,9 @@ class SqliteIndex:
         """Known (commit, file) pairs of `repo` whose content is this blob."""
         return await self._run(self.database.uses_of_blob_in, repo, key, limit)
 
-    async def stored_bytes(self) -> tuple[int, int]:
+    async def stored_totals(self) -> StoredTotals:
         """How many blobs are stored, and their total size."""
-        return await self._run(self.database.stored_bytes)
+        return await self._run(self.database.stored_totals)
 
     async def eviction_candidates(
         self,
