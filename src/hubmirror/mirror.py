@@ -227,7 +227,8 @@ async def build_mirror(settings: Settings, owns_cache: bool = False) -> Mirror:
         segment_size=max(64 * 1024, settings.segment_size),
         max_attempts=max(1, settings.upstream_retries),
     )
-    fetcher = Fetcher(store, index, tuning, metrics)
+    # `eviction` is bound below: nothing is stored before this function returns.
+    fetcher = Fetcher(store, index, tuning, metrics, lambda _key, _size: eviction.nudge())
     guard = PolicyGuard(Policy(settings.effective_policy()), metrics)
     gate = AccessGate(
         upstream,
@@ -246,8 +247,8 @@ async def build_mirror(settings: Settings, owns_cache: bool = False) -> Mirror:
         store,
         settings.max_size,
         settings.max_age,
-        lambda key: files.is_sending(key) or fetcher.inflight(key) is not None,
-        metrics=metrics,
+        metrics,
+        in_use=lambda key: files.is_sending(key) or fetcher.inflight(key) is not None,
     )
     room = DiskRoom(layout, settings.disk_reserve, evictor, store)
     files = FileService(upstream, index, store, fetcher, revisions, guard, room)
@@ -256,7 +257,6 @@ async def build_mirror(settings: Settings, owns_cache: bool = False) -> Mirror:
         if cluster is None
         else EvictionScheduler(evictor, cluster.leadership("eviction").leads, CLUSTER_SWEEP_SECONDS)
     )
-    fetcher.on_committed = lambda _key, _size: eviction.nudge()
     status = MirrorStatus(
         index,
         layout,

@@ -9,6 +9,7 @@ import pytest
 
 from hubmirror.core.access import AccessSettings
 from hubmirror.core.errors import UpstreamRefusedError
+from hubmirror.core.metrics import MirrorMetrics
 from hubmirror.core.types import RepoRef, RepoType, Visibility
 from hubmirror.services.access import DECISIONS_KEPT, DENIAL_TTL_SECONDS, AccessGate
 from hubmirror.storage.cached_index import CachedIndex
@@ -57,7 +58,9 @@ async def index(tmp_path: Path) -> AsyncIterator[CachedIndex]:
 
 
 def gate_over(index: CachedIndex, upstream: GatedUpstream, clock: FakeClock) -> AccessGate:
-    return AccessGate(upstream, index, AccessSettings(), 3600.0, offline=False, clock=clock)
+    return AccessGate(
+        upstream, index, AccessSettings(), 3600.0, False, MirrorMetrics(), clock=clock
+    )
 
 
 async def refuse_random_tokens(gate: AccessGate, clock: FakeClock, step: float) -> int:
@@ -106,7 +109,16 @@ async def test_nodes_sharing_an_index_share_their_decisions(index: CachedIndex) 
     upstream = GatedUpstream()
     clock = FakeClock()
     first, second = (
-        AccessGate(upstream, index, AccessSettings(), 3600.0, False, clock=clock, shared=True)
+        AccessGate(
+            upstream,
+            index,
+            AccessSettings(),
+            3600.0,
+            False,
+            MirrorMetrics(),
+            clock=clock,
+            shared=True,
+        )
         for _ in range(2)
     )
     good, bad = {"Authorization": f"Bearer {GOOD_TOKEN}"}, {"Authorization": "Bearer hf_bad"}

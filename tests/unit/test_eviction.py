@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from hubmirror.core.metrics import MirrorMetrics
 from hubmirror.core.types import BlobKey, FileEntry, HashAlgorithm, RepoRef, RepoType
 from hubmirror.services.eviction import Evictor
 from hubmirror.storage.blobs import BlobStore
@@ -46,7 +47,7 @@ async def test_size_limit_evicts_least_recently_read_unpinned_blobs(
     cache: tuple[SqliteIndex, BlobStore, list[BlobKey]],
 ) -> None:
     index, store, keys = cache
-    report = await Evictor(index, store, max_size=650, max_age=None).run()
+    report = await Evictor(index, store, max_size=650, max_age=None, metrics=MirrorMetrics()).run()
     assert report.evicted == [str(k) for k in keys[2:6]]
     assert (report.before_bytes, report.after_bytes, report.freed_bytes) == (1000, 600, 400)
     assert all(store.local_size(k) is None for k in keys[2:6])
@@ -58,7 +59,14 @@ async def test_in_use_blobs_are_skipped_and_dry_runs_change_nothing(
     cache: tuple[SqliteIndex, BlobStore, list[BlobKey]],
 ) -> None:
     index, store, keys = cache
-    evictor = Evictor(index, store, max_size=800, max_age=None, in_use=lambda k: k == keys[2])
+    evictor = Evictor(
+        index,
+        store,
+        max_size=800,
+        max_age=None,
+        metrics=MirrorMetrics(),
+        in_use=lambda k: k == keys[2],
+    )
     report = await evictor.run(dry_run=True)
     assert report.evicted == [str(keys[3]), str(keys[4])]
     assert await index.stored_totals() == (10, 1000)
@@ -66,7 +74,9 @@ async def test_in_use_blobs_are_skipped_and_dry_runs_change_nothing(
 
 async def test_age_limit(cache: tuple[SqliteIndex, BlobStore, list[BlobKey]]) -> None:
     index, store, keys = cache
-    report = await Evictor(index, store, max_size=None, max_age=5.5 * 3600, clock=lambda: NOW).run()
+    report = await Evictor(
+        index, store, max_size=None, max_age=5.5 * 3600, metrics=MirrorMetrics(), clock=lambda: NOW
+    ).run()
     assert report.evicted == [str(k) for k in keys[2:5]]
 
 
@@ -74,8 +84,10 @@ async def test_pinned_repos_survive_even_over_the_limit(
     cache: tuple[SqliteIndex, BlobStore, list[BlobKey]],
 ) -> None:
     index, store, _ = cache
-    report = await Evictor(index, store, max_size=1, max_age=None).run()
+    report = await Evictor(index, store, max_size=1, max_age=None, metrics=MirrorMetrics()).run()
     assert report.after_bytes == 200
     assert await index.unpin(PINNED)
     assert not await index.unpin(PINNED)
-    assert (await Evictor(index, store, max_size=1, max_age=None).run()).after_bytes == 0
+    assert (
+        await Evictor(index, store, max_size=1, max_age=None, metrics=MirrorMetrics()).run()
+    ).after_bytes == 0

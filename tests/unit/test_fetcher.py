@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from hubmirror.core.errors import IntegrityError, MirrorError, UpstreamUnavailableError
+from hubmirror.core.metrics import MirrorMetrics
 from hubmirror.core.types import BlobKey, HashAlgorithm
 from hubmirror.services.download import FetchTuning
 from hubmirror.services.fetcher import Fetcher
@@ -97,7 +98,7 @@ def make_fetcher(root: Path, tuning: FetchTuning) -> tuple[Fetcher, BlobStore, S
     layout.create_dirs()
     index = SqliteIndex(SqliteDatabase(layout.index_path))
     store = BlobStore(layout, FileBackend(layout.blobs), index)
-    return Fetcher(store, index, tuning), store, index
+    return Fetcher(store, index, tuning, MirrorMetrics()), store, index
 
 
 def key_of(data: bytes) -> BlobKey:

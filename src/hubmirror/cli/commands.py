@@ -14,6 +14,7 @@ from typing import TypeVar
 from hubmirror.cli.tables import print_line, print_table
 from hubmirror.config import Settings, parse_duration
 from hubmirror.core.errors import ConfigError, MirrorError
+from hubmirror.core.metrics import MirrorMetrics
 from hubmirror.core.names import validate_repo_id, validate_revision
 from hubmirror.core.types import RepoRef, RepoType
 from hubmirror.mirror import Mirror, build_mirror, open_storage
@@ -168,7 +169,8 @@ async def _storage(arguments: argparse.Namespace, settings: Settings) -> int:
     try:
         if arguments.command == "gc":
             store = BlobStore(opened.layout, opened.backend, index)
-            evictor = Evictor(index, store, settings.max_size, settings.max_age)
+            # A command's counts are not scraped: a registry of its own.
+            evictor = Evictor(index, store, settings.max_size, settings.max_age, MirrorMetrics())
             report = await evictor.run(dry_run=arguments.dry_run)
             if arguments.json:
                 print(json.dumps(report.as_json(), indent=2))

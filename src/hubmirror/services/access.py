@@ -76,12 +76,12 @@ class AccessGate:
         settings: AccessSettings,
         ttl_seconds: float,
         offline: bool,
+        metrics: MirrorMetrics,
         clock: Callable[[], float] = time.monotonic,
-        metrics: MirrorMetrics | None = None,
         shared: bool = False,
     ) -> None:
         self._upstream = upstream
-        self._metrics = metrics or MirrorMetrics()
+        self._metrics = metrics
         self._index = index
         self._settings = settings
         self._ttl = ttl_seconds

@@ -54,12 +54,12 @@ class Evictor:
         store: BlobStore,
         max_size: int | None,
         max_age: float | None,
+        metrics: MirrorMetrics,
         in_use: Callable[[BlobKey], bool] = lambda _: False,
         clock: Callable[[], float] = time.time,
-        metrics: MirrorMetrics | None = None,
     ) -> None:
         self._index = index
-        self._metrics = metrics or MirrorMetrics()
+        self._metrics = metrics
         self._store = store
         self.max_size = max_size or None
         self.max_age = max_age or None

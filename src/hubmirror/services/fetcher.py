@@ -31,16 +31,18 @@ class Fetcher:
         self,
         store: BlobStore,
         index: Index,
-        tuning: FetchTuning | None = None,
-        metrics: MirrorMetrics | None = None,
+        tuning: FetchTuning,
+        metrics: MirrorMetrics,
+        on_committed: Callable[[BlobKey, int], None] | None = None,
     ) -> None:
         self._store = store
         self._index = index
-        self._tuning = tuning or FetchTuning()
-        self._metrics = metrics or MirrorMetrics()
+        self._tuning = tuning
+        self._metrics = metrics
         self._inflight: dict[BlobKey, Download] = {}
         self._tasks: dict[asyncio.Task[None], Download] = {}
-        self.on_committed: Callable[[BlobKey, int], None] | None = None
+        # Told of every blob stored (the eviction scheduler checks the limits).
+        self._on_committed = on_committed
 
     def inflight(self, key: BlobKey) -> Download | None:
         """The running download of `key`, if any."""
@@ -109,8 +111,8 @@ class Fetcher:
             logger.log(level, "download of %s failed: %s", download.key, failure.message)
         else:
             await self._count_fetched(download, "stored")
-            if self.on_committed is not None:
-                self.on_committed(download.key, download.size)
+            if self._on_committed is not None:
+                self._on_committed(download.key, download.size)
 
     async def _count_fetched(self, download: Download, outcome: str) -> None:
         await self._index.add_to_counter(UPSTREAM_BYTES_COUNTER, download.upstream_bytes)

@@ -24,9 +24,9 @@ VERDICT_MEMO_SIZE = 20_000
 class PolicyGuard:
     """Applies a `Policy` to requests and to Hub JSON bodies."""
 
-    def __init__(self, policy: Policy, metrics: MirrorMetrics | None = None) -> None:
+    def __init__(self, policy: Policy, metrics: MirrorMetrics) -> None:
         self._policy = policy
-        self._metrics = metrics or MirrorMetrics()
+        self._metrics = metrics
         self._memo: OrderedDict[tuple[object, ...], str] = OrderedDict()
         self._verdicts: dict[tuple[RepoType, str, int | None], Verdict] = {}
         self._repo_verdicts: dict[RepoRef, Verdict] = {}
