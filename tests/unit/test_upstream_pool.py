@@ -15,13 +15,14 @@ from hubmirror.core.errors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
+from hubmirror.core.request_scope import REQUEST_DEADLINE, SERVED_BY
 from hubmirror.core.types import RepoRef, RepoType
 from hubmirror.storage.sqlite_database import SqliteDatabase
 from hubmirror.storage.sqlite_index import SqliteIndex
 from hubmirror.upstream.client import UpstreamClient
 from hubmirror.upstream.health import OPEN, BreakerSettings
 from hubmirror.upstream.negative import NegativeCache
-from hubmirror.upstream.pool import REQUEST_DEADLINE, SERVED_BY, PoolLimits, UpstreamPool
+from hubmirror.upstream.pool import PoolLimits, UpstreamPool
 from hubmirror.upstream.single_flight import SingleFlight
 from tests.e2e.mirror_process import free_port
 from tests.fakehub import FakeHub

@@ -8,12 +8,12 @@ its partial file instead of starting another.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 from collections.abc import Callable
 
 from hubmirror.core.errors import CacheUnavailableError, IntegrityError, MirrorError
 from hubmirror.core.metrics import MirrorMetrics
+from hubmirror.core.request_scope import outside_any_request
 from hubmirror.core.types import BlobKey
 from hubmirror.services.download import BlobSource, Download, FetchTuning, FileOrigin
 from hubmirror.storage.blobs import BlobStore
@@ -76,10 +76,9 @@ class Fetcher:
             return None
         download = Download(partial, source, self._tuning, self._store, origin)
         self._inflight[key] = download
-        # A fresh context: the download outlives the request that started it, and must
-        # not inherit that request's deadline.
+        # The download outlives the request that started it.
         task = asyncio.create_task(
-            self._run(download), name=f"download {key}", context=contextvars.Context()
+            self._run(download), name=f"download {key}", context=outside_any_request()
         )
         self._tasks[task] = download
         task.add_done_callback(self._forget_task)

@@ -11,7 +11,8 @@ located file is always read from the upstream that located it, since signed URLs
 only good there. Every request also passes a global rate limit and a per-upstream
 concurrency limit, so a crowd of clients cannot get the mirror banned.
 
-A request handler sets `REQUEST_DEADLINE` (clients give up after 10 s): attempts share
+A request handler sets `core.request_scope.REQUEST_DEADLINE` (clients give up after
+10 s): attempts share
 what is left of it, and when nothing is left the call fails with `UpstreamTimeoutError`
 so the handler can answer from cache or with a clear 504. The upstream that answered is
 left in `SERVED_BY` for the `X-Mirror-Upstream` header.
@@ -26,7 +27,6 @@ import random
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import partial
 from typing import Protocol, TypeVar
@@ -38,6 +38,7 @@ from hubmirror.core.errors import (
     UpstreamUnavailableError,
 )
 from hubmirror.core.hubheaders import parse_retry_after
+from hubmirror.core.request_scope import REQUEST_DEADLINE, SERVED_BY
 from hubmirror.core.types import RepoRef
 from hubmirror.upstream.client import (
     BodyStream,
@@ -57,8 +58,6 @@ from hubmirror.upstream.health import (
 
 logger = logging.getLogger(__name__)
 
-REQUEST_DEADLINE: ContextVar[float | None] = ContextVar("request_deadline", default=None)
-SERVED_BY: ContextVar[str | None] = ContextVar("served_by", default=None)
 
 T = TypeVar("T")
 

@@ -16,7 +16,7 @@ from collections.abc import Awaitable
 from aiohttp import web
 
 from hubmirror.core.errors import UpstreamTimeoutError
-from hubmirror.upstream.pool import REQUEST_DEADLINE, SERVED_BY
+from hubmirror.core.request_scope import REQUEST_DEADLINE, SERVED_BY
 
 UPSTREAM_HEADER = "X-Mirror-Upstream"
 
