@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import sys
 
 import pytest
 
@@ -90,11 +92,35 @@ async def test_blob_paths_stay_inside_the_cache(store: BlobStore) -> None:
     assert store.layout.partial_path(key).is_relative_to(store.layout.root)
 
 
+HOLD_PARTIAL = """
+import sys
+from pathlib import Path
+from hubmirror.core.types import BlobKey, HashAlgorithm
+from hubmirror.storage.layout import CacheLayout
+from hubmirror.storage.partial import PartialFile
+key = BlobKey(HashAlgorithm.SHA256, sys.argv[2])
+partial = PartialFile(CacheLayout(Path(sys.argv[1])), key, 10)
+print("holding", flush=True)
+sys.stdin.readline()
+partial.close()
+"""
+
+
 async def test_a_partial_file_has_one_writer_across_processes(store: BlobStore) -> None:
     key = BlobKey(HashAlgorithm.SHA256, "2" * 64)
-    first = store.open_partial(key, 10)
+    other = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-c", HOLD_PARTIAL, str(store.layout.root), key.hexdigest),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert other.stdout is not None and await other.stdout.readline() == b"holding\n"
+        with pytest.raises(BlobBusyError):
+            store.open_partial(key, 10)
+    finally:
+        await asyncio.wait_for(other.communicate(b"done\n"), timeout=30)
+    assert other.returncode == 0
+    mine = store.open_partial(key, 10)  # the other process let go
     with pytest.raises(BlobBusyError):
-        store.open_partial(key, 10)
-    first.close()
-    second = store.open_partial(key, 10)
-    second.close()
+        store.open_partial(key, 10)  # one writer within a process too
+    mine.close()
