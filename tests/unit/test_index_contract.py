@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from hubmirror.core.types import BlobKey, FileEntry, HashAlgorithm, RepoRef, RepoType, Visibility
+from hubmirror.core.types import (
+    BlobKey,
+    FileEntry,
+    HashAlgorithm,
+    RepoRef,
+    RepoType,
+    RequestStatus,
+    Visibility,
+)
 from hubmirror.storage.cached_index import CachedIndex
 from hubmirror.storage.index import AuditFilter, AuditRow, Index, StoredDocument, StoredRef
 from hubmirror.storage.postgres_index import PostgresIndex
@@ -472,3 +480,37 @@ async def test_audit_records_are_read_in_order_filtered_and_trimmed(index: Index
     assert await index.recent_audit_records(2) == [rows[9].line, rows[8].line]
     await index.add_audit_records([audit_row(10)], keep=3)  # trimmed to the newest 3
     assert await index.recent_audit_records(100) == [audit_row(10).line, rows[9].line, rows[8].line]
+
+
+async def test_requests_count_asks_and_keep_the_decision(index: Index) -> None:
+    assert await index.repo_requests() == []
+    first = await index.record_request(MODEL, "main", "abc12345")
+    assert (first.status, first.times, first.requester) == (RequestStatus.PENDING, 1, "abc12345")
+    again = await index.record_request(MODEL, "v1.0", "127.0.0.1")
+    assert (again.number, again.times, again.revision) == (first.number, 2, "v1.0")
+    assert again.first_asked == first.first_asked and again.requester == "127.0.0.1"
+    other = await index.record_request(OTHER, "main", "anonymous")
+    assert other.number > first.number
+    approved = await index.decide_request(
+        MODEL, RequestStatus.APPROVED, "reviewed", "cli:alice", locked_commit="c" * 40
+    )
+    assert (approved.number, approved.times, approved.status) == (
+        first.number,
+        2,
+        RequestStatus.APPROVED,
+    )
+    assert (approved.note, approved.decided_by, approved.locked_commit) == (
+        "reviewed",
+        "cli:alice",
+        "c" * 40,
+    )
+    assert approved.decided_at is not None
+    asked_after = await index.record_request(MODEL, "main", "abc12345")
+    assert (asked_after.status, asked_after.times) == (RequestStatus.APPROVED, 3)
+    # A repo nobody asked for may be approved (or rejected) outright.
+    unasked = RepoRef(RepoType.DATASET, "ns/data")
+    rejected = await index.decide_request(unasked, RequestStatus.REJECTED, "licence", "cli:bob")
+    assert (rejected.times, rejected.first_asked, rejected.locked_commit) == (0, None, None)
+    assert [r.repo for r in await index.repo_requests()] == [MODEL, OTHER, unasked]
+    assert [r.repo for r in await index.repo_requests(RequestStatus.PENDING)] == [OTHER]
+    assert [r.repo for r in await index.repo_requests(RequestStatus.REJECTED)] == [unasked]

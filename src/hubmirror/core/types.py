@@ -78,6 +78,14 @@ def is_commit(revision: str) -> bool:
     return COMMIT_PATTERN.fullmatch(revision) is not None
 
 
+class RequestStatus(enum.Enum):
+    """Where an allowlist mirror's request for a repo stands."""
+
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
 class HashAlgorithm(enum.Enum):
     """How the Hub names a blob: git blob sha1 (regular files) or sha256 (LFS files)."""
 

@@ -29,11 +29,12 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from cachetools import LRUCache
 
 from hubmirror.core.errors import CacheUnavailableError
-from hubmirror.core.types import BlobKey, FileEntry, RepoRef, Visibility
+from hubmirror.core.types import BlobKey, FileEntry, RepoRef, RequestStatus, Visibility
 from hubmirror.storage.index import (
     AuditFilter,
     AuditRow,
     Index,
+    RepoRequest,
     StoredDocument,
     StoredRef,
     StoredTotals,
@@ -377,3 +378,22 @@ class CachedIndex:
     async def recent_audit_records(self, limit: int) -> list[str]:
         """The lines of the newest `limit` records, newest first (passed through)."""
         return await self.inner.recent_audit_records(limit)
+
+    async def record_request(self, repo: RepoRef, revision: str, requester: str) -> RepoRequest:
+        """One more ask of `repo` (passed through)."""
+        return await self.inner.record_request(repo, revision, requester)
+
+    async def decide_request(
+        self,
+        repo: RepoRef,
+        status: RequestStatus,
+        note: str,
+        decided_by: str,
+        locked_commit: str | None = None,
+    ) -> RepoRequest:
+        """Approve or reject `repo` (passed through: other processes decide too)."""
+        return await self.inner.decide_request(repo, status, note, decided_by, locked_commit)
+
+    async def repo_requests(self, status: RequestStatus | None = None) -> list[RepoRequest]:
+        """The requests (passed through)."""
+        return await self.inner.repo_requests(status)

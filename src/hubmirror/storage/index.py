@@ -14,7 +14,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
-from hubmirror.core.types import BlobKey, FileEntry, RepoRef, Visibility
+from hubmirror.core.types import (
+    BlobKey,
+    FileEntry,
+    RepoRef,
+    RepoType,
+    RequestStatus,
+    Visibility,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +38,50 @@ class StoredDocument:
 
     body: str
     next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RepoRequest:
+    """A repo asked for on an allowlist mirror, and what an administrator decided.
+
+    `requester` is who asked last (a token-hash prefix or a client address); an
+    approval with `locked_commit` serves that commit only, whatever revision is asked.
+    """
+
+    number: int
+    repo: RepoRef
+    status: RequestStatus
+    revision: str = ""
+    times: int = 0
+    first_asked: float | None = None
+    last_asked: float | None = None
+    requester: str = ""
+    note: str = ""
+    decided_by: str = ""
+    decided_at: float | None = None
+    locked_commit: str | None = None
+
+
+def request_from_row(row: Sequence[object]) -> RepoRequest:
+    """A `repo_requests` row (its columns in the table's order) as a RepoRequest."""
+
+    def when(value: object) -> float | None:
+        return None if value is None else float(str(value))
+
+    return RepoRequest(
+        number=int(str(row[0])),
+        repo=RepoRef(RepoType(str(row[1])), str(row[2])),
+        status=RequestStatus(str(row[3])),
+        revision=str(row[4]),
+        times=int(str(row[5])),
+        first_asked=when(row[6]),
+        last_asked=when(row[7]),
+        requester=str(row[8]),
+        note=str(row[9]),
+        decided_by=str(row[10]),
+        decided_at=when(row[11]),
+        locked_commit=None if row[12] is None else str(row[12]),
+    )
 
 
 class StoredTotals(NamedTuple):
@@ -258,4 +309,24 @@ class Index(Protocol):
 
     async def recent_audit_records(self, limit: int) -> list[str]:
         """The JSON lines of the newest `limit` records, newest first."""
+        ...
+
+    async def record_request(self, repo: RepoRef, revision: str, requester: str) -> RepoRequest:
+        """Note that `requester` asked for `repo` now: a new pending request, or one
+        more ask of the existing one (whatever its status)."""
+        ...
+
+    async def decide_request(
+        self,
+        repo: RepoRef,
+        status: RequestStatus,
+        note: str,
+        decided_by: str,
+        locked_commit: str | None = None,
+    ) -> RepoRequest:
+        """Approve or reject `repo` (asked for or not), replacing an earlier decision."""
+        ...
+
+    async def repo_requests(self, status: RequestStatus | None = None) -> list[RepoRequest]:
+        """The requests (of one status), by number."""
         ...

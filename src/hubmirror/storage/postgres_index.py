@@ -22,8 +22,24 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from hubmirror.core.errors import CacheUnavailableError
-from hubmirror.core.types import BlobKey, FileEntry, HashAlgorithm, RepoRef, RepoType, Visibility
-from hubmirror.storage.index import AuditFilter, AuditRow, StoredDocument, StoredRef, StoredTotals
+from hubmirror.core.types import (
+    BlobKey,
+    FileEntry,
+    HashAlgorithm,
+    RepoRef,
+    RepoType,
+    RequestStatus,
+    Visibility,
+)
+from hubmirror.storage.index import (
+    AuditFilter,
+    AuditRow,
+    RepoRequest,
+    StoredDocument,
+    StoredRef,
+    StoredTotals,
+    request_from_row,
+)
 from hubmirror.storage.postgres_connection import (
     DRIVER_ERRORS,
     DatabaseAddress,
@@ -614,6 +630,66 @@ class PostgresIndex:
         """The lines of the newest `limit` records, newest first."""
         rows = await self._fetch("SELECT line FROM audit ORDER BY id DESC LIMIT $1", (limit,))
         return [str(row[0]) for row in rows]
+
+    async def record_request(self, repo: RepoRef, revision: str, requester: str) -> RepoRequest:
+        """A new pending request for `repo`, or one more ask of the existing one."""
+        now = time.time()
+        row = await self._fetch_one(
+            "INSERT INTO repo_requests AS r (repo_type, repo_id, status, revision, times, "
+            "first_asked, last_asked, requester, note, decided_by) "
+            "VALUES ($1, $2, $3, $4, 1, $5, $5, $6, '', '') ON CONFLICT (repo_type, repo_id) "
+            "DO UPDATE SET times = r.times + 1, revision = EXCLUDED.revision, "
+            "first_asked = COALESCE(r.first_asked, EXCLUDED.first_asked), "
+            "last_asked = EXCLUDED.last_asked, requester = EXCLUDED.requester "
+            "RETURNING *",
+            (
+                repo.repo_type.value,
+                repo.repo_id,
+                RequestStatus.PENDING.value,
+                revision,
+                now,
+                requester,
+            ),
+        )
+        assert row is not None
+        return request_from_row(tuple(row))
+
+    async def decide_request(
+        self,
+        repo: RepoRef,
+        status: RequestStatus,
+        note: str,
+        decided_by: str,
+        locked_commit: str | None = None,
+    ) -> RepoRequest:
+        """Approve or reject `repo`, replacing an earlier decision."""
+        row = await self._fetch_one(
+            "INSERT INTO repo_requests AS r (repo_type, repo_id, status, revision, times, "
+            "requester, note, decided_by, decided_at, locked_commit) "
+            "VALUES ($1, $2, $3, '', 0, '', $4, $5, $6, $7) ON CONFLICT (repo_type, repo_id) "
+            "DO UPDATE SET status = EXCLUDED.status, note = EXCLUDED.note, "
+            "decided_by = EXCLUDED.decided_by, decided_at = EXCLUDED.decided_at, "
+            "locked_commit = EXCLUDED.locked_commit RETURNING *",
+            (
+                repo.repo_type.value,
+                repo.repo_id,
+                status.value,
+                note,
+                decided_by,
+                time.time(),
+                locked_commit,
+            ),
+        )
+        assert row is not None
+        return request_from_row(tuple(row))
+
+    async def repo_requests(self, status: RequestStatus | None = None) -> list[RepoRequest]:
+        """The requests (of one status), by number."""
+        rows = await self._fetch(
+            "SELECT * FROM repo_requests WHERE $1::text IS NULL OR status = $1 ORDER BY number",
+            (None if status is None else status.value,),
+        )
+        return [request_from_row(tuple(row)) for row in rows]
 
     async def shared_answer(self, key: str) -> tuple[str, float] | None:
         """The answer under `key` and the seconds it has left (None: none, or expired)."""

@@ -105,11 +105,22 @@ CREATE TABLE audit (
 CREATE INDEX audit_by_time ON audit (time)
 """
 
+_REQUESTS = """
+CREATE TABLE repo_requests (
+    number BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, repo_type TEXT NOT NULL,
+    repo_id TEXT NOT NULL, status TEXT NOT NULL, revision TEXT NOT NULL,
+    times BIGINT NOT NULL, first_asked DOUBLE PRECISION, last_asked DOUBLE PRECISION,
+    requester TEXT NOT NULL, note TEXT NOT NULL, decided_by TEXT NOT NULL,
+    decided_at DOUBLE PRECISION, locked_commit TEXT, UNIQUE (repo_type, repo_id)
+)
+"""
+
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, _FIRST_TABLES),
     (2, _CLUSTER),
     (3, _ANSWERS),
     (4, _AUDIT),
+    (5, _REQUESTS),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 
@@ -127,6 +138,7 @@ TABLES = (
     "leases",
     "answers",
     "audit",
+    "repo_requests",
 )
 
 

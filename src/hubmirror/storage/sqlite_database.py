@@ -29,9 +29,18 @@ from hubmirror.core.types import (
     HashAlgorithm,
     RepoRef,
     RepoType,
+    RequestStatus,
     Visibility,
 )
-from hubmirror.storage.index import AuditFilter, AuditRow, StoredDocument, StoredRef, StoredTotals
+from hubmirror.storage.index import (
+    AuditFilter,
+    AuditRow,
+    RepoRequest,
+    StoredDocument,
+    StoredRef,
+    StoredTotals,
+    request_from_row,
+)
 from hubmirror.storage.sqlite_schema import TABLES, migrate
 
 
@@ -576,6 +585,75 @@ class SqliteDatabase:
                 "SELECT line FROM audit ORDER BY id DESC LIMIT ?", (limit,)
             ).fetchall()
         return [str(line) for (line,) in rows]
+
+    def record_request(self, repo: RepoRef, revision: str, requester: str) -> RepoRequest:
+        """A new pending request for `repo`, or one more ask of the existing one."""
+        now = time.time()
+        with self._transaction() as cursor:
+            cursor.execute(
+                "INSERT INTO repo_requests (repo_type, repo_id, status, revision, times, "
+                "first_asked, last_asked, requester, note, decided_by) "
+                "VALUES (?, ?, ?, ?, 1, ?, ?, ?, '', '') ON CONFLICT (repo_type, repo_id) "
+                "DO UPDATE SET times = times + 1, revision = excluded.revision, "
+                "first_asked = COALESCE(first_asked, excluded.first_asked), "
+                "last_asked = excluded.last_asked, requester = excluded.requester",
+                (
+                    repo.repo_type.value,
+                    repo.repo_id,
+                    RequestStatus.PENDING.value,
+                    revision,
+                    now,
+                    now,
+                    requester,
+                ),
+            )
+            return self._request_of(cursor, repo)
+
+    def decide_request(
+        self,
+        repo: RepoRef,
+        status: RequestStatus,
+        note: str,
+        decided_by: str,
+        locked_commit: str | None = None,
+    ) -> RepoRequest:
+        """Approve or reject `repo`, replacing an earlier decision."""
+        with self._transaction() as cursor:
+            cursor.execute(
+                "INSERT INTO repo_requests (repo_type, repo_id, status, revision, times, "
+                "requester, note, decided_by, decided_at, locked_commit) "
+                "VALUES (?, ?, ?, '', 0, '', ?, ?, ?, ?) ON CONFLICT (repo_type, repo_id) "
+                "DO UPDATE SET status = excluded.status, note = excluded.note, "
+                "decided_by = excluded.decided_by, decided_at = excluded.decided_at, "
+                "locked_commit = excluded.locked_commit",
+                (
+                    repo.repo_type.value,
+                    repo.repo_id,
+                    status.value,
+                    note,
+                    decided_by,
+                    time.time(),
+                    locked_commit,
+                ),
+            )
+            return self._request_of(cursor, repo)
+
+    @staticmethod
+    def _request_of(cursor: sqlite3.Cursor, repo: RepoRef) -> RepoRequest:
+        row = cursor.execute(
+            "SELECT * FROM repo_requests WHERE repo_type = ? AND repo_id = ?",
+            (repo.repo_type.value, repo.repo_id),
+        ).fetchone()
+        return request_from_row(row)
+
+    def repo_requests(self, status: RequestStatus | None = None) -> list[RepoRequest]:
+        """The requests (of one status), by number."""
+        with self._using() as connection:
+            rows = connection.execute(
+                "SELECT * FROM repo_requests WHERE ? IS NULL OR status = ? ORDER BY number",
+                (None if status is None else status.value,) * 2,
+            ).fetchall()
+        return [request_from_row(row) for row in rows]
 
     def remove_blob(self, key: BlobKey) -> None:
         """Forget a blob (after it was deleted or found corrupt)."""

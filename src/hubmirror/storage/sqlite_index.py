@@ -13,8 +13,15 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from hubmirror.core.types import BlobKey, FileEntry, RepoRef, Visibility
-from hubmirror.storage.index import AuditFilter, AuditRow, StoredDocument, StoredRef, StoredTotals
+from hubmirror.core.types import BlobKey, FileEntry, RepoRef, RequestStatus, Visibility
+from hubmirror.storage.index import (
+    AuditFilter,
+    AuditRow,
+    RepoRequest,
+    StoredDocument,
+    StoredRef,
+    StoredTotals,
+)
 from hubmirror.storage.sqlite_database import SqliteDatabase
 
 T = TypeVar("T")
@@ -223,3 +230,24 @@ class SqliteIndex:
     async def recent_audit_records(self, limit: int) -> list[str]:
         """The lines of the newest `limit` records, newest first."""
         return await self._run(self.database.recent_audit_records, limit)
+
+    async def record_request(self, repo: RepoRef, revision: str, requester: str) -> RepoRequest:
+        """A new pending request for `repo`, or one more ask of the existing one."""
+        return await self._run(self.database.record_request, repo, revision, requester)
+
+    async def decide_request(
+        self,
+        repo: RepoRef,
+        status: RequestStatus,
+        note: str,
+        decided_by: str,
+        locked_commit: str | None = None,
+    ) -> RepoRequest:
+        """Approve or reject `repo`, replacing an earlier decision."""
+        return await self._run(
+            self.database.decide_request, repo, status, note, decided_by, locked_commit
+        )
+
+    async def repo_requests(self, status: RequestStatus | None = None) -> list[RepoRequest]:
+        """The requests (of one status), by number."""
+        return await self._run(self.database.repo_requests, status)

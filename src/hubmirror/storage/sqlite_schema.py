@@ -22,6 +22,8 @@ Tables:
                    decisions), each until it expires
     audit          the cluster's audit log: one row per record (its JSON line), the
                    newest `keep` rows kept
+    repo_requests  repos asked for on an allowlist mirror: who asked, how often, and the
+                   administrator's decision (approved ones are served)
 """
 
 from __future__ import annotations
@@ -100,6 +102,16 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE INDEX IF NOT EXISTS audit_by_time ON audit (time);
 """
 
+_REQUESTS = """
+CREATE TABLE IF NOT EXISTS repo_requests (
+    number INTEGER PRIMARY KEY AUTOINCREMENT, repo_type TEXT NOT NULL,
+    repo_id TEXT NOT NULL, status TEXT NOT NULL, revision TEXT NOT NULL,
+    times INTEGER NOT NULL, first_asked REAL, last_asked REAL, requester TEXT NOT NULL,
+    note TEXT NOT NULL, decided_by TEXT NOT NULL, decided_at REAL, locked_commit TEXT,
+    UNIQUE (repo_type, repo_id)
+);
+"""
+
 # (version reached, statements), in order.
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, _FIRST_TABLES),
@@ -107,6 +119,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     (3, _CLUSTER),
     (4, _ANSWERS),
     (5, _AUDIT),
+    (6, _REQUESTS),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 
@@ -125,6 +138,7 @@ TABLES = (
     "leases",
     "answers",
     "audit",
+    "repo_requests",
 )
 
 
