@@ -144,6 +144,8 @@ async def create_app(
             background.append(asyncio.create_task(membership.run()))
         if mirror.circuits is not None:
             background.append(asyncio.create_task(mirror.circuits.run()))
+        if mirror.approvals is not None:
+            background.append(asyncio.create_task(mirror.approvals.run()))
         mirror.eviction.start()
         if mirror.prober is not None:
             background.append(asyncio.create_task(mirror.prober.run()))

@@ -87,6 +87,8 @@ class Settings:
     require_token: bool = False
     metrics_token: str = ""
     policy_profile: str = DEFAULT_PROFILE
+    # Whom a refused client of an allowlist mirror is told to ask for an approval.
+    approval_contact: str = ""
     policy: PolicySettings = dataclasses.field(default_factory=PolicySettings)
     access: AccessSettings = dataclasses.field(default_factory=AccessSettings)
     upstreams: tuple[UpstreamConfig, ...] = ()
@@ -303,6 +305,9 @@ def _from_toml(path: Path) -> dict[str, Any]:
         values.setdefault("policy_profile", values["policy"].profile)
     if isinstance(tables.get("access"), dict):
         values["access"] = access_from_table(tables["access"])
+    governance = tables.get("governance")
+    if isinstance(governance, dict) and "contact" in governance:
+        values.setdefault("approval_contact", governance["contact"])
     return values
 
 

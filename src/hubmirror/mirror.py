@@ -20,6 +20,7 @@ from hubmirror.core.errors import ConfigError
 from hubmirror.core.metrics import MirrorMetrics
 from hubmirror.core.policy import Policy
 from hubmirror.services.access import AccessGate
+from hubmirror.services.approvals import Approvals
 from hubmirror.services.audit import AuditLog, AuditTrail
 from hubmirror.services.download import FetchTuning
 from hubmirror.services.eviction import EvictionScheduler, Evictor
@@ -83,6 +84,8 @@ class Mirror:
     cluster: Cluster | None = None
     # The upstream circuits held for the whole cluster (None: a single node, or offline).
     circuits: SharedCircuits | None = None
+    # Administrators' decisions on requested repos; the server refreshes them.
+    approvals: Approvals | None = None
 
     async def close(self) -> None:
         """Stop downloads, close connections and the index."""
@@ -229,7 +232,9 @@ async def build_mirror(settings: Settings, owns_cache: bool = False) -> Mirror:
     )
     # `eviction` is bound below: nothing is stored before this function returns.
     fetcher = Fetcher(store, index, tuning, metrics, lambda _key, _size: eviction.nudge())
-    guard = PolicyGuard(Policy(settings.effective_policy()), metrics)
+    approvals = Approvals(index, settings.approval_contact)
+    await approvals.refresh()
+    guard = PolicyGuard(Policy(settings.effective_policy()), metrics, approvals)
     gate = AccessGate(
         upstream,
         index,
@@ -291,6 +296,7 @@ async def build_mirror(settings: Settings, owns_cache: bool = False) -> Mirror:
         lfs=LfsService(index, revisions, guard),
         prober=prober,
         cluster=cluster,
+        approvals=approvals,
         circuits=None
         if cluster is None or pool is None
         else SharedCircuits(index, [(m.name, m.breaker) for m in pool.members]),

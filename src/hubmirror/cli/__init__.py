@@ -21,6 +21,7 @@ from hubmirror.cli.commands import (
 )
 from hubmirror.cli.logs import configure_logging
 from hubmirror.cli.parser import build_parser, settings_from_arguments
+from hubmirror.cli.requests import requests_command
 from hubmirror.cli.server import serve, stop
 from hubmirror.config import Settings
 from hubmirror.core.access import hash_token
@@ -49,6 +50,7 @@ COMMANDS: dict[str, Command] = {
     "stats": stats_command,
     "du": stats_command,
     "policy": policy_command,
+    "requests": requests_command,
     "hash-token": _hash_token,
     "export": export_command,
     "sync": sync_command,

@@ -150,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_server_commands(commands)
     _add_cache_commands(commands)
     _add_policy_commands(commands)
+    _add_requests_commands(commands)
     _add_export_commands(commands)
     _add_sync_command(commands)
     _add_import_command(commands)
@@ -212,6 +213,11 @@ def _add_server_commands(commands: Subparsers[argparse.ArgumentParser]) -> None:
         const=True,
         help="/-/ready fails while no upstream answers (default: ready whenever the cache "
         "can serve)",
+    )
+    serve.add_argument(
+        "--approval-contact",
+        help="whom refused clients of an allowlist mirror should ask for an approval "
+        "(an address or a team; [governance] contact in the config)",
     )
     serve.add_argument(
         "--metrics-token",
@@ -332,3 +338,28 @@ def settings_from_arguments(arguments: argparse.Namespace) -> Settings:
     """Merge flags with env and config file into Settings."""
     flags: dict[str, Any] = {name: getattr(arguments, name, None) for name in FIELD_NAMES}
     return load_settings(flags, os.environ, getattr(arguments, "config", None))
+
+
+def _add_requests_commands(commands: Subparsers[argparse.ArgumentParser]) -> None:
+    requests = commands.add_parser(
+        "requests", help="repos asked for on an allowlist mirror: list, approve, reject"
+    )
+    actions = requests.add_subparsers(dest="requests_command", required=True)
+    listing = actions.add_parser("list", help="the requests, newest decisions included")
+    listing.add_argument("--status", choices=["pending", "approved", "rejected"])
+    listing.add_argument("--json", action="store_true", help="JSON lines")
+    _add_common_settings(listing)
+    for name, text in (("approve", "let a repo in"), ("reject", "keep a repo out")):
+        action = actions.add_parser(name, help=text)
+        action.add_argument("repo", help="repo id, e.g. openai-community/gpt2")
+        action.add_argument("--type", default="model", choices=[t.value for t in RepoType])
+        action.add_argument("--note", default="", help="why (shown to refused clients)")
+        if name == "approve":
+            action.add_argument(
+                "--revision",
+                help="serve only this commit (a tag or branch is resolved to its commit now)",
+            )
+            action.add_argument(
+                "--token", help="Hub token to resolve --revision (default $HF_TOKEN)"
+            )
+        _add_common_settings(action)

@@ -93,6 +93,9 @@ class Verdict:
 
     allowed: bool
     rule: str
+    # Refused only because allowlist mode does not list the repo: an approval may let
+    # it in (`services.approvals`).
+    approvable: bool = False
 
 
 class PathPattern:
@@ -204,7 +207,9 @@ class Policy:
             return Verdict(False, f"repo deny rule {denied_by!r}")
         allowed_by = _repo_matches(self.settings.allow + typed.allow, repo.repo_id)
         if self.settings.allowlist_only and allowed_by is None:
-            return Verdict(False, "allowlist-only mode: repo not in the allow list")
+            return Verdict(
+                False, "allowlist-only mode: repo not in the allow list", approvable=True
+            )
         return Verdict(True, f"repo allow rule {allowed_by!r}" if allowed_by else "default")
 
     def revision_verdict(self, revision: str) -> Verdict:

@@ -1,6 +1,6 @@
-"""What one client request carries down to the upstream calls it causes, without every
-signature in between passing it on: the deadline of its answer and, back up, the
-upstream that served it.
+"""What one client request carries down to the calls it causes, without every signature
+in between passing it on: the deadline of its answer, the client's address and, back
+up, the upstream that served it.
 
 `web.deadlines` sets both when a request starts; `upstream.pool` shares what is left of
 the deadline between its attempts and records the upstream that answered. Work that
@@ -15,6 +15,10 @@ import contextvars
 # Monotonic time by which the request must be answered (None: not in a request).
 REQUEST_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "request_deadline", default=None
+)
+# The client's address (the proxy's client with --trust-forwarded), for who asked.
+CLIENT_ADDRESS: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "client_address", default=None
 )
 # The upstream whose answer this request used (for `X-Mirror-Upstream`).
 SERVED_BY: contextvars.ContextVar[str | None] = contextvars.ContextVar("served_by", default=None)

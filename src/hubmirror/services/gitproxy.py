@@ -37,6 +37,7 @@ from hubmirror.core.gitproto import (
     UploadPackRequest,
 )
 from hubmirror.core.types import RepoRef
+from hubmirror.services.approvals import requester_of
 from hubmirror.services.metadata import CacheStatus
 from hubmirror.services.policy import PolicyGuard
 from hubmirror.services.revisions import DEFAULT_BRANCH, RevisionResolver
@@ -149,7 +150,7 @@ class GitProxy:
         """The ref advertisement of `git-upload-pack`: the upstream's, else the last one
         stored (STALE). Raises PolicyDeniedError, the access gate's refusals, and
         UpstreamUnavailableError when neither can answer."""
-        self._guard.check_repo(request.repo)
+        await self._guard.check_repo(request.repo, "", requester_of(request.credentials))
         digest = self.digest(request, "info-refs", b"")
         async with AsyncExitStack() as stack:
             stream = await self._open(stack, "GET", request, None)
@@ -182,7 +183,7 @@ class GitProxy:
         streamed body: never cached). A stored fresh-clone pack answers at once (HIT);
         an ls-refs answer is used only when the upstream cannot answer (STALE).
         """
-        self._guard.check_repo(request.repo)
+        await self._guard.check_repo(request.repo, "", requester_of(request.credentials))
         kind = classified.kind if classified is not None else UploadPackKind.OTHER
         digest = None
         if classified is not None and classified.cacheable:

@@ -21,6 +21,7 @@ from hubmirror.core.hubheaders import next_page_url, strip_xet_json
 from hubmirror.core.names import quote_path
 from hubmirror.core.types import FileEntry, RepoRef, ResolvedRevision, Visibility
 from hubmirror.services import hubjson
+from hubmirror.services.approvals import requester_of
 from hubmirror.services.policy import PolicyGuard
 from hubmirror.services.revisions import DEFAULT_BRANCH, INFO_DOCUMENT, RevisionResolver
 from hubmirror.storage.index import Index
@@ -244,7 +245,7 @@ class MetadataService:
         self, repo: RepoRef, include_prs: bool, headers: Mapping[str, str]
     ) -> MetadataAnswer:
         """`GET /api/{t}/{repo}/refs`: mutable, so asked upstream, stale-if-error."""
-        self._guard.check_repo(repo)
+        await self._guard.check_repo(repo, "", requester_of(headers))
         variant = _flag(include_prs)
         try:
             answer = await self._upstream.get_json(

@@ -15,7 +15,9 @@ from typing import Any
 from hubmirror.core.errors import EntryNotFoundError, PolicyDeniedError, RevisionNotFoundError
 from hubmirror.core.metrics import MirrorMetrics
 from hubmirror.core.policy import Policy, Verdict
-from hubmirror.core.types import RepoRef, RepoType
+from hubmirror.core.types import RepoRef, RepoType, RequestStatus
+from hubmirror.services.approvals import Approvals
+from hubmirror.storage.index import RepoRequest
 
 MEMO_SIZE = 1024
 VERDICT_MEMO_SIZE = 20_000
@@ -24,9 +26,12 @@ VERDICT_MEMO_SIZE = 20_000
 class PolicyGuard:
     """Applies a `Policy` to requests and to Hub JSON bodies."""
 
-    def __init__(self, policy: Policy, metrics: MirrorMetrics) -> None:
+    def __init__(
+        self, policy: Policy, metrics: MirrorMetrics, approvals: Approvals | None = None
+    ) -> None:
         self._policy = policy
         self._metrics = metrics
+        self._approvals = approvals
         self._memo: OrderedDict[tuple[object, ...], str] = OrderedDict()
         self._verdicts: dict[tuple[RepoType, str, int | None], Verdict] = {}
         self._repo_verdicts: dict[RepoRef, Verdict] = {}
@@ -59,14 +64,29 @@ class PolicyGuard:
             verdict = self._repo_verdicts[repo] = self._policy.repo_verdict(repo)
         return verdict
 
-    def check_repo(self, repo: RepoRef) -> None:
-        """Raise PolicyDeniedError when the repo is not mirrored."""
+    async def check_repo(self, repo: RepoRef, revision: str = "", requester: str = "") -> None:
+        """Raise PolicyDeniedError when the repo is not mirrored.
+
+        A deny rule always refuses. Otherwise an administrator's decision counts: an
+        approval lets in a repo allowlist mode does not list, a rejection refuses it.
+        A refusal that an approval could lift records a request by `requester` (for
+        `revision`) and says its number and whom to ask.
+        """
         verdict = self.repo_verdict(repo)
-        if not verdict.allowed:
-            self._metrics.policy_denials.labels("repo").inc()
-            raise PolicyDeniedError(
-                f"{repo.repo_id} is not mirrored (mirror policy: {verdict.rule})"
-            )
+        decision = None if self._approvals is None else self._approvals.decision(repo)
+        approved = decision is not None and decision.status is RequestStatus.APPROVED
+        rejected = decision is not None and decision.status is RequestStatus.REJECTED
+        if (verdict.allowed and not rejected) or (verdict.approvable and approved):
+            return
+        self._metrics.policy_denials.labels("repo").inc()
+        if self._approvals is not None and (verdict.approvable or (verdict.allowed and rejected)):
+            refusal = await _unapproved(self._approvals, repo, revision, requester, decision)
+            raise PolicyDeniedError(refusal)
+        raise PolicyDeniedError(f"{repo.repo_id} is not mirrored (mirror policy: {verdict.rule})")
+
+    def locked_commit(self, repo: RepoRef) -> str | None:
+        """The only commit of `repo` an approval lets through, if it locked one."""
+        return None if self._approvals is None else self._approvals.locked_commit(repo)
 
     def check_revision(self, revision: str) -> None:
         """Raise RevisionNotFoundError when the revision is not mirrored."""
@@ -167,3 +187,29 @@ class PolicyGuard:
         if len(self._memo) > MEMO_SIZE:
             self._memo.popitem(last=False)
         return shaped
+
+
+async def _unapproved(
+    approvals: Approvals,
+    repo: RepoRef,
+    revision: str,
+    requester: str,
+    decision: RepoRequest | None,
+) -> str:
+    """The message of a refusal an administrator could lift (the ask is recorded)."""
+    request = await approvals.ask(repo, revision, requester)
+    contact = approvals.contact
+    typed = "" if repo.repo_type is RepoType.MODEL else f" --type {repo.repo_type.value}"
+    if decision is not None and decision.status is RequestStatus.REJECTED:
+        why = f": {decision.note}" if decision.note else ""
+        return (
+            f"{repo.repo_id} was rejected on this mirror (request #{decision.number}"
+            f"{why}); ask {contact} if it should be reconsidered"
+        )
+    if request is None:
+        return f"{repo.repo_id} is not approved on this mirror; ask {contact} to approve it"
+    return (
+        f"{repo.repo_id} is not approved on this mirror. Request #{request.number} is "
+        f"recorded (asked {request.times} time{'s' if request.times > 1 else ''}); ask "
+        f"{contact} to approve it: hubmirror requests approve {repo.repo_id}{typed}"
+    )

@@ -1,4 +1,4 @@
-"""Pinning: turning a branch, tag or commit of a repo into a commit, for one caller.
+"""Resolving: turning a branch, tag or commit of a repo into a commit, for one caller.
 
 The branch/tag → commit mapping is the only mutable thing the mirror caches. An answer
 younger than the TTL is used as is; an older one is refreshed from the upstream, and when
@@ -8,13 +8,15 @@ the repo info with `?blobs=true`, which also tells
 the repo's visibility and every file's blob, so it is stored as the commit's info
 document and file listing at no extra cost.
 
-Pinning is also where a request meets the policy (is this repo, this revision mirrored?)
-and, for gated and private repos, the access gate: nothing of such a repo is answered
-before the upstream accepted the caller's token.
+Resolving is also where a request meets the policy (is this repo, this revision
+mirrored? approved, and locked to one commit?) and, for gated and private repos, the
+access gate: nothing of such a repo is answered before the upstream accepted the
+caller's token.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -29,6 +31,7 @@ from hubmirror.core.names import quote_revision
 from hubmirror.core.types import RepoRef, ResolvedRevision, Visibility, is_commit
 from hubmirror.services import hubjson
 from hubmirror.services.access import AccessGate
+from hubmirror.services.approvals import requester_of
 from hubmirror.services.policy import PolicyGuard
 from hubmirror.storage.index import Index
 from hubmirror.upstream.source import Upstream, offline_message
@@ -79,9 +82,18 @@ class RevisionResolver:
         upstream's error (RepoNotFound, GatedRepo, ...) when it answers one, and
         UpstreamUnavailableError when it cannot answer and nothing is known.
         """
-        self._guard.check_repo(repo)
+        await self._guard.check_repo(repo, revision, requester_of(headers))
         self._guard.check_revision(revision)
-        resolved = await self._resolve(repo, revision, headers, fresh, while_asking)
+        locked = self._guard.locked_commit(repo)
+        if locked is None:
+            resolved = await self._resolve(repo, revision, headers, fresh, while_asking)
+        elif is_commit(revision) and revision != locked:
+            raise RevisionNotFoundError(
+                f"only commit {locked} of {repo.repo_id} is approved on this mirror"
+            )
+        else:  # a reviewed release: every branch and tag stands for the approved commit
+            resolved = await self._resolve(repo, locked, headers, fresh, while_asking)
+            resolved = dataclasses.replace(resolved, revision=revision)
         if not resolved.public:
             await self._gate.ensure(repo, resolved.commit, headers)
         return resolved

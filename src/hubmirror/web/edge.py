@@ -64,7 +64,7 @@ def edge_middleware(
         route = route_label(request)
         try:
             admission.admit(request)
-            start_deadline(answer_timeout)
+            start_deadline(answer_timeout, request.remote)
             response = await handler(request)
         except MirrorError as error:
             if isinstance(error, CacheUnavailableError):

@@ -1,0 +1,71 @@
+"""`hubmirror requests list|approve|reject`: the CLI side of `ops.requests`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+
+from hubmirror.cli.tables import print_line, print_table
+from hubmirror.config import Settings
+from hubmirror.core.errors import ConfigError, MirrorError
+from hubmirror.core.names import validate_repo_id, validate_revision
+from hubmirror.core.types import RepoRef, RepoType, RequestStatus
+from hubmirror.ops.requests import Decision, decide, list_requests, request_json
+
+DECIDED = {"approve": RequestStatus.APPROVED, "reject": RequestStatus.REJECTED}
+
+
+def requests_command(arguments: argparse.Namespace, settings: Settings) -> int:
+    """`hubmirror requests ...`."""
+    try:
+        if arguments.requests_command == "list":
+            return _list(arguments, settings)
+        return _decide(arguments, settings)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except MirrorError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 1
+
+
+def _list(arguments: argparse.Namespace, settings: Settings) -> int:
+    status = RequestStatus(arguments.status) if arguments.status else None
+    requests = asyncio.run(list_requests(settings, status))
+    if arguments.json:
+        for request in requests:
+            print(json.dumps(request_json(request)))
+        return 0
+    print_table(
+        ("#", "repo", "status", "asked", "last asked", "by", "revision", "note"),
+        [
+            (
+                str(row["number"]),
+                f"{row['repo_type']}:{row['repo']}",
+                row["status"],
+                str(row["times"]),
+                row["last_asked"] or "-",
+                row["requester"] or "-",
+                (row["locked_commit"] or row["revision"] or "-")[:12],
+                row["note"],
+            )
+            for row in map(request_json, requests)
+        ],
+    )
+    return 0
+
+
+def _decide(arguments: argparse.Namespace, settings: Settings) -> int:
+    repo = RepoRef(RepoType(arguments.type), validate_repo_id(arguments.repo))
+    revision = getattr(arguments, "revision", None)
+    if revision is not None:
+        validate_revision(revision)
+    decision = Decision(repo, DECIDED[arguments.requests_command], arguments.note, revision)
+    token = getattr(arguments, "token", None) or os.environ.get("HF_TOKEN")
+    request = asyncio.run(decide(settings, decision, token))
+    locked = f" (only commit {request.locked_commit})" if request.locked_commit else ""
+    print_line(f"request #{request.number}: {repo} {request.status.value}{locked}")
+    return 0

@@ -1,0 +1,87 @@
+"""Requests and approvals of repos on an allowlist mirror.
+
+In allowlist mode a repo the configuration does not list is refused; the refusal records
+a request in the index (who asked, what revision, how many times), and an administrator
+approves or rejects it with `hubmirror requests approve|reject`. Approvals live in the
+index beside the TOML allowlist, so they reach every running server (and every node)
+without a restart: each process reads the decisions again every `REFRESH_SECONDS`. An
+approval may lock a commit: then that commit is all the mirror serves of the repo, and
+every branch or tag resolves to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+
+from hubmirror.core.access import ANONYMOUS, log_label, token_hash
+from hubmirror.core.errors import MirrorError
+from hubmirror.core.request_scope import CLIENT_ADDRESS
+from hubmirror.core.types import RepoRef, RequestStatus
+from hubmirror.storage.index import Index, RepoRequest
+
+logger = logging.getLogger(__name__)
+
+REFRESH_SECONDS = 2.0
+DEFAULT_CONTACT = "this mirror's administrators"
+
+
+def requester_of(headers: Mapping[str, str]) -> str:
+    """Who asks, as a request records it: the token's hash prefix, or for anonymous
+    callers the client's address (never the token itself)."""
+    authorization = headers.get("Authorization")
+    if token_hash(authorization) != ANONYMOUS:
+        return log_label(authorization)
+    return CLIENT_ADDRESS.get() or ANONYMOUS
+
+
+class Approvals:
+    """The decisions on requested repos, as this process last read them."""
+
+    def __init__(self, index: Index, contact: str = "", interval: float = REFRESH_SECONDS):
+        self._index = index
+        self.contact = contact or DEFAULT_CONTACT
+        self._interval = interval
+        self._decided: dict[RepoRef, RepoRequest] = {}
+
+    def decision(self, repo: RepoRef) -> RepoRequest | None:
+        """The approval or rejection of `repo` (None: none, or still pending)."""
+        return self._decided.get(repo)
+
+    def locked_commit(self, repo: RepoRef) -> str | None:
+        """The only commit of `repo` an approval lets through, if it locked one."""
+        decision = self._decided.get(repo)
+        if decision is None or decision.status is not RequestStatus.APPROVED:
+            return None
+        return decision.locked_commit
+
+    async def refresh(self) -> None:
+        """Read the decisions again (while the index is down, those last read stand)."""
+        try:
+            requests = await self._index.repo_requests()
+        except MirrorError as error:
+            logger.warning("approvals not read: %s", error.message)
+            return
+        self._decided = {
+            request.repo: request
+            for request in requests
+            if request.status is not RequestStatus.PENDING
+        }
+
+    async def run(self) -> None:
+        """Refresh every `interval` seconds until cancelled."""
+        while True:
+            await asyncio.sleep(self._interval)
+            await self.refresh()
+
+    async def ask(self, repo: RepoRef, revision: str, requester: str) -> RepoRequest | None:
+        """Record that `requester` asked for `repo` (None when the index cannot)."""
+        try:
+            request = await self._index.record_request(repo, revision, requester)
+        except MirrorError as error:
+            logger.warning("request for %s not recorded: %s", repo, error.message)
+            return None
+        if request.times == 1:
+            logger.info("request #%d: %s asked for %s", request.number, requester, repo)
+        return request
