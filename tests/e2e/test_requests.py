@@ -40,16 +40,19 @@ def allowlist_mirror(fake_hub: FakeHub, tmp_path: Path) -> Iterator[MirrorProces
         yield mirror
 
 
+def operator_env(mirror: MirrorProcess) -> dict[str, str]:
+    """An operator's environment on the mirror's machine: its cache folder."""
+    variables = {k: v for k, v in os.environ.items() if not k.startswith("HUBMIRROR_")}
+    return {**variables, "HUBMIRROR_CACHE_DIR": str(mirror.cache_dir)}
+
+
 def requests_cli(mirror: MirrorProcess, *arguments: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "hubmirror", "requests", *arguments],
         capture_output=True,
         text=True,
         timeout=120,
-        env={
-            **{k: v for k, v in os.environ.items() if not k.startswith("HUBMIRROR_")},
-            "HUBMIRROR_CACHE_DIR": str(mirror.cache_dir),
-        },
+        env=operator_env(mirror),
         check=False,
     )
 
@@ -102,6 +105,26 @@ def test_a_refused_repo_records_a_request_that_an_approval_lifts(
     # The allowlist of the configuration still works without any request.
     assert fetch(f"{mirror.url}/api/models/hm-test/many-files")[0] == 200
     assert [row["repo"] for row in listed(mirror)] == [TINY]
+    # `policy show` lists both: the configured allowlist and the decisions.
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hubmirror",
+            "policy",
+            "show",
+            "--config",
+            str(tmp_path / "hubmirror.toml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=operator_env(mirror),
+        check=True,
+    )
+    policy = json.loads(shown.stdout)
+    assert policy["allowlist_only"] and policy["allow"] == ["hm-test/many-files"]
+    assert [(d["repo"], d["status"]) for d in policy["decisions"]] == [(TINY, "approved")]
 
 
 def test_a_rejected_repo_is_refused_with_the_reason(

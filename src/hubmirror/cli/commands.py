@@ -16,13 +16,14 @@ from hubmirror.config import Settings, parse_duration
 from hubmirror.core.errors import ConfigError, MirrorError
 from hubmirror.core.metrics import MirrorMetrics
 from hubmirror.core.names import validate_repo_id, validate_revision
-from hubmirror.core.types import RepoRef, RepoType
+from hubmirror.core.types import RepoRef, RepoType, RequestStatus
 from hubmirror.mirror import Mirror, build_mirror, open_storage
 from hubmirror.ops.export import ExportFormat, ExportReport, export, export_bundle
 from hubmirror.ops.importer import ImportReport, import_path
 from hubmirror.ops.policy import check_repo, describe_policy
 from hubmirror.ops.prefetch import PrefetchReport, prefetch
 from hubmirror.ops.progress import ProgressDisplay, progress_for
+from hubmirror.ops.requests import list_requests, request_json
 from hubmirror.ops.stats import StatsReport, collect_stats
 from hubmirror.ops.sync import read_sync_list, sync
 from hubmirror.ops.verify import VerifyReport, verify
@@ -300,7 +301,18 @@ def audit_command(arguments: argparse.Namespace, settings: Settings) -> int:
 def policy_command(arguments: argparse.Namespace, settings: Settings) -> int:
     """`hubmirror policy show|check`."""
     if arguments.policy_command == "show":
-        print(json.dumps(describe_policy(settings), indent=2))
+        described = describe_policy(settings)
+        try:  # beside the configured allowlist: the administrators' decisions
+            decided = [
+                request_json(request)
+                for request in asyncio.run(list_requests(settings, None))
+                if request.status is not RequestStatus.PENDING
+            ]
+        except MirrorError as error:
+            print(f"error: {error.message}", file=sys.stderr)
+            return 1
+        described["decisions"] = decided
+        print(json.dumps(described, indent=2))
         return 0
     token = arguments.token or os.environ.get("HF_TOKEN")
     try:
