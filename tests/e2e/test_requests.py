@@ -102,6 +102,18 @@ def test_a_refused_repo_records_a_request_that_an_approval_lifts(
     (decided,) = listed(mirror)
     assert (decided["status"], decided["note"]) == ("approved", "reviewed by ML platform")
     assert decided["decided_by"].startswith("cli:")
+    audit = subprocess.run(
+        [sys.executable, "-m", "hubmirror", "audit", "--repo", TINY, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=operator_env(mirror),
+        check=True,
+    )
+    events = [json.loads(line) for line in audit.stdout.splitlines()]
+    (decision,) = [event for event in events if event["event"] == "approved"]
+    assert decision["user"] == decided["decided_by"]
+    assert decision["result"] == "reviewed by ML platform"
     # The allowlist of the configuration still works without any request.
     assert fetch(f"{mirror.url}/api/models/hm-test/many-files")[0] == 200
     assert [row["repo"] for row in listed(mirror)] == [TINY]

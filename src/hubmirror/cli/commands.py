@@ -285,7 +285,7 @@ def audit_command(arguments: argparse.Namespace, settings: Settings) -> int:
                 record.time,
                 record.user,
                 f"{record.repo_type}:{record.repo}",
-                record.path,
+                record.path if record.event == "download" else f"({record.event})",
                 (record.commit or "-")[:10],
                 str(record.bytes),
                 record.cache,

@@ -19,7 +19,9 @@ from hubmirror.core.names import quote_revision
 from hubmirror.core.types import RepoRef, RequestStatus, is_commit
 from hubmirror.mirror import build_upstreams, open_storage
 from hubmirror.services import hubjson
-from hubmirror.storage.index import RepoRequest
+from hubmirror.services.audit import AuditRecord, record_line
+from hubmirror.services.shared_audit import AUDIT_RECORDS_KEPT
+from hubmirror.storage.index import AuditRow, RepoRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +74,31 @@ async def decide(settings: Settings, decision: Decision, token: str | None) -> R
     locked = None
     if decision.revision is not None:
         locked = await commit_for(settings, decision.repo, decision.revision, token)
+    who = decider()
     opened = await open_storage(settings)
     try:
-        return await opened.index.decide_request(
-            decision.repo, decision.status, decision.note, decider(), locked
+        request = await opened.index.decide_request(
+            decision.repo, decision.status, decision.note, who, locked
         )
+        record = AuditRecord(
+            time=AuditRecord.now(),
+            client="cli",
+            user=who,
+            repo_type=decision.repo.repo_type.value,
+            repo=decision.repo.repo_id,
+            revision=decision.revision or "",
+            commit=locked,
+            path="",
+            bytes=0,
+            cache="-",
+            duration_ms=0.0,
+            result=decision.note,
+            event=decision.status.value,
+        )
+        # The index's audit log: `hubmirror audit` reads it beside the folder's file.
+        row = AuditRow(record.time, record.repo, record.user, record_line(record))
+        await opened.index.add_audit_records([row], AUDIT_RECORDS_KEPT)
+        return request
     finally:
         await opened.close()
 

@@ -60,7 +60,7 @@ async def collect_stats(
     downloads: Counter[str] = Counter()
     hits = served = requests = 0
     async for record in records:
-        if record.result != "ok":
+        if record.event != "download" or record.result != "ok":
             continue
         requests += 1
         served += record.bytes

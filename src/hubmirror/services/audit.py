@@ -39,7 +39,7 @@ WARNING_INTERVAL_SECONDS = 60.0
 
 @dataclass(frozen=True, slots=True)
 class AuditRecord:
-    """One file download by a client."""
+    """One file download by a client, or (`event`) an administrator's decision."""
 
     time: str
     client: str
@@ -53,6 +53,9 @@ class AuditRecord:
     cache: str
     duration_ms: float
     result: str
+    # "download", or "approved" / "rejected": a decision on a repo request (`user` is
+    # who decided, `result` the note). Lines written before it existed read as downloads.
+    event: str = "download"
 
     @staticmethod
     def now() -> str:
