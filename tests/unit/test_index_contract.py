@@ -514,3 +514,24 @@ async def test_requests_count_asks_and_keep_the_decision(index: Index) -> None:
     assert [r.repo for r in await index.repo_requests()] == [MODEL, OTHER, unasked]
     assert [r.repo for r in await index.repo_requests(RequestStatus.PENDING)] == [OTHER]
     assert [r.repo for r in await index.repo_requests(RequestStatus.REJECTED)] == [unasked]
+
+
+async def test_a_scan_verdict_is_kept_by_blob_and_a_waiver_survives_a_rescan(
+    index: Index,
+) -> None:
+    assert await index.scan_record(blob(90)) is None
+    await index.set_scan_verdict(blob(90), "dangerous", ("posix.system", "builtins.eval"))
+    record = await index.scan_record(blob(90))
+    assert record is not None
+    assert (record.verdict, record.findings, record.waived_by) == (
+        "dangerous",
+        ("posix.system", "builtins.eval"),
+        "",
+    )
+    await index.waive_scan(blob(90), "cli:alice")
+    await index.set_scan_verdict(blob(90), "dangerous", ("posix.system",))
+    again = await index.scan_record(blob(90))
+    assert again is not None and again.waived_by == "cli:alice"
+    await index.waive_scan(blob(91), "cli:bob")  # waived before it is ever fetched
+    early = await index.scan_record(blob(91))
+    assert early is not None and (early.verdict, early.waived_by) == ("unscanned", "cli:bob")

@@ -35,6 +35,7 @@ from hubmirror.storage.index import (
     AuditRow,
     Index,
     RepoRequest,
+    ScanRecord,
     StoredDocument,
     StoredRef,
     StoredTotals,
@@ -397,3 +398,15 @@ class CachedIndex:
     async def repo_requests(self, status: RequestStatus | None = None) -> list[RepoRequest]:
         """The requests (passed through)."""
         return await self.inner.repo_requests(status)
+
+    async def scan_record(self, key: BlobKey) -> ScanRecord | None:
+        """The scanner's verdict on a blob (passed through: waivers come from elsewhere)."""
+        return await self.inner.scan_record(key)
+
+    async def set_scan_verdict(self, key: BlobKey, verdict: str, findings: tuple[str, ...]) -> None:
+        """Record the scanner's verdict on a blob (passed through)."""
+        await self.inner.set_scan_verdict(key, verdict, findings)
+
+    async def waive_scan(self, key: BlobKey, waived_by: str) -> None:
+        """Let a blob through whatever the scanner finds (passed through)."""
+        await self.inner.waive_scan(key, waived_by)

@@ -84,6 +84,22 @@ def request_from_row(row: Sequence[object]) -> RepoRequest:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ScanRecord:
+    """The pickle scanner's verdict on a blob (`services.pickle_scan`), and who waived
+    its findings ("" for nobody)."""
+
+    verdict: str
+    findings: tuple[str, ...] = ()
+    waived_by: str = ""
+
+
+def scan_record_from_row(row: Sequence[object]) -> ScanRecord:
+    """A (verdict, findings, waived_by) row as a ScanRecord (findings space-separated)."""
+    findings = str(row[1])
+    return ScanRecord(str(row[0]), tuple(findings.split()) if findings else (), str(row[2]))
+
+
 class StoredTotals(NamedTuple):
     """How many blobs are stored, and their total size in bytes."""
 
@@ -329,4 +345,16 @@ class Index(Protocol):
 
     async def repo_requests(self, status: RequestStatus | None = None) -> list[RepoRequest]:
         """The requests (of one status), by number."""
+        ...
+
+    async def scan_record(self, key: BlobKey) -> ScanRecord | None:
+        """The scanner's verdict on a blob (None: never scanned nor waived)."""
+        ...
+
+    async def set_scan_verdict(self, key: BlobKey, verdict: str, findings: tuple[str, ...]) -> None:
+        """Record the scanner's verdict on a blob (a waiver stays)."""
+        ...
+
+    async def waive_scan(self, key: BlobKey, waived_by: str) -> None:
+        """Let a blob through whatever the scanner finds in it (`waived_by` decided)."""
         ...

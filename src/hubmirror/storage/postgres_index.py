@@ -35,10 +35,12 @@ from hubmirror.storage.index import (
     AuditFilter,
     AuditRow,
     RepoRequest,
+    ScanRecord,
     StoredDocument,
     StoredRef,
     StoredTotals,
     request_from_row,
+    scan_record_from_row,
 )
 from hubmirror.storage.postgres_connection import (
     DRIVER_ERRORS,
@@ -690,6 +692,32 @@ class PostgresIndex:
             (None if status is None else status.value,),
         )
         return [request_from_row(tuple(row)) for row in rows]
+
+    async def scan_record(self, key: BlobKey) -> ScanRecord | None:
+        """The scanner's verdict on a blob."""
+        row = await self._fetch_one(
+            "SELECT verdict, findings, waived_by FROM scan_verdicts "
+            "WHERE algorithm = $1 AND hexdigest = $2",
+            (key.algorithm.value, key.hexdigest),
+        )
+        return None if row is None else scan_record_from_row(tuple(row))
+
+    async def set_scan_verdict(self, key: BlobKey, verdict: str, findings: tuple[str, ...]) -> None:
+        """Record the scanner's verdict on a blob (a waiver stays)."""
+        await self._execute(
+            "INSERT INTO scan_verdicts VALUES ($1, $2, $3, $4, '') "
+            "ON CONFLICT (algorithm, hexdigest) DO UPDATE SET "
+            "verdict = EXCLUDED.verdict, findings = EXCLUDED.findings",
+            (key.algorithm.value, key.hexdigest, verdict, " ".join(findings)),
+        )
+
+    async def waive_scan(self, key: BlobKey, waived_by: str) -> None:
+        """Let a blob through whatever the scanner finds in it."""
+        await self._execute(
+            "INSERT INTO scan_verdicts VALUES ($1, $2, 'unscanned', '', $3) "
+            "ON CONFLICT (algorithm, hexdigest) DO UPDATE SET waived_by = EXCLUDED.waived_by",
+            (key.algorithm.value, key.hexdigest, waived_by),
+        )
 
     async def shared_answer(self, key: str) -> tuple[str, float] | None:
         """The answer under `key` and the seconds it has left (None: none, or expired)."""

@@ -115,12 +115,21 @@ CREATE TABLE repo_requests (
 )
 """
 
+_SCANS = """
+CREATE TABLE scan_verdicts (
+    algorithm TEXT NOT NULL, hexdigest TEXT COLLATE "C" NOT NULL, verdict TEXT NOT NULL,
+    findings TEXT NOT NULL, waived_by TEXT NOT NULL,
+    PRIMARY KEY (algorithm, hexdigest)
+)
+"""
+
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, _FIRST_TABLES),
     (2, _CLUSTER),
     (3, _ANSWERS),
     (4, _AUDIT),
     (5, _REQUESTS),
+    (6, _SCANS),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 
@@ -139,6 +148,7 @@ TABLES = (
     "answers",
     "audit",
     "repo_requests",
+    "scan_verdicts",
 )
 
 

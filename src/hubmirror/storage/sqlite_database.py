@@ -36,10 +36,12 @@ from hubmirror.storage.index import (
     AuditFilter,
     AuditRow,
     RepoRequest,
+    ScanRecord,
     StoredDocument,
     StoredRef,
     StoredTotals,
     request_from_row,
+    scan_record_from_row,
 )
 from hubmirror.storage.sqlite_schema import TABLES, migrate
 
@@ -654,6 +656,34 @@ class SqliteDatabase:
                 (None if status is None else status.value,) * 2,
             ).fetchall()
         return [request_from_row(row) for row in rows]
+
+    def scan_record(self, key: BlobKey) -> ScanRecord | None:
+        """The scanner's verdict on a blob."""
+        row = self._query_one(
+            "SELECT verdict, findings, waived_by FROM scan_verdicts "
+            "WHERE algorithm = ? AND hexdigest = ?",
+            (key.algorithm.value, key.hexdigest),
+        )
+        return None if row is None else scan_record_from_row(row)
+
+    def set_scan_verdict(self, key: BlobKey, verdict: str, findings: tuple[str, ...]) -> None:
+        """Record the scanner's verdict on a blob (a waiver stays)."""
+        with self._transaction() as cursor:
+            cursor.execute(
+                "INSERT INTO scan_verdicts VALUES (?, ?, ?, ?, '') "
+                "ON CONFLICT (algorithm, hexdigest) DO UPDATE SET "
+                "verdict = excluded.verdict, findings = excluded.findings",
+                (key.algorithm.value, key.hexdigest, verdict, " ".join(findings)),
+            )
+
+    def waive_scan(self, key: BlobKey, waived_by: str) -> None:
+        """Let a blob through whatever the scanner finds in it."""
+        with self._transaction() as cursor:
+            cursor.execute(
+                "INSERT INTO scan_verdicts VALUES (?, ?, 'unscanned', '', ?) "
+                "ON CONFLICT (algorithm, hexdigest) DO UPDATE SET waived_by = excluded.waived_by",
+                (key.algorithm.value, key.hexdigest, waived_by),
+            )
 
     def remove_blob(self, key: BlobKey) -> None:
         """Forget a blob (after it was deleted or found corrupt)."""

@@ -18,6 +18,7 @@ from hubmirror.storage.index import (
     AuditFilter,
     AuditRow,
     RepoRequest,
+    ScanRecord,
     StoredDocument,
     StoredRef,
     StoredTotals,
@@ -251,3 +252,15 @@ class SqliteIndex:
     async def repo_requests(self, status: RequestStatus | None = None) -> list[RepoRequest]:
         """The requests (of one status), by number."""
         return await self._run(self.database.repo_requests, status)
+
+    async def scan_record(self, key: BlobKey) -> ScanRecord | None:
+        """The scanner's verdict on a blob."""
+        return await self._run(self.database.scan_record, key)
+
+    async def set_scan_verdict(self, key: BlobKey, verdict: str, findings: tuple[str, ...]) -> None:
+        """Record the scanner's verdict on a blob (a waiver stays)."""
+        await self._run(self.database.set_scan_verdict, key, verdict, findings)
+
+    async def waive_scan(self, key: BlobKey, waived_by: str) -> None:
+        """Let a blob through whatever the scanner finds in it."""
+        await self._run(self.database.waive_scan, key, waived_by)

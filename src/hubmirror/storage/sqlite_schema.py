@@ -24,6 +24,7 @@ Tables:
                    newest `keep` rows kept
     repo_requests  repos asked for on an allowlist mirror: who asked, how often, and the
                    administrator's decision (approved ones are served)
+    scan_verdicts  blob → the pickle scanner's verdict and findings, and who waived them
 """
 
 from __future__ import annotations
@@ -112,6 +113,14 @@ CREATE TABLE IF NOT EXISTS repo_requests (
 );
 """
 
+_SCANS = """
+CREATE TABLE IF NOT EXISTS scan_verdicts (
+    algorithm TEXT NOT NULL, hexdigest TEXT NOT NULL, verdict TEXT NOT NULL,
+    findings TEXT NOT NULL, waived_by TEXT NOT NULL,
+    PRIMARY KEY (algorithm, hexdigest)
+);
+"""
+
 # (version reached, statements), in order.
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, _FIRST_TABLES),
@@ -120,6 +129,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     (4, _ANSWERS),
     (5, _AUDIT),
     (6, _REQUESTS),
+    (7, _SCANS),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 
@@ -139,6 +149,7 @@ TABLES = (
     "answers",
     "audit",
     "repo_requests",
+    "scan_verdicts",
 )
 
 
