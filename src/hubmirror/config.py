@@ -195,6 +195,9 @@ def _type_rules(table: dict[str, Any]) -> TypeRules:
     )
 
 
+SCAN_MODES = ("block", "warn", "off")
+
+
 def policy_from_table(table: dict[str, Any]) -> PolicySettings:
     """The `[policy]` table, with `[policy.models]`-style per-type tables."""
     per_type = []
@@ -219,11 +222,16 @@ def policy_from_table(table: dict[str, Any]) -> PolicySettings:
         "keep",
         "allow_pr_refs",
         "max_file_size",
+        "scan",
     }
     if set(scalars) - known:
         raise ConfigError(f"unknown policy settings: {sorted(set(scalars) - known)}")
     size = scalars.get("max_file_size")
+    scan = str(scalars.get("scan", "block"))
+    if scan not in SCAN_MODES:
+        raise ConfigError(f"policy scan must be one of {', '.join(SCAN_MODES)}")
     return PolicySettings(
+        scan=scan,
         profile=str(scalars.get("profile", DEFAULT_PROFILE)),
         allowlist_only=bool(scalars.get("allowlist_only", False)) or mode == "allowlist",
         allow=_strings(scalars, "allow"),

@@ -20,7 +20,7 @@ from hubmirror.core.errors import ConfigError
 from hubmirror.core.metrics import MirrorMetrics
 from hubmirror.core.policy import Policy
 from hubmirror.services.access import AccessGate
-from hubmirror.services.approvals import Approvals
+from hubmirror.services.approvals import DEFAULT_CONTACT, Approvals
 from hubmirror.services.audit import AuditLog, AuditTrail
 from hubmirror.services.download import FetchTuning
 from hubmirror.services.eviction import EvictionScheduler, Evictor
@@ -32,6 +32,7 @@ from hubmirror.services.metadata import MetadataService
 from hubmirror.services.policy import PolicyGuard
 from hubmirror.services.revisions import RevisionResolver
 from hubmirror.services.room import DiskRoom
+from hubmirror.services.scan_gate import ScanGate
 from hubmirror.services.shared_audit import SharedAuditLog
 from hubmirror.services.status import MirrorStatus, StatusCollector
 from hubmirror.storage.backend import BlobBackend
@@ -230,8 +231,16 @@ async def build_mirror(settings: Settings, owns_cache: bool = False) -> Mirror:
         segment_size=max(64 * 1024, settings.segment_size),
         max_attempts=max(1, settings.upstream_retries),
     )
+    scans = ScanGate(
+        index,
+        settings.policy.scan,
+        settings.approval_contact or DEFAULT_CONTACT,
+        metrics,
+    )
     # `eviction` is bound below: nothing is stored before this function returns.
-    fetcher = Fetcher(store, index, tuning, metrics, lambda _key, _size: eviction.nudge())
+    fetcher = Fetcher(
+        store, index, tuning, metrics, lambda _key, _size: eviction.nudge(), vet=scans.vet
+    )
     approvals = Approvals(index, settings.approval_contact)
     await approvals.refresh()
     guard = PolicyGuard(Policy(settings.effective_policy()), metrics, approvals)
@@ -256,7 +265,7 @@ async def build_mirror(settings: Settings, owns_cache: bool = False) -> Mirror:
         in_use=lambda key: files.is_sending(key) or fetcher.inflight(key) is not None,
     )
     room = DiskRoom(layout, settings.disk_reserve, evictor, store)
-    files = FileService(upstream, index, store, fetcher, revisions, guard, room)
+    files = FileService(upstream, index, store, fetcher, revisions, guard, room, scans)
     eviction = (
         EvictionScheduler(evictor)
         if cluster is None

@@ -15,7 +15,10 @@ from __future__ import annotations
 import functools
 import io
 import json
+import os
+import pickle
 import random
+import zipfile
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -37,6 +40,7 @@ PRIVATE_MODEL = "hm-test/private-model"
 RENAMED_MODEL = "hm-test/new-name"
 OLD_MODEL_NAME = "hm-test/old-name"
 TINY_SPACE = "hm-test/tiny-space"
+PICKLED_MODEL = "hm-test/pickled-model"
 
 MANY_FILES_COUNT = 1205
 PAD_TOKEN_ID = 1
@@ -246,6 +250,39 @@ def build_trained_model() -> FakeRepo:
     return FakeRepo.single_commit("model", TRAINED_MODEL, files)
 
 
+class _RunsACommand:
+    """Pickled, it makes `pickle.load` call `os.system` (the classic malicious pickle).
+    Only ever dumped here: nothing in the tests loads it."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, ("echo pwned",))
+
+
+def _torch_style_zip(payload: bytes) -> bytes:
+    """A PyTorch zip checkpoint layout holding `payload` as its `data.pkl`."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("archive/data.pkl", payload)
+        archive.writestr("archive/version", "3\n")
+    return buffer.getvalue()
+
+
+def build_pickled_model() -> FakeRepo:
+    """Pickle-based weights, dangerous and harmless, beside a safetensors file."""
+    evil = pickle.dumps(_RunsACommand())
+    return FakeRepo.single_commit(
+        "model",
+        PICKLED_MODEL,
+        [
+            FakeFile("pytorch_model.bin", _torch_style_zip(evil), lfs=True),
+            FakeFile("evil.pkl", evil),
+            FakeFile("harmless.pkl", pickle.dumps({"weights": [1.0, 2.0, 3.0]})),
+            FakeFile("model.safetensors", random_bytes(30, 64 * 1024), lfs=True),
+            text_file("README.md", "# pickled-model\n"),
+        ],
+    )
+
+
 def build_renamed_pair() -> list[FakeRepo]:
     """The repo under its new name, plus the stub standing for its old name."""
     new = FakeRepo.single_commit(
@@ -303,6 +340,7 @@ def _default_repos() -> tuple[FakeRepo, ...]:
             private=True,
         ),
         *build_renamed_pair(),
+        build_pickled_model(),
         FakeRepo.single_commit(
             "space",
             TINY_SPACE,

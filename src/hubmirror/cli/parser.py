@@ -362,4 +362,12 @@ def _add_requests_commands(commands: Subparsers[argparse.ArgumentParser]) -> Non
             action.add_argument(
                 "--token", help="Hub token to resolve --revision (default $HF_TOKEN)"
             )
+            action.add_argument(
+                "--allow-unsafe",
+                action="append",
+                default=[],
+                metavar="SHA256",
+                help="serve this blob although the pickle scanner found code execution in "
+                "it (repeatable; the hash is in the refusal)",
+            )
         _add_common_settings(action)

@@ -63,7 +63,13 @@ def _decide(arguments: argparse.Namespace, settings: Settings) -> int:
     revision = getattr(arguments, "revision", None)
     if revision is not None:
         validate_revision(revision)
-    decision = Decision(repo, DECIDED[arguments.requests_command], arguments.note, revision)
+    decision = Decision(
+        repo,
+        DECIDED[arguments.requests_command],
+        arguments.note,
+        revision,
+        tuple(getattr(arguments, "allow_unsafe", ())),
+    )
     token = getattr(arguments, "token", None) or os.environ.get("HF_TOKEN")
     request = asyncio.run(decide(settings, decision, token))
     locked = f" (only commit {request.locked_commit})" if request.locked_commit else ""

@@ -12,6 +12,7 @@ HTTP status, an `X-Error-Code` and a message.
     │   ├── RevisionNotFoundError  the Hub says RevisionNotFound
     │   └── EntryNotFoundError     the Hub says EntryNotFound (carries the commit)
     ├── PolicyDeniedError          the mirror's policy hides this repo (403 RepoNotFound)
+    ├── UnsafeFileError            the pickle scanner found code execution (403 UnsafeFile)
     ├── ReadOnlyMirrorError        a write (git push, LFS upload) to the read-only mirror
     ├── UnauthorizedError          --require-token: no valid mirror token
     ├── PeerRefusedError           a node-to-node request without a valid signature
@@ -92,6 +93,11 @@ class EntryNotFoundError(NotFoundError):
 
 class PolicyDeniedError(MirrorError):
     """The mirror's policy does not mirror this repo."""
+
+
+class UnsafeFileError(MirrorError):
+    """A pickle-based file names functions that run code when it is loaded, and the
+    policy blocks such files."""
 
 
 class ReadOnlyMirrorError(MirrorError):

@@ -72,6 +72,17 @@ class MirrorMetrics:
             "Downloads discarded because their bytes did not match the Hub's hash",
             registry=registry,
         )
+        self.scanned_files = Counter(
+            "hubmirror_scanned_files",
+            "Pickle-based files scanned before they were stored, by verdict",
+            ["verdict"],
+            registry=registry,
+        )
+        self.unsafe_refusals = Counter(
+            "hubmirror_unsafe_refusals",
+            "Requests refused because the pickle scanner found code execution in the file",
+            registry=registry,
+        )
         self.policy_denials = Counter(
             "hubmirror_policy_denials",
             "Requests refused by the mirror policy, by scope (repo, revision, file, folder)",

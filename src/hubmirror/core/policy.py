@@ -80,6 +80,9 @@ class PolicySettings:
     keep: tuple[str, ...] = ()
     allow_pr_refs: bool = False
     max_file_size: int | None = None
+    # Pickle-based files the scanner calls dangerous: "block" (403), "warn" (served with
+    # a warning header), or "off" (not scanned).
+    scan: str = "block"
     per_type: tuple[tuple[RepoType, TypeRules], ...] = field(default=())
 
     def rules_for(self, repo_type: RepoType) -> TypeRules:

@@ -9,14 +9,15 @@ commit: the reviewed release, not whatever lands on the branch later.
 from __future__ import annotations
 
 import getpass
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from hubmirror.config import Settings
-from hubmirror.core.errors import RevisionNotFoundError
+from hubmirror.core.errors import ConfigError, RevisionNotFoundError
 from hubmirror.core.names import quote_revision
-from hubmirror.core.types import RepoRef, RequestStatus, is_commit
+from hubmirror.core.types import BlobKey, HashAlgorithm, RepoRef, RequestStatus, is_commit
 from hubmirror.mirror import build_upstreams, open_storage
 from hubmirror.services import hubjson
 from hubmirror.services.audit import AuditRecord, record_line
@@ -32,6 +33,18 @@ class Decision:
     status: RequestStatus
     note: str = ""
     revision: str | None = None
+    # Blobs (sha256, or a git blob's sha1) whose scanner findings the approval waives.
+    allow_unsafe: tuple[str, ...] = ()
+
+
+def waived_blob(digest: str) -> BlobKey:
+    """The blob an `--allow-unsafe` hash names (ValueError when it names none)."""
+    text = digest.strip().lower()
+    if re.fullmatch(r"[0-9a-f]{64}", text):
+        return BlobKey(HashAlgorithm.SHA256, text)
+    if re.fullmatch(r"[0-9a-f]{40}", text):
+        return BlobKey(HashAlgorithm.GIT_SHA1, text)
+    raise ConfigError(f"--allow-unsafe {digest!r}: not a sha256 (or git sha1) hex digest")
 
 
 def decider() -> str:
@@ -75,11 +88,14 @@ async def decide(settings: Settings, decision: Decision, token: str | None) -> R
     if decision.revision is not None:
         locked = await commit_for(settings, decision.repo, decision.revision, token)
     who = decider()
+    waived = [waived_blob(digest) for digest in decision.allow_unsafe]
     opened = await open_storage(settings)
     try:
         request = await opened.index.decide_request(
             decision.repo, decision.status, decision.note, who, locked
         )
+        for key in waived:
+            await opened.index.waive_scan(key, who)
         record = AuditRecord(
             time=AuditRecord.now(),
             client="cli",
@@ -92,7 +108,9 @@ async def decide(settings: Settings, decision: Decision, token: str | None) -> R
             bytes=0,
             cache="-",
             duration_ms=0.0,
-            result=decision.note,
+            result=" ".join(
+                [decision.note, *(f"waived scanner findings of {key}" for key in waived)]
+            ).strip(),
             event=decision.status.value,
         )
         # The index's audit log: `hubmirror audit` reads it beside the folder's file.

@@ -30,7 +30,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, aclosing
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +119,11 @@ def _content_range_start(body: BodyStream) -> int | None:
     return int(first) if first.isdigit() else None
 
 
+# Looks at a download's verified bytes before they are stored (the pickle scanner);
+# raising keeps them back.
+Vet = Callable[[BlobKey, Path, "FileOrigin | None"], Awaitable[None]]
+
+
 class InFlightBlob(Protocol):
     """What a reader of a blob that is still downloading uses: this process's own
     `Download`, or another process's (`services.foreign_download`)."""
@@ -158,6 +163,7 @@ class Download:
         tuning: FetchTuning,
         store: BlobStore,
         origin: FileOrigin | None = None,
+        vet: Vet | None = None,
     ) -> None:
         self.key: BlobKey = partial.key
         self.size = partial.size
@@ -172,6 +178,7 @@ class Download:
         self._source = source
         self._tuning = tuning
         self._store = store
+        self._vet = vet
         self._segmented = self.size >= tuning.segment_threshold and tuning.connections > 1
         segment = tuning.segment_size if self._segmented else None
         self._queue: deque[Piece] = deque(plan_pieces(self.ranges.missing(0, self.size), segment))
@@ -292,6 +299,8 @@ class Download:
                 task.cancel()
             await asyncio.gather(hashing, checkpointing, return_exceptions=True)
         await self._store.check_digest(self._partial, digest)
+        if self._vet is not None:  # verified; readers still wait for the last byte
+            await self._vet(self.key, self._partial.data_path, self.origin)
         if not self._store.is_local:
             # An upload to an object store takes seconds: readers get the last byte
             # now, verified. (A local commit is a rename: a client that has the whole

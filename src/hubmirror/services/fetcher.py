@@ -15,7 +15,7 @@ from hubmirror.core.errors import CacheUnavailableError, IntegrityError, MirrorE
 from hubmirror.core.metrics import MirrorMetrics
 from hubmirror.core.request_scope import outside_any_request
 from hubmirror.core.types import BlobKey
-from hubmirror.services.download import BlobSource, Download, FetchTuning, FileOrigin
+from hubmirror.services.download import BlobSource, Download, FetchTuning, FileOrigin, Vet
 from hubmirror.storage.blobs import BlobStore
 from hubmirror.storage.index import Index
 
@@ -34,6 +34,7 @@ class Fetcher:
         tuning: FetchTuning,
         metrics: MirrorMetrics,
         on_committed: Callable[[BlobKey, int], None] | None = None,
+        vet: Vet | None = None,
     ) -> None:
         self._store = store
         self._index = index
@@ -43,6 +44,7 @@ class Fetcher:
         self._tasks: dict[asyncio.Task[None], Download] = {}
         # Told of every blob stored (the eviction scheduler checks the limits).
         self._on_committed = on_committed
+        self._vet = vet
 
     def inflight(self, key: BlobKey) -> Download | None:
         """The running download of `key`, if any."""
@@ -74,7 +76,7 @@ class Fetcher:
             partial.close()
             partial.discard()
             return None
-        download = Download(partial, source, self._tuning, self._store, origin)
+        download = Download(partial, source, self._tuning, self._store, origin, self._vet)
         self._inflight[key] = download
         # The download outlives the request that started it.
         task = asyncio.create_task(

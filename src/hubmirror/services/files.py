@@ -34,6 +34,7 @@ from hubmirror.services.foreign_download import ForeignDownload
 from hubmirror.services.policy import PolicyGuard
 from hubmirror.services.revisions import RevisionResolver
 from hubmirror.services.room import DiskRoom
+from hubmirror.services.scan_gate import ScanGate
 from hubmirror.storage.blobs import BlobStore, StoredBlob
 from hubmirror.storage.index import Index
 from hubmirror.upstream.client import BodyStream, FileLocation, RemoteFileMetadata
@@ -62,6 +63,8 @@ class ResolvedFile:
 
     resolved: ResolvedRevision
     entry: FileEntry
+    # The scanner's warning, for a dangerous pickle served anyway (`scan = "warn"`).
+    scan_warning: str | None = None
 
 
 def _entry_from_metadata(path: str, metadata: RemoteFileMetadata) -> FileEntry:
@@ -86,8 +89,10 @@ class FileService:
         revisions: RevisionResolver,
         guard: PolicyGuard,
         room: DiskRoom,
+        scans: ScanGate,
     ) -> None:
         self._upstream = upstream
+        self._scans = scans
         self._index = index
         self._store = store
         self._fetcher = fetcher
@@ -106,9 +111,10 @@ class FileService:
     async def resolve(
         self, repo: RepoRef, revision: str, path: str, headers: Mapping[str, str]
     ) -> ResolvedFile:
-        """Pin the revision and find the file's blob.
+        """Resolve the revision and find the file's blob.
 
-        Raises EntryNotFoundError (with the commit) when the file does not exist, the
+        Raises EntryNotFoundError (with the commit) when the file does not exist,
+        UnsafeFileError when the pickle scanner's verdict blocks it, the
         upstream's own errors for refused access, UpstreamUnavailableError (or
         OfflineMissError) when only the upstream could answer and cannot.
 
@@ -153,7 +159,8 @@ class FileService:
             entry = _entry_from_metadata(path, metadata)
             await self._index.put_files(repo, commit, [entry])
         self._guard.check_file(repo.repo_type, path, entry.size, commit)
-        return ResolvedFile(resolved, entry)
+        warning = await self._scans.check(repo, path, entry.blob)
+        return ResolvedFile(resolved, entry, warning)
 
     async def _locate_early(
         self,

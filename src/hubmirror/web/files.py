@@ -30,6 +30,7 @@ from hubmirror.services.audit import AuditRecord, AuditTrail
 from hubmirror.services.download import InFlightBlob
 from hubmirror.services.files import FileService, ResolvedFile, StoredBlob
 from hubmirror.services.metadata import CacheStatus
+from hubmirror.services.scan_gate import SCAN_HEADER
 from hubmirror.web.api import client_headers
 from hubmirror.web.deadlines import note_upstream, remaining_patience, within_deadline
 from hubmirror.web.errors import error_response
@@ -57,6 +58,8 @@ def file_headers(file: ResolvedFile, status: CacheStatus) -> dict[str, str]:
     if entry.blob.is_lfs:
         headers["X-Linked-Etag"] = etag
         headers["X-Linked-Size"] = str(entry.size)
+    if file.scan_warning is not None:
+        headers[SCAN_HEADER] = file.scan_warning
     return headers
 
 
