@@ -28,6 +28,16 @@ from tests.fakehub import FakeHub
 PICKLED = "hm-test/pickled-model"
 
 
+def operator_env(mirror: MirrorProcess) -> dict[str, str]:
+    """An operator's shell on the mirror's machine: its cache folder and upstream."""
+    variables = {k: v for k, v in os.environ.items() if not k.startswith("HUBMIRROR_")}
+    return {
+        **variables,
+        "HUBMIRROR_CACHE_DIR": str(mirror.cache_dir),
+        "HUBMIRROR_UPSTREAM": mirror.upstream,
+    }
+
+
 def scan_config(folder: Path, mode: str) -> Path:
     config = folder / "hubmirror.toml"
     config.write_text(f'[policy]\nscan = "{mode}"\n')
@@ -85,6 +95,18 @@ def test_a_dangerous_pickle_is_blocked_for_the_first_client_and_every_later_one(
         assert 'hubmirror_scanned_files_total{verdict="dangerous"}' in text
         assert "hubmirror_unsafe_refusals_total" in text
 
+        # `policy check` shows the verdicts the cache holds.
+        checked = subprocess.run(
+            [sys.executable, "-m", "hubmirror", "policy", "check", PICKLED, "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=operator_env(mirror),
+            check=True,
+        )
+        scans = {f["path"]: f["scan"] for f in json.loads(checked.stdout)["files"]}
+        assert scans["pytorch_model.bin"] == "dangerous posix.system"
+        assert scans["harmless.pkl"] == "safe" and scans["model.safetensors"] is None
         # A waiver lets this one blob through (from the partial file kept on disk).
         waived = subprocess.run(
             [
@@ -94,10 +116,7 @@ def test_a_dangerous_pickle_is_blocked_for_the_first_client_and_every_later_one(
             capture_output=True,
             text=True,
             timeout=60,
-            env={
-                **{k: v for k, v in os.environ.items() if not k.startswith("HUBMIRROR_")},
-                "HUBMIRROR_CACHE_DIR": str(mirror.cache_dir),
-            },
+            env=operator_env(mirror),
             check=False,
         )
         assert waived.returncode == 0, waived.stderr

@@ -331,9 +331,15 @@ def policy_command(arguments: argparse.Namespace, settings: Settings) -> int:
         f"({report.revision_rule})"
     )
     print_table(
-        ("file", "size", "mirrored", "rule"),
+        ("file", "size", "mirrored", "rule", "pickle scan"),
         [
-            (decision.path, str(decision.size), "yes" if decision.mirrored else "no", decision.rule)
+            (
+                decision.path,
+                str(decision.size),
+                "yes" if decision.mirrored else "no",
+                decision.rule,
+                decision.scan or "-",
+            )
             for decision in report.files
         ],
     )

@@ -12,9 +12,10 @@ from typing import Any
 from hubmirror.config import Settings
 from hubmirror.core.names import quote_revision
 from hubmirror.core.policy import PROFILES, Policy
-from hubmirror.core.types import RepoRef
-from hubmirror.mirror import build_upstreams
+from hubmirror.core.types import FileEntry, RepoRef
+from hubmirror.mirror import build_upstreams, open_storage
 from hubmirror.services import hubjson
+from hubmirror.services.pickle_scan import is_scanned
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +26,9 @@ class FileDecision:
     size: int
     mirrored: bool
     rule: str
+    # The pickle scanner's verdict ("not scanned yet"; None: not a pickle-based file),
+    # with its findings and "(waived)" when an administrator let the blob through.
+    scan: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +48,27 @@ class RepoReport:
     def as_json(self) -> dict[str, Any]:
         """A plain dict for `--json` output."""
         return asdict(self)
+
+
+async def _scan_verdicts(settings: Settings, entries: list[FileEntry]) -> dict[str, str]:
+    """The scanner's verdict on each pickle-based file, as the cache's index has it."""
+    if not entries:
+        return {}
+    opened = await open_storage(settings)
+    try:
+        verdicts = {}
+        for entry in entries:
+            record = await opened.index.scan_record(entry.blob)
+            if record is None or record.verdict == "unscanned":
+                text = "not scanned yet"
+            else:
+                text = " ".join([record.verdict, *record.findings])
+            if record is not None and record.waived_by:
+                text += f" (waived by {record.waived_by})"
+            verdicts[entry.path] = text
+        return verdicts
+    finally:
+        await opened.close()
 
 
 def describe_policy(settings: Settings) -> dict[str, Any]:
@@ -74,9 +99,11 @@ async def check_repo(
         )
     finally:
         await client.close()
+    entries = sorted(hubjson.entries_from_siblings(answer.body), key=lambda e: e.path)
+    scans = await _scan_verdicts(settings, [entry for entry in entries if is_scanned(entry.path)])
     files = [
-        FileDecision(entry.path, entry.size, verdict.allowed, verdict.rule)
-        for entry in sorted(hubjson.entries_from_siblings(answer.body), key=lambda e: e.path)
+        FileDecision(entry.path, entry.size, verdict.allowed, verdict.rule, scans.get(entry.path))
+        for entry in entries
         for verdict in [policy.file_verdict(repo.repo_type, entry.path, entry.size)]
     ]
     return RepoReport(
