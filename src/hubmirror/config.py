@@ -223,6 +223,8 @@ def policy_from_table(table: dict[str, Any]) -> PolicySettings:
         "allow_pr_refs",
         "max_file_size",
         "scan",
+        "licenses_allow",
+        "licenses_deny",
     }
     if set(scalars) - known:
         raise ConfigError(f"unknown policy settings: {sorted(set(scalars) - known)}")
@@ -232,6 +234,8 @@ def policy_from_table(table: dict[str, Any]) -> PolicySettings:
         raise ConfigError(f"policy scan must be one of {', '.join(SCAN_MODES)}")
     return PolicySettings(
         scan=scan,
+        licenses_allow=_strings(scalars, "licenses_allow"),
+        licenses_deny=_strings(scalars, "licenses_deny"),
         profile=str(scalars.get("profile", DEFAULT_PROFILE)),
         allowlist_only=bool(scalars.get("allowlist_only", False)) or mode == "allowlist",
         allow=_strings(scalars, "allow"),

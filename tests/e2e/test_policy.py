@@ -175,3 +175,26 @@ def test_admin_reload_puts_a_changed_policy_in_force(
         write_config(config, ["hm-test/big-*"])
         fetch(reload_url, "POST", token=ADMIN_TOKEN)
     assert fetch(f"{mirror.url}/api/models/hm-test/big-lfs")[0] == 403
+
+
+def test_a_denied_licence_is_refused_naming_it(
+    fake_hub: FakeHub, tmp_path: Path, client_cache: Path
+) -> None:
+    config = tmp_path / "hubmirror.toml"
+    config.write_text('[policy]\nlicenses_deny = ["cc-by-nc-*"]\n')
+    with running_mirror(tmp_path / "cache", fake_hub.url, "--config", str(config)) as mirror:
+        with pytest.raises(RepositoryNotFoundError, match=r"licence cc-by-nc-4\.0"):
+            hf_hub_download(
+                "hm-test/noncommercial-model",
+                "config.json",
+                endpoint=mirror.url,
+                cache_dir=client_cache,
+            )
+        status, headers, _ = fetch(f"{mirror.url}/api/models/hm-test/noncommercial-model")
+        assert (status, headers["X-Error-Code"]) == (403, "RepoNotFound")
+        assert "licenses_deny 'cc-by-nc-*'" in headers["X-Error-Message"]
+        # A repo whose card states no licence is not denied by a deny list.
+        local = hf_hub_download(
+            "hm-test/tiny-model", "config.json", endpoint=mirror.url, cache_dir=client_cache
+        )
+        assert Path(local).stat().st_size > 0

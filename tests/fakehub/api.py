@@ -138,9 +138,27 @@ def repo_info(state: HubState, repo: FakeRepo, commit: FakeCommit, blobs: bool) 
             "siblings": siblings,
         }
     )
+    card = card_data(commit)
+    if card:
+        info["cardData"] = card
     if repo.repo_type == "space":
         info["sdk"] = "gradio"
     return info
+
+
+def card_data(commit: FakeCommit) -> JsonObject:
+    """The README's YAML front matter, as the Hub gives it in `cardData` (the fake's
+    cards use only `key: value` lines)."""
+    readme = commit.files.get("README.md")
+    if readme is None or not readme.data.startswith(b"---\n"):
+        return {}
+    header = readme.data[4:].split(b"\n---", 1)[0].decode()
+    fields: JsonObject = {}
+    for line in header.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() and value.strip():
+            fields[key.strip()] = value.strip()
+    return fields
 
 
 def refs(repo: FakeRepo, include_prs: bool) -> JsonObject:

@@ -41,6 +41,7 @@ RENAMED_MODEL = "hm-test/new-name"
 OLD_MODEL_NAME = "hm-test/old-name"
 TINY_SPACE = "hm-test/tiny-space"
 PICKLED_MODEL = "hm-test/pickled-model"
+NONCOMMERCIAL_MODEL = "hm-test/noncommercial-model"
 
 MANY_FILES_COUNT = 1205
 PAD_TOKEN_ID = 1
@@ -341,6 +342,14 @@ def _default_repos() -> tuple[FakeRepo, ...]:
         ),
         *build_renamed_pair(),
         build_pickled_model(),
+        FakeRepo.single_commit(
+            "model",
+            NONCOMMERCIAL_MODEL,
+            [
+                json_file("config.json", {"model_type": "gpt2"}),
+                text_file("README.md", "---\nlicense: cc-by-nc-4.0\n---\n# noncommercial\n"),
+            ],
+        ),
         FakeRepo.single_commit(
             "space",
             TINY_SPACE,

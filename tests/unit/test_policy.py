@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hubmirror.core.policy import PathPattern, Policy, PolicySettings, TypeRules
+from hubmirror.core.policy import PathPattern, Policy, PolicySettings, TypeRules, Verdict
 from hubmirror.core.types import RepoRef, RepoType
 
 MODEL, DATASET = RepoType.MODEL, RepoType.DATASET
@@ -229,3 +229,23 @@ def test_a_class_with_a_trailing_bracket_or_negation_still_works() -> None:
     assert PathPattern("x[!]]").matches("xa")
     assert not PathPattern("x[!]]").matches("x]")
     assert PathPattern("x\\[y").matches("x[y")
+
+
+@pytest.mark.parametrize(
+    ("licenses", "allowed", "rule"),
+    [
+        (("mit",), True, "licence mit (licenses_allow 'mit')"),
+        (("Apache-2.0",), True, "licence Apache-2.0 (licenses_allow 'apache-*')"),
+        (("cc-by-nc-4.0",), False, "licence cc-by-nc-4.0 (licenses_deny 'cc-by-nc-*')"),
+        (("mit", "cc-by-nc-sa-4.0"), False, "licence cc-by-nc-sa-4.0 (licenses_deny 'cc-by-nc-*')"),
+        (("gpl-3.0",), False, "licence gpl-3.0 is not in licenses_allow"),
+        ((), False, "licence none stated is not in licenses_allow"),
+    ],
+)
+def test_licences_deny_first_then_must_be_allowed(
+    licenses: tuple[str, ...], allowed: bool, rule: str
+) -> None:
+    policy = Policy(
+        PolicySettings(licenses_allow=("mit", "apache-*"), licenses_deny=("cc-by-nc-*",))
+    )
+    assert policy.license_verdict(licenses) == Verdict(allowed, rule)

@@ -83,6 +83,11 @@ class PolicySettings:
     # Pickle-based files the scanner calls dangerous: "block" (403), "warn" (served with
     # a warning header), or "off" (not scanned).
     scan: str = "block"
+    # Licence globs (`cc-by-nc-*`) matched against the card's `license`: deny wins;
+    # with an allow list, a repo whose licence no glob allows (or that states none) is
+    # refused.
+    licenses_allow: tuple[str, ...] = ()
+    licenses_deny: tuple[str, ...] = ()
     per_type: tuple[tuple[RepoType, TypeRules], ...] = field(default=())
 
     def rules_for(self, repo_type: RepoType) -> TypeRules:
@@ -214,6 +219,26 @@ class Policy:
                 False, "allowlist-only mode: repo not in the allow list", approvable=True
             )
         return Verdict(True, f"repo allow rule {allowed_by!r}" if allowed_by else "default")
+
+    @property
+    def has_license_rules(self) -> bool:
+        """Whether repos are judged by their licence at all."""
+        return bool(self.settings.licenses_allow or self.settings.licenses_deny)
+
+    def license_verdict(self, licenses: tuple[str, ...]) -> Verdict:
+        """Whether a repo whose card states `licenses` is mirrored."""
+        for license_id in licenses:
+            denied_by = _repo_matches(self.settings.licenses_deny, license_id)
+            if denied_by is not None:
+                return Verdict(False, f"licence {license_id} (licenses_deny {denied_by!r})")
+        if not self.settings.licenses_allow:
+            return Verdict(True, "default")
+        for license_id in licenses:
+            allowed_by = _repo_matches(self.settings.licenses_allow, license_id)
+            if allowed_by is not None:
+                return Verdict(True, f"licence {license_id} (licenses_allow {allowed_by!r})")
+        stated = ", ".join(licenses) or "none stated"
+        return Verdict(False, f"licence {stated} is not in licenses_allow")
 
     def revision_verdict(self, revision: str) -> Verdict:
         """Whether a revision may be mirrored (pull-request refs only when enabled)."""

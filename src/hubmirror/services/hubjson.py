@@ -81,6 +81,18 @@ def without_blob_details(info: Any) -> Any:
     return {**info, "siblings": siblings}
 
 
+def licenses_of(info: object) -> tuple[str, ...]:
+    """The licence ids a repo-info body's card states (`cardData.license`: one or a
+    list), lower case."""
+    card = info.get("cardData") if isinstance(info, dict) else None
+    stated = card.get("license") if isinstance(card, dict) else None
+    if isinstance(stated, str):
+        return (stated.strip().lower(),)
+    if isinstance(stated, list):
+        return tuple(str(item).strip().lower() for item in stated if isinstance(item, str))
+    return ()
+
+
 def visibility_of(info: object) -> Visibility:
     """Public means neither private nor gated: anyone may read its files."""
     if not isinstance(info, dict) or info.get("private"):

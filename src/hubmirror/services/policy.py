@@ -88,6 +88,20 @@ class PolicyGuard:
         """The only commit of `repo` an approval lets through, if it locked one."""
         return None if self._approvals is None else self._approvals.locked_commit(repo)
 
+    @property
+    def judges_licenses(self) -> bool:
+        """Whether repos are judged by the licence their card states."""
+        return self._policy.has_license_rules
+
+    def check_license(self, repo: RepoRef, licenses: tuple[str, ...]) -> None:
+        """Raise PolicyDeniedError when the policy refuses the repo's licence."""
+        verdict = self._policy.license_verdict(licenses)
+        if not verdict.allowed:
+            self._metrics.policy_denials.labels("license").inc()
+            raise PolicyDeniedError(
+                f"{repo.repo_id} is not mirrored: the mirror policy refuses its {verdict.rule}"
+            )
+
     def check_revision(self, revision: str) -> None:
         """Raise RevisionNotFoundError when the revision is not mirrored."""
         verdict = self._policy.revision_verdict(revision)

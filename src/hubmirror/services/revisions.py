@@ -96,7 +96,23 @@ class RevisionResolver:
             resolved = dataclasses.replace(resolved, revision=revision)
         if not resolved.public:
             await self._gate.ensure(repo, resolved.commit, headers)
+        if self._guard.judges_licenses:
+            self._guard.check_license(repo, await self._licenses(repo, resolved.commit, headers))
         return resolved
+
+    async def _licenses(
+        self, repo: RepoRef, commit: str, headers: Mapping[str, str]
+    ) -> tuple[str, ...]:
+        """The licences the repo's card states at `commit` (from the stored info, or
+        the upstream's when none is stored)."""
+        stored = await self._index.document(repo, commit, INFO_DOCUMENT, "")
+        if stored is not None:
+            return hubjson.licenses_of(json.loads(stored.body))
+        answer = await self._upstream.get_json(
+            f"{repo.api_path}/revision/{commit}", headers, params={"blobs": "true"}
+        )
+        await self.remember_info(repo, commit, answer.body)
+        return hubjson.licenses_of(answer.body)
 
     async def _resolve(
         self,
