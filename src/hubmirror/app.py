@@ -10,10 +10,13 @@ from pathlib import Path
 from aiohttp import web
 
 from hubmirror.config import Settings
+from hubmirror.core.access import log_label
 from hubmirror.core.errors import BadRequestError
 from hubmirror.core.policy import Policy
 from hubmirror.mirror import Mirror, build_mirror
+from hubmirror.ops.purge import purge
 from hubmirror.ops.sync import sync_forever
+from hubmirror.storage.gitanswers import GitAnswerStore
 from hubmirror.web.api import handle_metadata
 from hubmirror.web.auth import Admission
 from hubmirror.web.dashboard import handle_dashboard_api, handle_home, handle_static
@@ -74,6 +77,14 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         mirror.guard.replace(policy)
         logger.info("policy reloaded: profile %s", policy.settings.profile)
         return web.json_response({"reloaded": True, "profile": policy.settings.profile})
+    if route.endpoint is Endpoint.PURGE:
+        assert route.repo is not None
+        who = f"admin:{log_label(request.headers.get('Authorization'))}"
+        report = await purge(
+            route.repo, mirror.index, mirror.store.delete, GitAnswerStore(mirror.store.layout), who
+        )
+        logger.info("purged %s for %s: %s", route.repo, who, report)
+        return web.json_response(report.as_json())
     if route.endpoint in _MIRROR_PAGES:
         return await _mirror_page(request, route, mirror)
     return await handle_metadata(request, route, mirror.metadata)

@@ -535,3 +535,25 @@ async def test_a_scan_verdict_is_kept_by_blob_and_a_waiver_survives_a_rescan(
     await index.waive_scan(blob(91), "cli:bob")  # waived before it is ever fetched
     early = await index.scan_record(blob(91))
     assert early is not None and (early.verdict, early.waived_by) == ("unscanned", "cli:bob")
+
+
+async def test_forgetting_a_repo_returns_only_the_blobs_no_other_repo_uses(index: Index) -> None:
+    await index.put_files(MODEL, COMMIT, [entry("own", 1), entry("shared", 2)], complete=True)
+    await index.put_files(OTHER, COMMIT, [entry("shared", 2), entry("theirs", 3)])
+    for number in (1, 2, 3):
+        await index.add_blob(blob(number), number * 100)
+    await index.set_ref(MODEL, "main", COMMIT)
+    await index.set_visibility(MODEL, Visibility.PUBLIC)
+    await index.put_document(MODEL, COMMIT, "info", "", '{"sha": "a"}')
+    await index.pin(MODEL)
+    await index.record_request(MODEL, "main", "anonymous")
+    assert await index.forget_repo(MODEL) == [(blob(1), 100)]
+    assert await index.file(MODEL, COMMIT, "own") is None
+    assert not await index.is_listed(MODEL, COMMIT)
+    assert await index.ref(MODEL, "main") is None
+    assert await index.visibility(MODEL) is None
+    assert await index.document(MODEL, COMMIT, "info", "") is None
+    assert await index.pinned() == []
+    assert await index.file(OTHER, COMMIT, "shared") is not None  # the other repo keeps it
+    assert [request.repo for request in await index.repo_requests()] == [MODEL]  # kept
+    assert await index.forget_repo(MODEL) == []  # nothing left

@@ -23,7 +23,8 @@ from hubmirror.ops.importer import ImportReport, import_path
 from hubmirror.ops.policy import check_repo, describe_policy
 from hubmirror.ops.prefetch import PrefetchReport, prefetch
 from hubmirror.ops.progress import ProgressDisplay, progress_for
-from hubmirror.ops.requests import list_requests, request_json
+from hubmirror.ops.purge import PurgeReport, purge
+from hubmirror.ops.requests import decider, list_requests, request_json
 from hubmirror.ops.stats import StatsReport, collect_stats
 from hubmirror.ops.sync import read_sync_list, sync
 from hubmirror.ops.verify import VerifyReport, verify
@@ -31,6 +32,7 @@ from hubmirror.services.audit import AuditLog, AuditRecord
 from hubmirror.services.eviction import Evictor
 from hubmirror.services.shared_audit import read_records
 from hubmirror.storage.blobs import BlobStore
+from hubmirror.storage.gitanswers import GitAnswerStore
 from hubmirror.storage.layout import CacheLayout
 from hubmirror.storage.pidfile import PidFile
 
@@ -441,3 +443,33 @@ def import_command(arguments: argparse.Namespace, settings: Settings) -> int:
         for path, reason in report.rejected.items():
             print(f"rejected  {path}: {reason}", file=sys.stderr)
     return 1 if report.rejected else 0
+
+
+async def _purge(settings: Settings, repo: RepoRef) -> PurgeReport:
+    opened = await open_storage(settings)
+    try:
+        git = GitAnswerStore(opened.layout)
+        return await purge(repo, opened.index, opened.backend.delete, git, decider())
+    finally:
+        await opened.close()
+
+
+def purge_command(arguments: argparse.Namespace, settings: Settings) -> int:
+    """`hubmirror purge REPO [--type T] [--json]`."""
+    try:
+        repo = RepoRef(RepoType(arguments.type), validate_repo_id(arguments.repo))
+        report = asyncio.run(_purge(settings, repo))
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except MirrorError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 1
+    if arguments.json:
+        print(json.dumps(report.as_json()))
+        return 0
+    print_line(
+        f"purged {repo}: {report.blobs} blobs ({report.freed_bytes} bytes) and "
+        f"{report.git_answers} git answers ({report.git_bytes} bytes) freed"
+    )
+    return 0

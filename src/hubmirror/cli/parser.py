@@ -259,6 +259,13 @@ def _add_cache_commands(commands: Subparsers[argparse.ArgumentParser]) -> None:
         pin_parser.add_argument("repo", help="repo id")
         pin_parser.add_argument("--type", default="model", choices=[t.value for t in RepoType])
         _add_common_settings(pin_parser)
+    purge_parser = commands.add_parser(
+        "purge", help="forget a repo and delete the blobs no other repo uses"
+    )
+    purge_parser.add_argument("repo", help="repo id")
+    purge_parser.add_argument("--type", default="model", choices=[t.value for t in RepoType])
+    purge_parser.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_common_settings(purge_parser)
     for name in ("stats", "du"):
         stats_parser = commands.add_parser(name, help="cache size, dedup, hit ratio, savings")
         stats_parser.add_argument("--json", action="store_true", help="machine-readable output")

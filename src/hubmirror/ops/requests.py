@@ -20,9 +20,8 @@ from hubmirror.core.names import quote_revision
 from hubmirror.core.types import BlobKey, HashAlgorithm, RepoRef, RequestStatus, is_commit
 from hubmirror.mirror import build_upstreams, open_storage
 from hubmirror.services import hubjson
-from hubmirror.services.audit import AuditRecord, record_line
-from hubmirror.services.shared_audit import AUDIT_RECORDS_KEPT
-from hubmirror.storage.index import AuditRow, RepoRequest
+from hubmirror.services.shared_audit import audit_admin_event
+from hubmirror.storage.index import RepoRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,26 +95,16 @@ async def decide(settings: Settings, decision: Decision, token: str | None) -> R
         )
         for key in waived:
             await opened.index.waive_scan(key, who)
-        record = AuditRecord(
-            time=AuditRecord.now(),
-            client="cli",
-            user=who,
-            repo_type=decision.repo.repo_type.value,
-            repo=decision.repo.repo_id,
+        notes = [decision.note, *(f"waived scanner findings of {key}" for key in waived)]
+        await audit_admin_event(
+            opened.index,
+            decision.repo,
+            who,
+            decision.status.value,
+            " ".join(notes).strip(),
             revision=decision.revision or "",
             commit=locked,
-            path="",
-            bytes=0,
-            cache="-",
-            duration_ms=0.0,
-            result=" ".join(
-                [decision.note, *(f"waived scanner findings of {key}" for key in waived)]
-            ).strip(),
-            event=decision.status.value,
         )
-        # The index's audit log: `hubmirror audit` reads it beside the folder's file.
-        row = AuditRow(record.time, record.repo, record.user, record_line(record))
-        await opened.index.add_audit_records([row], AUDIT_RECORDS_KEPT)
         return request
     finally:
         await opened.close()

@@ -163,7 +163,9 @@ class GitProxy:
                 yield GitAnswer(
                     stream.status,
                     _passed_headers(stream),
-                    self._tee(stream, digest if storable else None, PktStreamChecker()),
+                    self._tee(
+                        stream, digest if storable else None, PktStreamChecker(), request.repo
+                    ),
                     CacheStatus.MISS if storable else CacheStatus.BYPASS,
                 )
                 return
@@ -202,7 +204,7 @@ class GitProxy:
                 yield GitAnswer(
                     stream.status,
                     _passed_headers(stream),
-                    self._tee(stream, digest if storable else None, checker),
+                    self._tee(stream, digest if storable else None, checker, request.repo),
                     CacheStatus.MISS if storable else CacheStatus.BYPASS,
                 )
                 return
@@ -261,12 +263,12 @@ class GitProxy:
         return GitAnswer(200, headers, _file_chunks(path), status)
 
     async def _tee(
-        self, stream: BodyStream, digest: str | None, checker: AnswerChecker
+        self, stream: BodyStream, digest: str | None, checker: AnswerChecker, repo: RepoRef
     ) -> AsyncIterator[bytes]:
         """The upstream body, also written under `digest` when it checks complete."""
         writer: AnswerWriter | None = None
         if digest is not None:
-            writer = await asyncio.to_thread(self._store.writer, digest)
+            writer = await asyncio.to_thread(self._store.writer, digest, repo)
         committed = False
         try:
             async for chunk in stream.chunks():

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 
 from hubmirror.core.errors import MirrorError
+from hubmirror.core.types import RepoRef
 from hubmirror.services.audit import (
     QUEUED_RECORDS,
     AuditLog,
@@ -152,3 +153,35 @@ async def _index_records(index: Index, audit_filter: AuditFilter) -> AsyncIterat
                 yield record
         if len(page) < READ_PAGE:
             return
+
+
+async def audit_admin_event(
+    index: Index,
+    repo: RepoRef,
+    who: str,
+    event: str,
+    result: str,
+    *,
+    revision: str = "",
+    commit: str | None = None,
+    size: int = 0,
+) -> None:
+    """Write an administrator's action on `repo` (a decision, a purge) to the index's
+    audit log, where `hubmirror audit` reads it beside the downloads."""
+    record = AuditRecord(
+        time=AuditRecord.now(),
+        client="admin",
+        user=who,
+        repo_type=repo.repo_type.value,
+        repo=repo.repo_id,
+        revision=revision,
+        commit=commit,
+        path="",
+        bytes=size,
+        cache="-",
+        duration_ms=0.0,
+        result=result,
+        event=event,
+    )
+    row = AuditRow(record.time, record.repo, record.user, record_line(record))
+    await index.add_audit_records([row], AUDIT_RECORDS_KEPT)

@@ -399,6 +399,20 @@ class CachedIndex:
         """The requests (passed through)."""
         return await self.inner.repo_requests(status)
 
+    async def forget_repo(self, repo: RepoRef) -> list[tuple[BlobKey, int]]:
+        """Drop the repo's rows here and in memory (the whole memory: a purge is rare)."""
+        unshared = await self.inner.forget_repo(repo)
+        for cache in (
+            self._refs,
+            self._visibility,
+            self._documents,
+            self._files,
+            self._listed,
+            self._sizes,
+        ):
+            cache.clear()
+        return unshared
+
     async def scan_record(self, key: BlobKey) -> ScanRecord | None:
         """The scanner's verdict on a blob (passed through: waivers come from elsewhere)."""
         return await self.inner.scan_record(key)

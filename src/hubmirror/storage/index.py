@@ -351,6 +351,12 @@ class Index(Protocol):
         """The scanner's verdict on a blob (None: never scanned nor waived)."""
         ...
 
+    async def forget_repo(self, repo: RepoRef) -> list[tuple[BlobKey, int]]:
+        """Drop everything the index knows of `repo` (refs, visibility, documents,
+        files, listings, pin; not requests or decisions), in one transaction; the
+        stored blobs no other repo's files use, which the caller deletes."""
+        ...
+
     async def set_scan_verdict(self, key: BlobKey, verdict: str, findings: tuple[str, ...]) -> None:
         """Record the scanner's verdict on a blob (a waiver stays)."""
         ...

@@ -13,6 +13,8 @@
       git/ab/<64 hex>                a complete git answer (ref advertisement, ls-refs, or
                                      the pack of a fresh clone), named by the sha256 of
                                      the repo and the normalised request it answers
+      git/repos/<64 hex>             the digests of one repo's answers, one per line (the
+                                     name: the sha256 of `type:repo id`), for a purge
       tmp/                           scratch space on the same filesystem
       audit/audit.jsonl              the audit log (rotated: audit.1.jsonl, ...)
 
@@ -23,10 +25,11 @@ folder.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from hubmirror.core.types import SHA256_PATTERN, BlobKey, HashAlgorithm
+from hubmirror.core.types import SHA256_PATTERN, BlobKey, HashAlgorithm, RepoRef
 
 # The folder of blobs under every root: a cache folder, `--storage file://DIR`, a bucket's
 # prefix (`storage.s3_location`).
@@ -125,6 +128,11 @@ class CacheLayout:
         if SHA256_PATTERN.fullmatch(digest) is None:
             raise ValueError(f"not a sha256 hex digest: {digest!r}")
         return self.git_dir / digest[:2] / digest
+
+    def git_answers_of(self, repo: RepoRef) -> Path:
+        """The list of the stored git answers of `repo`."""
+        name = hashlib.sha256(f"{repo.repo_type.value}:{repo.repo_id}".encode()).hexdigest()
+        return self.git_dir / "repos" / name
 
     def partial_path(self, key: BlobKey) -> Path:
         """The file an in-flight download of `key` writes into."""

@@ -81,6 +81,16 @@ def _blob(algorithm: object, digest: object) -> BlobKey:
     return BlobKey(HashAlgorithm(str(algorithm)), str(digest))
 
 
+# Stored blobs some file of the repo uses and no file of another repo does.
+_UNSHARED_BLOBS = (
+    "SELECT b.algorithm, b.hexdigest, b.size FROM blobs b WHERE EXISTS ("
+    "SELECT 1 FROM files f WHERE f.algorithm = b.algorithm AND f.hexdigest = b.hexdigest "
+    "AND f.repo_type = $1 AND f.repo_id = $2) AND NOT EXISTS ("
+    "SELECT 1 FROM files g WHERE g.algorithm = b.algorithm AND g.hexdigest = b.hexdigest "
+    "AND NOT (g.repo_type = $1 AND g.repo_id = $2))"
+)
+
+
 class PostgresIndex:
     """An `Index` in a PostgreSQL database (see the module docstring); `open` makes one."""
 
@@ -692,6 +702,18 @@ class PostgresIndex:
             (None if status is None else status.value,),
         )
         return [request_from_row(tuple(row)) for row in rows]
+
+    async def forget_repo(self, repo: RepoRef) -> list[tuple[BlobKey, int]]:
+        """Drop the repo's rows; the stored blobs only it used."""
+        names = (repo.repo_type.value, repo.repo_id)
+        async with self._transaction() as connection:
+            rows = await connection.fetch(_UNSHARED_BLOBS, *names)
+            for table in ("files", "listings", "documents", "refs", "repos", "pins"):
+                await connection.execute(
+                    f"DELETE FROM {table} WHERE repo_type = $1 AND repo_id = $2",  # noqa: S608
+                    *names,
+                )
+        return [(BlobKey(HashAlgorithm(str(row[0])), str(row[1])), int(row[2])) for row in rows]
 
     async def scan_record(self, key: BlobKey) -> ScanRecord | None:
         """The scanner's verdict on a blob."""

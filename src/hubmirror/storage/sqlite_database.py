@@ -58,6 +58,18 @@ def sqlite_error(error: sqlite3.Error) -> MirrorError:
     return CacheUnavailableError(f"the index failed: {error}")
 
 
+# The tables that hold rows of a repo (what `forget_repo` drops).
+_REPO_TABLES = ("files", "listings", "documents", "refs", "repos", "pins")
+# Stored blobs some file of the repo uses and no file of another repo does.
+_UNSHARED_BLOBS = (
+    "SELECT b.algorithm, b.hexdigest, b.size FROM blobs b WHERE EXISTS ("
+    "SELECT 1 FROM files f WHERE f.algorithm = b.algorithm AND f.hexdigest = b.hexdigest "
+    "AND f.repo_type = ? AND f.repo_id = ?) AND NOT EXISTS ("
+    "SELECT 1 FROM files g WHERE g.algorithm = b.algorithm AND g.hexdigest = b.hexdigest "
+    "AND NOT (g.repo_type = ? AND g.repo_id = ?))"
+)
+
+
 class SqliteDatabase:
     """The SQLite file of the index, used synchronously (from `SqliteIndex`'s thread,
     and at start). Thread-safe; every method is one short transaction."""
@@ -684,6 +696,21 @@ class SqliteDatabase:
                 "ON CONFLICT (algorithm, hexdigest) DO UPDATE SET waived_by = excluded.waived_by",
                 (key.algorithm.value, key.hexdigest, waived_by),
             )
+
+    def forget_repo(self, repo: RepoRef) -> list[tuple[BlobKey, int]]:
+        """Drop the repo's rows; the stored blobs only it used."""
+        names = (repo.repo_type.value, repo.repo_id)
+        with self._transaction() as cursor:
+            rows = cursor.execute(_UNSHARED_BLOBS, names * 2).fetchall()
+            for table in _REPO_TABLES:
+                cursor.execute(
+                    f"DELETE FROM {table} WHERE repo_type = ? AND repo_id = ?",  # noqa: S608
+                    names,
+                )
+        return [
+            (BlobKey(HashAlgorithm(str(algorithm)), str(digest)), int(size))
+            for algorithm, digest, size in rows
+        ]
 
     def remove_blob(self, key: BlobKey) -> None:
         """Forget a blob (after it was deleted or found corrupt)."""

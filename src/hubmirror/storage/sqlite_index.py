@@ -253,6 +253,10 @@ class SqliteIndex:
         """The requests (of one status), by number."""
         return await self._run(self.database.repo_requests, status)
 
+    async def forget_repo(self, repo: RepoRef) -> list[tuple[BlobKey, int]]:
+        """Drop the repo's rows; the stored blobs only it used."""
+        return await self._run(self.database.forget_repo, repo)
+
     async def scan_record(self, key: BlobKey) -> ScanRecord | None:
         """The scanner's verdict on a blob."""
         return await self._run(self.database.scan_record, key)

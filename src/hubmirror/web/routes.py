@@ -41,6 +41,7 @@ class Endpoint(enum.Enum):
     FORWARD = "forward"
     HOME = "home"
     POLICY_RELOAD = "policy-reload"
+    PURGE = "purge"
     METRICS = "metrics"
     HEALTH = "health"
     READY = "ready"
@@ -104,6 +105,7 @@ _GIT_SUFFIXES: list[tuple[Endpoint, re.Pattern[str], frozenset[str]]] = [
     (Endpoint.LFS_BATCH, re.compile(r"/info/lfs/objects/batch"), frozenset({"POST"})),
     (Endpoint.LFS_OBJECT, re.compile(r"/info/lfs/objects/(?P<oid>[0-9a-f]{64})"), _READ_METHODS),
 ]
+_PURGE = re.compile(r"/-/admin/purge/(?P<type>models|datasets|spaces)/(?P<repo>[^/]+(?:/[^/]+)?)")
 _GIT_TAIL = re.compile(r".*/(?:info/refs|git-upload-pack|git-receive-pack|info/lfs/objects/.+)")
 
 
@@ -249,6 +251,11 @@ def _match_route(method: str, raw_path: str) -> Route:
         if method != "POST":
             raise RouteNotFoundError("policy reload is a POST")
         return Route(Endpoint.POLICY_RELOAD)
+    if match := _PURGE.fullmatch(raw_path):
+        if method != "POST":
+            raise RouteNotFoundError("purge is a POST")
+        repo_type = RepoType.from_plural(match["type"])
+        return Route(Endpoint.PURGE, _repo(repo_type, match["repo"].split("/")))
     if match := _RESOLVE_CACHE.fullmatch(raw_path):
         if method not in _READ_METHODS:
             raise RouteNotFoundError(f"{method} is not supported on this route")
