@@ -89,6 +89,8 @@ class Settings:
     policy_profile: str = DEFAULT_PROFILE
     # Whom a refused client of an allowlist mirror is told to ask for an approval.
     approval_contact: str = ""
+    # Where governance events (requests, decisions, blocked files) are POSTed as JSON.
+    notify_url: str = ""
     policy: PolicySettings = dataclasses.field(default_factory=PolicySettings)
     access: AccessSettings = dataclasses.field(default_factory=AccessSettings)
     upstreams: tuple[UpstreamConfig, ...] = ()
@@ -318,8 +320,11 @@ def _from_toml(path: Path) -> dict[str, Any]:
     if isinstance(tables.get("access"), dict):
         values["access"] = access_from_table(tables["access"])
     governance = tables.get("governance")
-    if isinstance(governance, dict) and "contact" in governance:
-        values.setdefault("approval_contact", governance["contact"])
+    if isinstance(governance, dict):
+        if "contact" in governance:
+            values.setdefault("approval_contact", governance["contact"])
+        if "notify_url" in governance:
+            values.setdefault("notify_url", governance["notify_url"])
     return values
 
 

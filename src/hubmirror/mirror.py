@@ -29,6 +29,7 @@ from hubmirror.services.files import FileService
 from hubmirror.services.gitproxy import GitProxy
 from hubmirror.services.lfs import LfsService
 from hubmirror.services.metadata import MetadataService
+from hubmirror.services.notify import Notifier
 from hubmirror.services.policy import PolicyGuard
 from hubmirror.services.revisions import RevisionResolver
 from hubmirror.services.room import DiskRoom
@@ -87,12 +88,16 @@ class Mirror:
     circuits: SharedCircuits | None = None
     # Administrators' decisions on requested repos; the server refreshes them.
     approvals: Approvals | None = None
+    # Governance events to the webhook.
+    notifier: Notifier | None = None
 
     async def close(self) -> None:
         """Stop downloads, close connections and the index."""
         await self.eviction.close()
         await self.fetcher.close()
         await self.upstream.close()
+        if self.notifier is not None:
+            await self.notifier.close()
         if self.cluster is not None:
             await self.cluster.close()
         await self.audit.aclose()
@@ -231,17 +236,19 @@ async def build_mirror(settings: Settings, owns_cache: bool = False) -> Mirror:
         segment_size=max(64 * 1024, settings.segment_size),
         max_attempts=max(1, settings.upstream_retries),
     )
+    notifier = Notifier(settings.notify_url)
     scans = ScanGate(
         index,
         settings.policy.scan,
         settings.approval_contact or DEFAULT_CONTACT,
         metrics,
+        notifier,
     )
     # `eviction` is bound below: nothing is stored before this function returns.
     fetcher = Fetcher(
         store, index, tuning, metrics, lambda _key, _size: eviction.nudge(), vet=scans.vet
     )
-    approvals = Approvals(index, settings.approval_contact)
+    approvals = Approvals(index, settings.approval_contact, notifier=notifier)
     await approvals.refresh()
     guard = PolicyGuard(Policy(settings.effective_policy()), metrics, approvals)
     gate = AccessGate(
@@ -306,6 +313,7 @@ async def build_mirror(settings: Settings, owns_cache: bool = False) -> Mirror:
         prober=prober,
         cluster=cluster,
         approvals=approvals,
+        notifier=notifier,
         circuits=None
         if cluster is None or pool is None
         else SharedCircuits(index, [(m.name, m.breaker) for m in pool.members]),

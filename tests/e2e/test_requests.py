@@ -4,14 +4,18 @@ an approval may lock the one commit the mirror serves."""
 
 from __future__ import annotations
 
+import contextlib
+import http.client
+import http.server
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from huggingface_hub import HfApi, hf_hub_download
@@ -178,3 +182,83 @@ def test_an_approval_locked_to_a_tag_serves_that_commit_for_every_branch(
     assert api.model_info(TINY, revision="dev").sha == first.sha
     with pytest.raises(RevisionNotFoundError, match="is approved on this mirror"):
         api.model_info(TINY, revision=latest.sha)
+
+
+class Webhook(http.server.BaseHTTPRequestHandler):
+    """Records the JSON bodies POSTed to it."""
+
+    received: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        type(self).received.append(json.loads(self.rfile.read(length)))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    Webhook.received = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Webhook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", Webhook.received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def wait_for_event(received: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    deadline = time.monotonic() + TAKES_EFFECT_SECONDS
+    while not any(event["event"] == name for event in received):
+        assert time.monotonic() < deadline, received
+        time.sleep(0.1)
+    return next(event for event in received if event["event"] == name)
+
+
+def test_events_reach_the_webhook_and_an_approval_can_prefetch(
+    fake_hub: FakeHub,
+    tmp_path: Path,
+    webhook: tuple[str, list[dict[str, Any]]],
+) -> None:
+    url, received = webhook
+    config = tmp_path / "hubmirror.toml"
+    config.write_text(
+        '[policy]\nmode = "allowlist"\nallow = ["hm-test/pickled-model"]\n'
+        f'[governance]\nnotify_url = "{url}"\n'
+    )
+    with running_mirror(tmp_path / "cache", fake_hub.url, "--config", str(config)) as mirror:
+        assert fetch(f"{mirror.url}/api/models/{BIG}")[0] == 403
+        created = wait_for_event(received, "request created")
+        assert (created["repo"], created["number"]) == (BIG, 1)
+        big = hub_file(fake_hub, BIG, "big.bin")
+        sent_before = fake_hub.bytes_sent_for(big.sha256)
+        approved = requests_cli(
+            mirror,
+            *("approve", BIG, "--prefetch", "--note", "ok"),
+            *("--config", str(config), "--upstream", fake_hub.url),
+        )
+        assert approved.returncode == 0, approved.stderr
+        assert "prefetched" in approved.stdout
+        decision = wait_for_event(received, "approved")
+        assert (decision["repo"], decision["note"]) == (BIG, "ok")
+        assert decision["decided_by"].startswith("cli:")
+        # Warmed by the command: the running server serves it with no upstream bytes.
+        deadline = time.monotonic() + TAKES_EFFECT_SECONDS
+        while (answer := fetch(f"{mirror.url}/{BIG}/resolve/main/big.bin"))[0] == 403:
+            assert time.monotonic() < deadline, "the approval did not take effect in time"
+            time.sleep(0.2)
+        status, headers, body = answer
+        assert (status, headers["X-Cache-Status"], body) == (200, "HIT", big.data)
+        # The prefetch's transfer was the only one.
+        assert fake_hub.bytes_sent_for(big.sha256) - sent_before == len(big.data)
+        # A file the pickle scanner blocks is an event too.
+        evil = f"{mirror.url}/hm-test/pickled-model/resolve/main/evil.pkl"
+        with contextlib.suppress(http.client.HTTPException, ConnectionError):
+            fetch(evil)  # the first client's body is cut
+        blocked = wait_for_event(received, "file blocked")
+        assert (blocked["path"], blocked["findings"]) == ("evil.pkl", ["posix.system"])

@@ -215,6 +215,11 @@ def _add_server_commands(commands: Subparsers[argparse.ArgumentParser]) -> None:
         "can serve)",
     )
     serve.add_argument(
+        "--notify-url",
+        help="POST governance events (requests, decisions, blocked files) to this URL "
+        "as JSON ([governance] notify_url)",
+    )
+    serve.add_argument(
         "--approval-contact",
         help="whom refused clients of an allowlist mirror should ask for an approval "
         "(an address or a team; [governance] contact in the config)",
@@ -368,6 +373,11 @@ def _add_requests_commands(commands: Subparsers[argparse.ArgumentParser]) -> Non
             )
             action.add_argument(
                 "--token", help="Hub token to resolve --revision (default $HF_TOKEN)"
+            )
+            action.add_argument(
+                "--prefetch",
+                action="store_true",
+                help="then warm the cache with the repo (at the locked commit, or main)",
             )
             action.add_argument(
                 "--allow-unsafe",

@@ -8,11 +8,15 @@ import json
 import os
 import sys
 
+from hubmirror.cli.commands import with_mirror
 from hubmirror.cli.tables import print_line, print_table
 from hubmirror.config import Settings
 from hubmirror.core.errors import ConfigError, MirrorError
 from hubmirror.core.names import validate_repo_id, validate_revision
 from hubmirror.core.types import RepoRef, RepoType, RequestStatus
+from hubmirror.mirror import Mirror
+from hubmirror.ops.prefetch import PrefetchReport, prefetch
+from hubmirror.ops.progress import progress_for
 from hubmirror.ops.requests import Decision, decide, list_requests, request_json
 
 DECIDED = {"approve": RequestStatus.APPROVED, "reject": RequestStatus.REJECTED}
@@ -74,4 +78,21 @@ def _decide(arguments: argparse.Namespace, settings: Settings) -> int:
     request = asyncio.run(decide(settings, decision, token))
     locked = f" (only commit {request.locked_commit})" if request.locked_commit else ""
     print_line(f"request #{request.number}: {repo} {request.status.value}{locked}")
-    return 0
+    if not getattr(arguments, "prefetch", False):
+        return 0
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    async def warm(mirror: Mirror) -> PrefetchReport:
+        revision = request.locked_commit or "main"
+        return await prefetch(
+            mirror, repo, revision, headers, lambda total: progress_for(total, quiet=True)
+        )
+
+    report = with_mirror(settings, warm)
+    if report is None:
+        return 1
+    print_line(
+        f"prefetched {repo}@{report.commit}: {len(report.fetched)} fetched "
+        f"({report.fetched_bytes} bytes), {len(report.cached)} already cached"
+    )
+    return 1 if report.failed else 0

@@ -20,6 +20,7 @@ from hubmirror.core.names import quote_revision
 from hubmirror.core.types import BlobKey, HashAlgorithm, RepoRef, RequestStatus, is_commit
 from hubmirror.mirror import build_upstreams, open_storage
 from hubmirror.services import hubjson
+from hubmirror.services.notify import Notifier
 from hubmirror.services.shared_audit import audit_admin_event
 from hubmirror.storage.index import RepoRequest
 
@@ -105,9 +106,19 @@ async def decide(settings: Settings, decision: Decision, token: str | None) -> R
             revision=decision.revision or "",
             commit=locked,
         )
-        return request
     finally:
         await opened.close()
+    await Notifier(settings.notify_url).post(
+        decision.status.value,
+        number=request.number,
+        repo_type=decision.repo.repo_type.value,
+        repo=decision.repo.repo_id,
+        note=decision.note,
+        decided_by=who,
+        locked_commit=locked,
+        waived=[key.hexdigest for key in waived],
+    )
+    return request
 
 
 def request_json(request: RepoRequest) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from hubmirror.core.access import ANONYMOUS, log_label, token_hash
 from hubmirror.core.errors import MirrorError
 from hubmirror.core.request_scope import CLIENT_ADDRESS
 from hubmirror.core.types import RepoRef, RequestStatus
+from hubmirror.services.notify import Notifier
 from hubmirror.storage.index import Index, RepoRequest
 
 logger = logging.getLogger(__name__)
@@ -39,8 +40,15 @@ def requester_of(headers: Mapping[str, str]) -> str:
 class Approvals:
     """The decisions on requested repos, as this process last read them."""
 
-    def __init__(self, index: Index, contact: str = "", interval: float = REFRESH_SECONDS):
+    def __init__(
+        self,
+        index: Index,
+        contact: str = "",
+        interval: float = REFRESH_SECONDS,
+        notifier: Notifier | None = None,
+    ):
         self._index = index
+        self._notifier = notifier
         self.contact = contact or DEFAULT_CONTACT
         self._interval = interval
         self._decided: dict[RepoRef, RepoRequest] = {}
@@ -84,4 +92,13 @@ class Approvals:
             return None
         if request.times == 1:
             logger.info("request #%d: %s asked for %s", request.number, requester, repo)
+            if self._notifier is not None:
+                self._notifier.notify(
+                    "request created",
+                    number=request.number,
+                    repo_type=repo.repo_type.value,
+                    repo=repo.repo_id,
+                    revision=revision,
+                    requester=requester,
+                )
         return request

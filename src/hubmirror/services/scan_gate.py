@@ -24,6 +24,7 @@ from hubmirror.core.errors import UnsafeFileError
 from hubmirror.core.metrics import MirrorMetrics
 from hubmirror.core.types import BlobKey, RepoRef, RepoType
 from hubmirror.services.download import FileOrigin
+from hubmirror.services.notify import Notifier
 from hubmirror.services.pickle_scan import ScanVerdict, is_scanned, scan_file
 from hubmirror.storage.index import Index, ScanRecord
 
@@ -38,8 +39,16 @@ RECORDS_KEPT = 10_000
 class ScanGate:
     """Scans downloads before they are stored, and refuses what the policy blocks."""
 
-    def __init__(self, index: Index, mode: str, contact: str, metrics: MirrorMetrics) -> None:
+    def __init__(
+        self,
+        index: Index,
+        mode: str,
+        contact: str,
+        metrics: MirrorMetrics,
+        notifier: Notifier | None = None,
+    ) -> None:
         self._index = index
+        self._notifier = notifier
         self.mode = mode
         self._contact = contact
         self._metrics = metrics
@@ -64,7 +73,20 @@ class ScanGate:
             ", ".join(outcome.findings),
             self.mode,
         )
-        await self.check(origin.repo, origin.path, key)
+        try:
+            await self.check(origin.repo, origin.path, key)
+        except UnsafeFileError:
+            if self._notifier is not None:
+                self._notifier.notify(
+                    "file blocked",
+                    repo_type=origin.repo.repo_type.value,
+                    repo=origin.repo.repo_id,
+                    commit=origin.commit,
+                    path=origin.path,
+                    sha256=key.hexdigest,
+                    findings=list(outcome.findings),
+                )
+            raise
 
     async def check(self, repo: RepoRef, path: str, key: BlobKey) -> str | None:
         """Raise UnsafeFileError when the blob is blocked; the warning to send with a
