@@ -26,6 +26,7 @@ from hubmirror.web.files import handle_resolve
 from hubmirror.web.forward import handle_forward
 from hubmirror.web.forwarded import forwarded_middleware
 from hubmirror.web.git import handle_git
+from hubmirror.web.governance import handle_decision, handle_requests
 from hubmirror.web.lfs import handle_lfs
 from hubmirror.web.metrics import (
     handle_health,
@@ -77,6 +78,10 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         mirror.guard.replace(policy)
         logger.info("policy reloaded: profile %s", policy.settings.profile)
         return web.json_response({"reloaded": True, "profile": policy.settings.profile})
+    if route.endpoint is Endpoint.REQUESTS and mirror.approvals is not None:
+        return await handle_requests(mirror.approvals)
+    if route.endpoint is Endpoint.DECIDE and mirror.approvals is not None:
+        return await handle_decision(request, route, mirror.approvals)
     if route.endpoint is Endpoint.PURGE:
         assert route.repo is not None
         who = f"admin:{log_label(request.headers.get('Authorization'))}"

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from huggingface_hub import hf_hub_download
+from huggingface_hub.errors import RepositoryNotFoundError
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.e2e.http import fetch
@@ -219,3 +225,56 @@ def test_a_single_node_shows_no_cluster_panel(mirror: MirrorProcess, page: Page)
     page.goto(f"{mirror.url}/")
     expect(page.locator("#version")).not_to_be_empty(timeout=WAIT_MS)
     expect(page.locator("#cluster-panel")).to_be_hidden()
+
+
+def test_an_admin_approves_a_requested_repo_from_the_page(
+    fake_hub: FakeHub, tmp_path: Path, page: Page, client_cache: Path
+) -> None:
+    admin = "hm-dashboard-admin"
+    config = tmp_path / "mirror.toml"
+    digest = hashlib.sha256(admin.encode()).hexdigest()
+    config.write_text(
+        f'[policy]\nmode = "allowlist"\n[access]\nadmin_tokens = ["sha256:{digest}"]\n'
+    )
+    with running_mirror(tmp_path / "cache", fake_hub.url, "--config", str(config)) as mirror:
+        with pytest.raises(RepositoryNotFoundError, match="Request #1"):
+            hf_hub_download(TINY, "config.json", endpoint=mirror.url, cache_dir=client_cache)
+        page.goto(f"{mirror.url}/")
+        expect(page.locator("#version")).not_to_be_empty(timeout=WAIT_MS)
+        expect(page.locator("#requests-panel")).to_be_hidden()  # not without an admin token
+        page.fill("#token-input", admin)
+        page.click("#token-form button[type=submit]")
+        row = page.locator(f'#requests tr[data-repo="{TINY}"]')
+        expect(row).to_contain_text("pending", timeout=WAIT_MS)
+        row.locator(".request-note").fill("reviewed in the browser")
+        row.locator(".request-approve").click()
+        expect(row).to_contain_text("approved", timeout=WAIT_MS)
+        deadline = time.monotonic() + 5
+        while True:  # the server put the decision in force at once
+            try:
+                local = hf_hub_download(
+                    TINY, "config.json", endpoint=mirror.url, cache_dir=client_cache
+                )
+                break
+            except RepositoryNotFoundError:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        assert Path(local).read_bytes() == hub_file(fake_hub, TINY, "config.json").data
+    audit = subprocess.run(
+        [sys.executable, "-m", "hubmirror", "audit", "--repo", TINY, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("HUBMIRROR_")},
+            "HUBMIRROR_CACHE_DIR": str(tmp_path / "cache"),
+        },
+        check=True,
+    )
+    (decision,) = [
+        event
+        for event in map(json.loads, audit.stdout.splitlines())
+        if event["event"] == "approved"
+    ]
+    assert decision["user"] == f"admin:{digest[:8]}"
+    assert decision["result"] == "reviewed in the browser"

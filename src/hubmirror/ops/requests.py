@@ -20,8 +20,8 @@ from hubmirror.core.names import quote_revision
 from hubmirror.core.types import BlobKey, HashAlgorithm, RepoRef, RequestStatus, is_commit
 from hubmirror.mirror import build_upstreams, open_storage
 from hubmirror.services import hubjson
+from hubmirror.services.approvals import Approvals
 from hubmirror.services.notify import Notifier
-from hubmirror.services.shared_audit import audit_admin_event
 from hubmirror.storage.index import RepoRequest
 
 
@@ -87,38 +87,15 @@ async def decide(settings: Settings, decision: Decision, token: str | None) -> R
     locked = None
     if decision.revision is not None:
         locked = await commit_for(settings, decision.repo, decision.revision, token)
-    who = decider()
-    waived = [waived_blob(digest) for digest in decision.allow_unsafe]
+    waived = tuple(waived_blob(digest) for digest in decision.allow_unsafe)
     opened = await open_storage(settings)
     try:
-        request = await opened.index.decide_request(
-            decision.repo, decision.status, decision.note, who, locked
-        )
-        for key in waived:
-            await opened.index.waive_scan(key, who)
-        notes = [decision.note, *(f"waived scanner findings of {key}" for key in waived)]
-        await audit_admin_event(
-            opened.index,
-            decision.repo,
-            who,
-            decision.status.value,
-            " ".join(notes).strip(),
-            revision=decision.revision or "",
-            commit=locked,
+        approvals = Approvals(opened.index, notifier=Notifier(settings.notify_url))
+        return await approvals.decide(
+            decision.repo, decision.status, decision.note, decider(), locked, waived
         )
     finally:
         await opened.close()
-    await Notifier(settings.notify_url).post(
-        decision.status.value,
-        number=request.number,
-        repo_type=decision.repo.repo_type.value,
-        repo=decision.repo.repo_id,
-        note=decision.note,
-        decided_by=who,
-        locked_commit=locked,
-        waived=[key.hexdigest for key in waived],
-    )
-    return request
 
 
 def request_json(request: RepoRequest) -> dict[str, Any]:

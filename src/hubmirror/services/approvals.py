@@ -18,8 +18,9 @@ from collections.abc import Mapping
 from hubmirror.core.access import ANONYMOUS, log_label, token_hash
 from hubmirror.core.errors import MirrorError
 from hubmirror.core.request_scope import CLIENT_ADDRESS
-from hubmirror.core.types import RepoRef, RequestStatus
+from hubmirror.core.types import BlobKey, RepoRef, RequestStatus
 from hubmirror.services.notify import Notifier
+from hubmirror.services.shared_audit import audit_admin_event
 from hubmirror.storage.index import Index, RepoRequest
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,10 @@ class Approvals:
             return None
         return decision.locked_commit
 
+    async def requests(self) -> list[RepoRequest]:
+        """Every request, by number (for the administrators' list)."""
+        return await self._index.repo_requests()
+
     async def refresh(self) -> None:
         """Read the decisions again (while the index is down, those last read stand)."""
         try:
@@ -82,6 +87,44 @@ class Approvals:
         while True:
             await asyncio.sleep(self._interval)
             await self.refresh()
+
+    async def decide(
+        self,
+        repo: RepoRef,
+        status: RequestStatus,
+        note: str,
+        who: str,
+        locked_commit: str | None = None,
+        waived: tuple[BlobKey, ...] = (),
+    ) -> RepoRequest:
+        """Record an administrator's decision (and the blobs whose scanner findings it
+        waives), audit it, tell the webhook, and put it in force in this process."""
+        request = await self._index.decide_request(repo, status, note, who, locked_commit)
+        for key in waived:
+            await self._index.waive_scan(key, who)
+        notes = [note, *(f"waived scanner findings of {key}" for key in waived)]
+        await audit_admin_event(
+            self._index,
+            repo,
+            who,
+            status.value,
+            " ".join(notes).strip(),
+            revision=locked_commit or "",
+            commit=locked_commit,
+        )
+        if self._notifier is not None:
+            await self._notifier.post(
+                status.value,
+                number=request.number,
+                repo_type=repo.repo_type.value,
+                repo=repo.repo_id,
+                note=note,
+                decided_by=who,
+                locked_commit=locked_commit,
+                waived=[key.hexdigest for key in waived],
+            )
+        await self.refresh()
+        return request
 
     async def ask(self, repo: RepoRef, revision: str, requester: str) -> RepoRequest | None:
         """Record that `requester` asked for `repo` (None when the index cannot)."""

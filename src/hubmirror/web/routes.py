@@ -42,6 +42,8 @@ class Endpoint(enum.Enum):
     HOME = "home"
     POLICY_RELOAD = "policy-reload"
     PURGE = "purge"
+    REQUESTS = "requests"
+    DECIDE = "decide"
     METRICS = "metrics"
     HEALTH = "health"
     READY = "ready"
@@ -106,6 +108,10 @@ _GIT_SUFFIXES: list[tuple[Endpoint, re.Pattern[str], frozenset[str]]] = [
     (Endpoint.LFS_OBJECT, re.compile(r"/info/lfs/objects/(?P<oid>[0-9a-f]{64})"), _READ_METHODS),
 ]
 _PURGE = re.compile(r"/-/admin/purge/(?P<type>models|datasets|spaces)/(?P<repo>[^/]+(?:/[^/]+)?)")
+_DECIDE = re.compile(
+    r"/-/admin/requests/(?P<type>models|datasets|spaces)/(?P<repo>[^/]+(?:/[^/]+)?)"
+    r"/(?P<decision>approve|reject)"
+)
 _GIT_TAIL = re.compile(r".*/(?:info/refs|git-upload-pack|git-receive-pack|info/lfs/objects/.+)")
 
 
@@ -251,6 +257,16 @@ def _match_route(method: str, raw_path: str) -> Route:
         if method != "POST":
             raise RouteNotFoundError("policy reload is a POST")
         return Route(Endpoint.POLICY_RELOAD)
+    if raw_path == "/-/admin/requests":
+        if method != "GET":
+            raise RouteNotFoundError("the request list is a GET")
+        return Route(Endpoint.REQUESTS)
+    if match := _DECIDE.fullmatch(raw_path):
+        if method != "POST":
+            raise RouteNotFoundError("a decision is a POST")
+        repo_type = RepoType.from_plural(match["type"])
+        repo = _repo(repo_type, match["repo"].split("/"))
+        return Route(Endpoint.DECIDE, repo, extras={"decision": match["decision"]})
     if match := _PURGE.fullmatch(raw_path):
         if method != "POST":
             raise RouteNotFoundError("purge is a POST")

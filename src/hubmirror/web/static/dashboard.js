@@ -331,6 +331,82 @@ async function refreshLists() {
   const [repos, audit] = await Promise.all([api("repos"), api("audit")]);
   renderRepos(repos);
   renderAudit(audit);
+  await refreshRequests();
+}
+
+const PLURALS = { model: "models", dataset: "datasets", space: "spaces" };
+
+function adminHeaders() {
+  const headers = { "Content-Type": "application/json" };
+  if (token()) {
+    headers.Authorization = "Bearer " + token();
+  }
+  return headers;
+}
+
+// The requests panel: only for an admin token (other viewers never see it).
+async function refreshRequests() {
+  const panel = document.getElementById("requests-panel");
+  if (!token()) {
+    panel.hidden = true;
+    return;
+  }
+  const response = await fetch("/-/admin/requests", { headers: adminHeaders(), cache: "no-store" });
+  if (!response.ok) {
+    panel.hidden = true;
+    return;
+  }
+  renderRequests(await response.json());
+  panel.hidden = false;
+}
+
+function renderRequests(requests) {
+  const rows = requests.map((request) => {
+    const row = document.createElement("tr");
+    row.dataset.repo = request.repo;
+    row.className = "request-" + request.status;
+    const note = document.createElement("input");
+    note.type = "text";
+    note.placeholder = "note";
+    note.value = request.note || "";
+    note.className = "request-note";
+    const noteCell = document.createElement("td");
+    noteCell.append(note);
+    const repoCell = document.createElement("td");
+    repoCell.append(repoLink(request.repo_type, request.repo));
+    const actions = document.createElement("td");
+    for (const decision of ["approve", "reject"]) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.textContent = decision === "approve" ? "Approve" : "Reject";
+      button.className = "request-" + decision;
+      button.addEventListener("click", () => decide(request, decision, note.value));
+      actions.append(button);
+    }
+    row.append(
+      cell(String(request.number)),
+      repoCell,
+      cell(request.status, "status-" + request.status),
+      cell(String(request.times)),
+      cell(request.last_asked || "–"),
+      cell(request.requester || "–"),
+      noteCell,
+      actions,
+    );
+    return row;
+  });
+  replaceRows(document.querySelector("#requests tbody"), rows);
+}
+
+async function decide(request, decision, note) {
+  const url = "/-/admin/requests/" + PLURALS[request.repo_type] + "/" + request.repo + "/" + decision;
+  const response = await fetch(url, {
+    method: "POST",
+    headers: adminHeaders(),
+    body: JSON.stringify({ note }),
+  });
+  showMessage(response.ok ? "" : "The decision was refused (" + response.status + ")");
+  await refreshRequests();
 }
 
 function every(milliseconds, task) {
