@@ -18,7 +18,7 @@ from hubmirror.ops.purge import purge
 from hubmirror.ops.sync import sync_forever
 from hubmirror.storage.gitanswers import GitAnswerStore
 from hubmirror.web.api import handle_metadata
-from hubmirror.web.auth import Admission
+from hubmirror.web.auth import Admission, read_as_mirror
 from hubmirror.web.dashboard import handle_dashboard_api, handle_home, handle_static
 from hubmirror.web.deadlines import add_upstream_header
 from hubmirror.web.edge import edge_middleware
@@ -56,6 +56,12 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     mirror = request.app[MIRROR_KEY]
     route = routed(request)
     admit_peer(request, mirror.cluster)
+    if (
+        route.repo is not None
+        and mirror.approvals is not None
+        and mirror.approvals.uses_mirror_token(route.repo)
+    ):
+        read_as_mirror(request, mirror.settings.upstream_list()[0].token)
     if route.endpoint is Endpoint.RESOLVE:
         return await handle_resolve(
             request, route, mirror.files, mirror.audit, mirror.metrics, mirror.cluster

@@ -60,8 +60,8 @@ class MirrorProcess:
             str(self.port),
             "--cache-dir",
             str(self.cache_dir),
-            "--upstream",
-            self.upstream,
+            # "" leaves the upstream to the configuration (an [[upstream]] with a token).
+            *(("--upstream", self.upstream) if self.upstream else ()),
             *self.extra_args,
             *extra_args,
         ]

@@ -5,6 +5,7 @@ an approval may lock the one commit the mirror serves."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import http.client
 import http.server
 import json
@@ -27,6 +28,7 @@ from tests.e2e.mirror_process import MirrorProcess, running_mirror
 from tests.fakehub import VALID_TOKEN, FakeHub
 
 CONTACT = "ml-platform@example.org"
+GATED = "hm-test/gated-model"
 TINY = "hm-test/tiny-model"
 BIG = "hm-test/big-lfs"
 # Decisions reach running servers within this (they read them every 2 s).
@@ -262,3 +264,45 @@ def test_events_reach_the_webhook_and_an_approval_can_prefetch(
             fetch(evil)  # the first client's body is cut
         blocked = wait_for_event(received, "file blocked")
         assert (blocked["path"], blocked["findings"]) == ("evil.pkl", ["posix.system"])
+
+
+def test_an_approval_lets_mirror_token_users_read_a_gated_repo_with_the_mirror_token(
+    fake_hub: FakeHub, tmp_path: Path
+) -> None:
+    member = "hm-member-secret"
+    digest = hashlib.sha256(member.encode()).hexdigest()
+    config = tmp_path / "hubmirror.toml"
+    config.write_text(
+        f'[[upstream]]\nurl = "{fake_hub.url}"\ntoken = "{VALID_TOKEN}"\n'
+        f'[access]\ntokens = ["sha256:{digest}"]\n'
+    )
+    gated = hub_file(fake_hub, GATED, "weights.bin")
+    with running_mirror(
+        tmp_path / "cache", "", "--config", str(config), "--require-token"
+    ) as mirror:
+        url = f"{mirror.url}/{GATED}/resolve/main/weights.bin"
+        status, headers, _ = fetch(url, token=member)
+        assert status in (401, 403) and headers.get("X-Error-Code") == "GatedRepo"  # not yet
+        approved = requests_cli(
+            mirror, "approve", GATED, "--use-mirror-token", "--config", str(config)
+        )
+        assert approved.returncode == 0, approved.stderr
+        deadline = time.monotonic() + TAKES_EFFECT_SECONDS
+        while (answer := fetch(url, token=member))[0] != 200:
+            assert time.monotonic() < deadline, answer[1]
+            time.sleep(0.2)
+        assert answer[2] == gated.data
+        assert fetch(url)[0] == 401  # without a mirror token: the mirror is closed
+        # The read is audited with the mirror user, the upstream saw the mirror's token.
+        probes = [r for r in fake_hub.requests if GATED in r.path]
+        assert probes and probes[-1].authorization == f"Bearer {VALID_TOKEN}"
+    audit = subprocess.run(
+        [sys.executable, "-m", "hubmirror", "audit", "--repo", GATED, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=operator_env(mirror),
+        check=True,
+    )
+    reads = [json.loads(line) for line in audit.stdout.splitlines()]
+    assert any(r["user"] == digest[:8] and r["result"] == "ok" for r in reads)

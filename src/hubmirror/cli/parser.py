@@ -375,6 +375,12 @@ def _add_requests_commands(commands: Subparsers[argparse.ArgumentParser]) -> Non
                 "--token", help="Hub token to resolve --revision (default $HF_TOKEN)"
             )
             action.add_argument(
+                "--use-mirror-token",
+                action="store_true",
+                help="with --require-token: callers with mirror tokens read this gated repo "
+                "with the mirror's own upstream token (the organisation accepted its terms)",
+            )
+            action.add_argument(
                 "--prefetch",
                 action="store_true",
                 help="then warm the cache with the repo (at the locked commit, or main)",

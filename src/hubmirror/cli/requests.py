@@ -73,6 +73,7 @@ def _decide(arguments: argparse.Namespace, settings: Settings) -> int:
         arguments.note,
         revision,
         tuple(getattr(arguments, "allow_unsafe", ())),
+        bool(getattr(arguments, "use_mirror_token", False)),
     )
     token = getattr(arguments, "token", None) or os.environ.get("HF_TOKEN")
     request = asyncio.run(decide(settings, decision, token))

@@ -35,6 +35,8 @@ class Decision:
     revision: str | None = None
     # Blobs (sha256, or a git blob's sha1) whose scanner findings the approval waives.
     allow_unsafe: tuple[str, ...] = ()
+    # Mirror-token callers read the (gated) repo with the mirror's own upstream token.
+    use_mirror_token: bool = False
 
 
 def waived_blob(digest: str) -> BlobKey:
@@ -92,7 +94,13 @@ async def decide(settings: Settings, decision: Decision, token: str | None) -> R
     try:
         approvals = Approvals(opened.index, notifier=Notifier(settings.notify_url))
         return await approvals.decide(
-            decision.repo, decision.status, decision.note, decider(), locked, waived
+            decision.repo,
+            decision.status,
+            decision.note,
+            decider(),
+            locked,
+            waived,
+            decision.use_mirror_token,
         )
     finally:
         await opened.close()

@@ -58,6 +58,16 @@ class Approvals:
         """The approval or rejection of `repo` (None: none, or still pending)."""
         return self._decided.get(repo)
 
+    def uses_mirror_token(self, repo: RepoRef) -> bool:
+        """Whether callers with mirror tokens read `repo` with the mirror's own
+        upstream token (an approval said so)."""
+        decision = self._decided.get(repo)
+        return (
+            decision is not None
+            and decision.status is RequestStatus.APPROVED
+            and decision.use_mirror_token
+        )
+
     def locked_commit(self, repo: RepoRef) -> str | None:
         """The only commit of `repo` an approval lets through, if it locked one."""
         decision = self._decided.get(repo)
@@ -96,13 +106,18 @@ class Approvals:
         who: str,
         locked_commit: str | None = None,
         waived: tuple[BlobKey, ...] = (),
+        use_mirror_token: bool = False,
     ) -> RepoRequest:
         """Record an administrator's decision (and the blobs whose scanner findings it
         waives), audit it, tell the webhook, and put it in force in this process."""
-        request = await self._index.decide_request(repo, status, note, who, locked_commit)
+        request = await self._index.decide_request(
+            repo, status, note, who, locked_commit, use_mirror_token
+        )
         for key in waived:
             await self._index.waive_scan(key, who)
         notes = [note, *(f"waived scanner findings of {key}" for key in waived)]
+        if use_mirror_token:
+            notes.append("read with the mirror's upstream token")
         await audit_admin_event(
             self._index,
             repo,

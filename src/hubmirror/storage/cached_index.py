@@ -391,9 +391,12 @@ class CachedIndex:
         note: str,
         decided_by: str,
         locked_commit: str | None = None,
+        use_mirror_token: bool = False,
     ) -> RepoRequest:
         """Approve or reject `repo` (passed through: other processes decide too)."""
-        return await self.inner.decide_request(repo, status, note, decided_by, locked_commit)
+        return await self.inner.decide_request(
+            repo, status, note, decided_by, locked_commit, use_mirror_token
+        )
 
     async def repo_requests(self, status: RequestStatus | None = None) -> list[RepoRequest]:
         """The requests (passed through)."""

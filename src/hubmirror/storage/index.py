@@ -60,6 +60,9 @@ class RepoRequest:
     decided_by: str = ""
     decided_at: float | None = None
     locked_commit: str | None = None
+    # A gated repo read with the mirror's own upstream token by callers with a mirror
+    # token (`--require-token`).
+    use_mirror_token: bool = False
 
 
 def request_from_row(row: Sequence[object]) -> RepoRequest:
@@ -81,6 +84,7 @@ def request_from_row(row: Sequence[object]) -> RepoRequest:
         decided_by=str(row[10]),
         decided_at=when(row[11]),
         locked_commit=None if row[12] is None else str(row[12]),
+        use_mirror_token=bool(row[13]),
     )
 
 
@@ -339,6 +343,7 @@ class Index(Protocol):
         note: str,
         decided_by: str,
         locked_commit: str | None = None,
+        use_mirror_token: bool = False,
     ) -> RepoRequest:
         """Approve or reject `repo` (asked for or not), replacing an earlier decision."""
         ...

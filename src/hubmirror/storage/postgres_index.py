@@ -673,15 +673,18 @@ class PostgresIndex:
         note: str,
         decided_by: str,
         locked_commit: str | None = None,
+        use_mirror_token: bool = False,
     ) -> RepoRequest:
         """Approve or reject `repo`, replacing an earlier decision."""
         row = await self._fetch_one(
             "INSERT INTO repo_requests AS r (repo_type, repo_id, status, revision, times, "
-            "requester, note, decided_by, decided_at, locked_commit) "
-            "VALUES ($1, $2, $3, '', 0, '', $4, $5, $6, $7) ON CONFLICT (repo_type, repo_id) "
+            "requester, note, decided_by, decided_at, locked_commit, use_mirror_token) "
+            "VALUES ($1, $2, $3, '', 0, '', $4, $5, $6, $7, $8) "
+            "ON CONFLICT (repo_type, repo_id) "
             "DO UPDATE SET status = EXCLUDED.status, note = EXCLUDED.note, "
             "decided_by = EXCLUDED.decided_by, decided_at = EXCLUDED.decided_at, "
-            "locked_commit = EXCLUDED.locked_commit RETURNING *",
+            "locked_commit = EXCLUDED.locked_commit, "
+            "use_mirror_token = EXCLUDED.use_mirror_token RETURNING *",
             (
                 repo.repo_type.value,
                 repo.repo_id,
@@ -690,6 +693,7 @@ class PostgresIndex:
                 decided_by,
                 time.time(),
                 locked_commit,
+                use_mirror_token,
             ),
         )
         assert row is not None

@@ -123,6 +123,10 @@ CREATE TABLE scan_verdicts (
 )
 """
 
+_APPROVAL_READS_AS_MIRROR = """
+ALTER TABLE repo_requests ADD COLUMN use_mirror_token BOOLEAN NOT NULL DEFAULT FALSE
+"""
+
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, _FIRST_TABLES),
     (2, _CLUSTER),
@@ -130,6 +134,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     (4, _AUDIT),
     (5, _REQUESTS),
     (6, _SCANS),
+    (7, _APPROVAL_READS_AS_MIRROR),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 

@@ -630,16 +630,18 @@ class SqliteDatabase:
         note: str,
         decided_by: str,
         locked_commit: str | None = None,
+        use_mirror_token: bool = False,
     ) -> RepoRequest:
         """Approve or reject `repo`, replacing an earlier decision."""
         with self._transaction() as cursor:
             cursor.execute(
                 "INSERT INTO repo_requests (repo_type, repo_id, status, revision, times, "
-                "requester, note, decided_by, decided_at, locked_commit) "
-                "VALUES (?, ?, ?, '', 0, '', ?, ?, ?, ?) ON CONFLICT (repo_type, repo_id) "
+                "requester, note, decided_by, decided_at, locked_commit, use_mirror_token) "
+                "VALUES (?, ?, ?, '', 0, '', ?, ?, ?, ?, ?) ON CONFLICT (repo_type, repo_id) "
                 "DO UPDATE SET status = excluded.status, note = excluded.note, "
                 "decided_by = excluded.decided_by, decided_at = excluded.decided_at, "
-                "locked_commit = excluded.locked_commit",
+                "locked_commit = excluded.locked_commit, "
+                "use_mirror_token = excluded.use_mirror_token",
                 (
                     repo.repo_type.value,
                     repo.repo_id,
@@ -648,6 +650,7 @@ class SqliteDatabase:
                     decided_by,
                     time.time(),
                     locked_commit,
+                    int(use_mirror_token),
                 ),
             )
             return self._request_of(cursor, repo)

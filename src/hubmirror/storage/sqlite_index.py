@@ -243,10 +243,17 @@ class SqliteIndex:
         note: str,
         decided_by: str,
         locked_commit: str | None = None,
+        use_mirror_token: bool = False,
     ) -> RepoRequest:
         """Approve or reject `repo`, replacing an earlier decision."""
         return await self._run(
-            self.database.decide_request, repo, status, note, decided_by, locked_commit
+            self.database.decide_request,
+            repo,
+            status,
+            note,
+            decided_by,
+            locked_commit,
+            use_mirror_token,
         )
 
     async def repo_requests(self, status: RequestStatus | None = None) -> list[RepoRequest]:

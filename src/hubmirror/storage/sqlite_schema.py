@@ -121,6 +121,10 @@ CREATE TABLE IF NOT EXISTS scan_verdicts (
 );
 """
 
+_APPROVAL_READS_AS_MIRROR = """
+ALTER TABLE repo_requests ADD COLUMN use_mirror_token INTEGER NOT NULL DEFAULT 0;
+"""
+
 # (version reached, statements), in order.
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, _FIRST_TABLES),
@@ -130,6 +134,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     (5, _AUDIT),
     (6, _REQUESTS),
     (7, _SCANS),
+    (8, _APPROVAL_READS_AS_MIRROR),
 )
 LATEST_VERSION = MIGRATIONS[-1][0]
 

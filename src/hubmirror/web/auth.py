@@ -35,6 +35,8 @@ OPEN_PATHS = frozenset({"/", "/-/health", "/-/ready"})
 OPEN_PREFIX = "/-/static/"
 METRICS_PATH = "/metrics"
 UPSTREAM_HEADERS_KEY = "hubmirror.upstream_headers"
+# Set for a caller admitted by a mirror token (`--require-token`): its label.
+MIRROR_USER_KEY = "hubmirror.mirror_user"
 
 
 class Admission:
@@ -84,6 +86,7 @@ class Admission:
                     "mirror_token", "this mirror requires a token (Authorization: Bearer …)"
                 )
             request[UPSTREAM_HEADERS_KEY] = {}
+            request[MIRROR_USER_KEY] = log_label(authorization)
         else:
             request[UPSTREAM_HEADERS_KEY] = (
                 {"Authorization": authorization} if authorization else {}
@@ -94,6 +97,13 @@ def upstream_headers(request: web.Request) -> dict[str, str]:
     """The caller's headers the upstream must see: their Hub token, if it is one."""
     headers: dict[str, str] = request.get(UPSTREAM_HEADERS_KEY, {})
     return headers
+
+
+def read_as_mirror(request: web.Request, mirror_token: str | None) -> None:
+    """Let a caller admitted by a mirror token reach the upstream with the mirror's
+    own upstream token (for a repo whose approval says so)."""
+    if mirror_token and request.get(MIRROR_USER_KEY) is not None:
+        request[UPSTREAM_HEADERS_KEY] = {"Authorization": f"Bearer {mirror_token}"}
 
 
 class TokenSafeAccessLogger(AbstractAccessLogger):
