@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import http.client
 import json
 import os
 import subprocess
@@ -15,7 +17,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import RepositoryNotFoundError
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from tests.e2e.http import fetch
 from tests.e2e.hubfiles import hub_file
@@ -278,3 +280,22 @@ def test_an_admin_approves_a_requested_repo_from_the_page(
     ]
     assert decision["user"] == f"admin:{digest[:8]}"
     assert decision["result"] == "reviewed in the browser"
+
+
+def test_the_repo_page_shows_the_pickle_scanners_verdicts(
+    fake_hub: FakeHub, tmp_path: Path, page: Page
+) -> None:
+    repo = "hm-test/pickled-model"
+    with running_mirror(tmp_path / "cache", fake_hub.url) as mirror:
+        for name in ("harmless.pkl", "evil.pkl"):
+            with contextlib.suppress(http.client.HTTPException, ConnectionError):
+                fetch(f"{mirror.url}/{repo}/resolve/main/{name}")  # evil.pkl is cut
+        page.goto(f"{mirror.url}/#/repo/model/{repo}")
+
+        def scan_of(name: str) -> Locator:
+            return page.locator(f'#repo-files tr[data-path="{name}"] .scan')
+
+        expect(scan_of("evil.pkl")).to_have_text("dangerous posix.system", timeout=WAIT_MS)
+        expect(scan_of("harmless.pkl")).to_have_text("safe")
+        expect(scan_of("pytorch_model.bin")).to_have_text("not scanned yet")
+        expect(scan_of("model.safetensors")).to_have_text("")

@@ -20,8 +20,9 @@ from aiohttp import web
 from hubmirror import __version__
 from hubmirror.core.errors import BadRequestError, RepoNotFoundError, RouteNotFoundError
 from hubmirror.core.names import validate_repo_id, validate_revision
-from hubmirror.core.types import RepoRef, RepoType, is_commit
+from hubmirror.core.types import FileEntry, RepoRef, RepoType, is_commit
 from hubmirror.mirror import Mirror
+from hubmirror.services.pickle_scan import is_scanned
 from hubmirror.services.status import Traffic
 from hubmirror.web.api import mirror_base
 from hubmirror.web.auth import upstream_headers
@@ -243,6 +244,7 @@ async def _repo(call: ApiRequest) -> dict[str, Any]:
                 "cached": await mirror.store.stored_size(entry.blob) == entry.size,
                 "hidden": not verdict.allowed,
                 "rule": None if verdict.allowed else verdict.rule,
+                "scan": await _scan_text(mirror, entry),
             }
         )
     return {
@@ -254,6 +256,18 @@ async def _repo(call: ApiRequest) -> dict[str, Any]:
         "repo_hidden_by_policy": not repo_verdict.allowed,
         "files": files,
     }
+
+
+async def _scan_text(mirror: Mirror, entry: FileEntry) -> str | None:
+    """The pickle scanner's verdict on a file, as the repo page shows it (None: not a
+    pickle-based file)."""
+    if not is_scanned(entry.path):
+        return None
+    record = await mirror.index.scan_record(entry.blob)
+    if record is None or record.verdict == "unscanned":
+        return "not scanned yet"
+    text = " ".join([record.verdict, *record.findings])
+    return f"{text} (waived)" if record.waived_by else text
 
 
 _API: dict[str, Callable[[ApiRequest], Awaitable[object]]] = {

@@ -308,6 +308,7 @@ async function renderRepoPage(repo) {
         cell(formatBytes(file.size), "number"),
         cell(file.cached ? "cached" : "not cached", "cached"),
         cell(file.hidden ? "hidden (" + file.rule + ")" : "served", "policy"),
+        cell(file.scan || "", "scan"),
       );
       return row;
     }),
