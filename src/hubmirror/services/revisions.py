@@ -43,7 +43,7 @@ DEFAULT_BRANCH = ""
 
 
 class RevisionResolver:
-    """Pins revisions to commits for a caller, with a TTL, stale-if-error and access checks."""
+    """Resolves revisions to commits for a caller: TTL, stale-if-error, access checks."""
 
     def __init__(
         self,
