@@ -6,9 +6,6 @@ import contextlib
 import hashlib
 import http.client
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +19,7 @@ from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 from tests.e2e.http import fetch
 from tests.e2e.hubfiles import hub_file
 from tests.e2e.mirror_process import MirrorProcess, running_mirror
+from tests.e2e.operator import json_lines
 from tests.e2e.test_workers import wait_for_workers
 from tests.fakehub import NO_ACCESS_TOKEN, VALID_TOKEN, FakeHub
 from tests.fakehub.fixtures import throttled
@@ -262,22 +260,8 @@ def test_an_admin_approves_a_requested_repo_from_the_page(
                 assert time.monotonic() < deadline
                 time.sleep(0.2)
         assert Path(local).read_bytes() == hub_file(fake_hub, TINY, "config.json").data
-    audit = subprocess.run(
-        [sys.executable, "-m", "hubmirror", "audit", "--repo", TINY, "--json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={
-            **{k: v for k, v in os.environ.items() if not k.startswith("HUBMIRROR_")},
-            "HUBMIRROR_CACHE_DIR": str(tmp_path / "cache"),
-        },
-        check=True,
-    )
-    (decision,) = [
-        event
-        for event in map(json.loads, audit.stdout.splitlines())
-        if event["event"] == "approved"
-    ]
+    events = json_lines(mirror, "audit", "--repo", TINY, "--json")
+    (decision,) = [event for event in events if event["event"] == "approved"]
     assert decision["user"] == f"admin:{digest[:8]}"
     assert decision["result"] == "reviewed in the browser"
 

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from huggingface_hub import snapshot_download
@@ -15,6 +12,7 @@ from huggingface_hub import snapshot_download
 from tests.e2e.http import fetch
 from tests.e2e.hubfiles import commit_at
 from tests.e2e.mirror_process import MirrorProcess, running_mirror
+from tests.e2e.operator import json_lines
 from tests.fakehub import FakeHub
 from tests.fakehub.content import FakeFile
 
@@ -64,28 +62,11 @@ def test_purge_frees_exactly_the_blobs_only_that_repo_used(
         _, headers, _ = fetch(f"{mirror.url}/{LEGACY}/resolve/main/config.json")
         assert headers["X-Cache-Status"] == "HIT"
     # From the command line too (no server running), audited with who did it.
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("HUBMIRROR_")}
-    environment["HUBMIRROR_CACHE_DIR"] = str(tmp_path / "cache")
-    completed = subprocess.run(
-        [sys.executable, "-m", "hubmirror", "purge", LEGACY, "--json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=environment,
-        check=True,
-    )
-    assert json.loads(completed.stdout)["blobs"] >= 1
-    audit = subprocess.run(
-        [sys.executable, "-m", "hubmirror", "audit", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=environment,
-        check=True,
-    )
+    (report,) = json_lines(mirror, "purge", LEGACY, "--json")
+    assert report["blobs"] >= 1
     purges = [
         (event["repo"], event["user"].split(":")[0])
-        for event in map(json.loads, audit.stdout.splitlines())
+        for event in json_lines(mirror, "audit", "--json")
         if event["event"] == "purged"
     ]
     assert purges == [(TINY, "admin"), (LEGACY, "cli")]

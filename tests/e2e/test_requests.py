@@ -9,9 +9,7 @@ import hashlib
 import http.client
 import http.server
 import json
-import os
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +23,7 @@ from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundErro
 from tests.e2e.http import fetch
 from tests.e2e.hubfiles import commit_at, hub_file
 from tests.e2e.mirror_process import MirrorProcess, running_mirror
+from tests.e2e.operator import hubmirror_command, json_lines
 from tests.fakehub import VALID_TOKEN, FakeHub
 
 CONTACT = "ml-platform@example.org"
@@ -46,27 +45,12 @@ def allowlist_mirror(fake_hub: FakeHub, tmp_path: Path) -> Iterator[MirrorProces
         yield mirror
 
 
-def operator_env(mirror: MirrorProcess) -> dict[str, str]:
-    """An operator's environment on the mirror's machine: its cache folder."""
-    variables = {k: v for k, v in os.environ.items() if not k.startswith("HUBMIRROR_")}
-    return {**variables, "HUBMIRROR_CACHE_DIR": str(mirror.cache_dir)}
-
-
 def requests_cli(mirror: MirrorProcess, *arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hubmirror", "requests", *arguments],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=operator_env(mirror),
-        check=False,
-    )
+    return hubmirror_command(mirror, "requests", *arguments)
 
 
 def listed(mirror: MirrorProcess, *arguments: str) -> list[dict[str, Any]]:
-    completed = requests_cli(mirror, "list", "--json", *arguments)
-    assert completed.returncode == 0, completed.stderr
-    return [json.loads(line) for line in completed.stdout.splitlines()]
+    return json_lines(mirror, "requests", "list", "--json", *arguments)
 
 
 def download_when_approved(mirror: MirrorProcess, repo: str, path: str, cache: Path) -> str:
@@ -108,15 +92,7 @@ def test_a_refused_repo_records_a_request_that_an_approval_lifts(
     (decided,) = listed(mirror)
     assert (decided["status"], decided["note"]) == ("approved", "reviewed by ML platform")
     assert decided["decided_by"].startswith("cli:")
-    audit = subprocess.run(
-        [sys.executable, "-m", "hubmirror", "audit", "--repo", TINY, "--json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=operator_env(mirror),
-        check=True,
-    )
-    events = [json.loads(line) for line in audit.stdout.splitlines()]
+    events = json_lines(mirror, "audit", "--repo", TINY, "--json")
     (decision,) = [event for event in events if event["event"] == "approved"]
     assert decision["user"] == decided["decided_by"]
     assert decision["result"] == "reviewed by ML platform"
@@ -124,22 +100,10 @@ def test_a_refused_repo_records_a_request_that_an_approval_lifts(
     assert fetch(f"{mirror.url}/api/models/hm-test/many-files")[0] == 200
     assert [row["repo"] for row in listed(mirror)] == [TINY]
     # `policy show` lists both: the configured allowlist and the decisions.
-    shown = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hubmirror",
-            "policy",
-            "show",
-            "--config",
-            str(tmp_path / "hubmirror.toml"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=operator_env(mirror),
-        check=True,
+    shown = hubmirror_command(
+        mirror, "policy", "show", "--config", str(tmp_path / "hubmirror.toml")
     )
+    assert shown.returncode == 0, shown.stderr
     policy = json.loads(shown.stdout)
     assert policy["allowlist_only"] and policy["allow"] == ["hm-test/many-files"]
     assert [(d["repo"], d["status"]) for d in policy["decisions"]] == [(TINY, "approved")]
@@ -296,13 +260,5 @@ def test_an_approval_lets_mirror_token_users_read_a_gated_repo_with_the_mirror_t
         # The read is audited with the mirror user, the upstream saw the mirror's token.
         probes = [r for r in fake_hub.requests if GATED in r.path]
         assert probes and probes[-1].authorization == f"Bearer {VALID_TOKEN}"
-    audit = subprocess.run(
-        [sys.executable, "-m", "hubmirror", "audit", "--repo", GATED, "--json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=operator_env(mirror),
-        check=True,
-    )
-    reads = [json.loads(line) for line in audit.stdout.splitlines()]
+    reads = json_lines(mirror, "audit", "--repo", GATED, "--json")
     assert any(r["user"] == digest[:8] and r["result"] == "ok" for r in reads)

@@ -8,9 +8,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
-import os
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -23,19 +20,10 @@ from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 from tests.e2e.http import fetch
 from tests.e2e.hubfiles import hub_file
 from tests.e2e.mirror_process import MirrorProcess, running_mirror
+from tests.e2e.operator import hubmirror_command
 from tests.fakehub import FakeHub
 
 PICKLED = "hm-test/pickled-model"
-
-
-def operator_env(mirror: MirrorProcess) -> dict[str, str]:
-    """An operator's shell on the mirror's machine: its cache folder and upstream."""
-    variables = {k: v for k, v in os.environ.items() if not k.startswith("HUBMIRROR_")}
-    return {
-        **variables,
-        "HUBMIRROR_CACHE_DIR": str(mirror.cache_dir),
-        "HUBMIRROR_UPSTREAM": mirror.upstream,
-    }
 
 
 def scan_config(folder: Path, mode: str) -> Path:
@@ -96,28 +84,16 @@ def test_a_dangerous_pickle_is_blocked_for_the_first_client_and_every_later_one(
         assert "hubmirror_unsafe_refusals_total" in text
 
         # `policy check` shows the verdicts the cache holds.
-        checked = subprocess.run(
-            [sys.executable, "-m", "hubmirror", "policy", "check", PICKLED, "--json"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=operator_env(mirror),
-            check=True,
-        )
+        checked = hubmirror_command(mirror, "policy", "check", PICKLED, "--json")
+        assert checked.returncode == 0, checked.stderr
         scans = {f["path"]: f["scan"] for f in json.loads(checked.stdout)["files"]}
         assert scans["pytorch_model.bin"] == "dangerous posix.system"
         assert scans["harmless.pkl"] == "safe" and scans["model.safetensors"] is None
         # A waiver lets this one blob through (from the partial file kept on disk).
-        waived = subprocess.run(
-            [
-                *(sys.executable, "-m", "hubmirror", "requests", "approve", PICKLED),
-                *("--allow-unsafe", evil.sha256, "--note", "reviewed: test fixture"),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=operator_env(mirror),
-            check=False,
+        waived = hubmirror_command(
+            mirror,
+            *("requests", "approve", PICKLED),
+            *("--allow-unsafe", evil.sha256, "--note", "reviewed: test fixture"),
         )
         assert waived.returncode == 0, waived.stderr
         deadline = time.monotonic() + 5

@@ -26,7 +26,7 @@ from hubmirror.cli.requests import requests_command
 from hubmirror.cli.server import serve, stop
 from hubmirror.config import Settings
 from hubmirror.core.access import hash_token
-from hubmirror.core.errors import BadRequestError, ConfigError
+from hubmirror.core.errors import BadRequestError, ConfigError, MirrorError
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
@@ -71,4 +71,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, BadRequestError) as error:
         parser.error(str(error))
     configure_logging(settings.log_level, settings.log_format)
-    return COMMANDS[arguments.command](arguments, settings)
+    try:
+        return COMMANDS[arguments.command](arguments, settings)
+    except ConfigError as error:  # a setting a command found wrong: as at start-up
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except MirrorError as error:  # the cache, the index or the upstream refused
+        print(f"error: {error.message}", file=sys.stderr)
+        return 1

@@ -156,14 +156,7 @@ def verify_command(arguments: argparse.Namespace, settings: Settings) -> int:
 
 def storage_command(arguments: argparse.Namespace, settings: Settings) -> int:
     """`hubmirror gc [--dry-run]`, `pin REPO`, `unpin REPO`: no network needed."""
-    try:
-        return asyncio.run(_storage(arguments, settings))
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except MirrorError as error:
-        print(f"error: {error.message}", file=sys.stderr)
-        return 1
+    return asyncio.run(_storage(arguments, settings))
 
 
 async def _storage(arguments: argparse.Namespace, settings: Settings) -> int:
@@ -211,14 +204,7 @@ async def _stats(settings: Settings) -> StatsReport:
 
 def stats_command(arguments: argparse.Namespace, settings: Settings) -> int:
     """`hubmirror stats` / `du`."""
-    try:
-        report = asyncio.run(_stats(settings))
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except MirrorError as error:
-        print(f"error: {error.message}", file=sys.stderr)
-        return 1
+    report = asyncio.run(_stats(settings))
     if arguments.json:
         print(json.dumps(report.as_json(), indent=2))
         return 0
@@ -270,14 +256,7 @@ def audit_command(arguments: argparse.Namespace, settings: Settings) -> int:
         else:
             records.append(record)
 
-    try:
-        asyncio.run(_read_audit(settings, since, arguments.repo, arguments.user, emit))
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except MirrorError as error:
-        print(f"error: {error.message}", file=sys.stderr)
-        return 1
+    asyncio.run(_read_audit(settings, since, arguments.repo, arguments.user, emit))
     if arguments.json:
         return 0
     print_table(
@@ -456,15 +435,8 @@ async def _purge(settings: Settings, repo: RepoRef) -> PurgeReport:
 
 def purge_command(arguments: argparse.Namespace, settings: Settings) -> int:
     """`hubmirror purge REPO [--type T] [--json]`."""
-    try:
-        repo = RepoRef(RepoType(arguments.type), validate_repo_id(arguments.repo))
-        report = asyncio.run(_purge(settings, repo))
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except MirrorError as error:
-        print(f"error: {error.message}", file=sys.stderr)
-        return 1
+    repo = RepoRef(RepoType(arguments.type), validate_repo_id(arguments.repo))
+    report = asyncio.run(_purge(settings, repo))
     if arguments.json:
         print(json.dumps(report.as_json()))
         return 0

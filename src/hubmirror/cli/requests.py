@@ -6,12 +6,10 @@ import argparse
 import asyncio
 import json
 import os
-import sys
 
 from hubmirror.cli.commands import with_mirror
 from hubmirror.cli.tables import print_line, print_table
 from hubmirror.config import Settings
-from hubmirror.core.errors import ConfigError, MirrorError
 from hubmirror.core.names import validate_repo_id, validate_revision
 from hubmirror.core.types import RepoRef, RepoType, RequestStatus
 from hubmirror.mirror import Mirror
@@ -24,16 +22,9 @@ DECIDED = {"approve": RequestStatus.APPROVED, "reject": RequestStatus.REJECTED}
 
 def requests_command(arguments: argparse.Namespace, settings: Settings) -> int:
     """`hubmirror requests ...`."""
-    try:
-        if arguments.requests_command == "list":
-            return _list(arguments, settings)
-        return _decide(arguments, settings)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except MirrorError as error:
-        print(f"error: {error.message}", file=sys.stderr)
-        return 1
+    if arguments.requests_command == "list":
+        return _list(arguments, settings)
+    return _decide(arguments, settings)
 
 
 def _list(arguments: argparse.Namespace, settings: Settings) -> int:
