@@ -65,6 +65,7 @@ async def timed(chunks: AsyncIterator[bytes], size: int) -> float:
 
 
 async def measure(size: int, rounds: int, work: Path) -> dict[str, object]:
+    (work / "seaweed").mkdir()
     with SeaweedServer(work / "seaweed") as seaweed:
         os.environ.update(seaweed.credentials.environment())
         backend = await S3Backend.connect(
