@@ -29,7 +29,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/mypy --strict src tests
 
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 # The container image, built on a debootstrapped bookworm and checked in a chroot
 # (not part of `make test`): needs root, podman and debootstrap; .ci/run installs them.

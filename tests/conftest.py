@@ -22,6 +22,16 @@ __all__ = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _session_hub_restored(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Put the session's fake Hub back as it was after every test that used it, so no
+    test depends on which tests ran before it in its process (pytest -n splits them)."""
+    hub = request.getfixturevalue("fake_hub") if "fake_hub" in request.fixturenames else None
+    yield
+    if hub is not None:
+        hub.restore()
+
+
 @pytest.fixture(scope="session")
 def mirror(fake_hub: FakeHub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MirrorProcess]:
     """A running mirror in front of the session's fake Hub, with its own cache."""

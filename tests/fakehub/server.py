@@ -201,6 +201,10 @@ class FakeHub:
         """Remove every pending fault."""
         self.state.ledger.clear_faults()
 
+    def restore(self) -> None:
+        """Put knobs, faults and repos back as they were when the hub was built."""
+        self.state.restore()
+
     @property
     def throttle_bytes_per_second(self) -> int | None:
         """Per-connection speed limit for CDN bodies (None: unlimited)."""

@@ -41,6 +41,20 @@ class HubState:
         self._git_repos: GitRepos | None = None
         for repo in repos:
             self.add_repo(repo)
+        self._initial_repos = {key: repo.copy() for key, repo in self._repos.items()}
+
+    def restore(self) -> None:
+        """Undo what a test changed: knobs, pending faults, and repos added or moved.
+
+        The ledger is kept: tests count by difference, and the peak is reset on demand.
+        """
+        with self._lock:
+            self.throttle_bytes_per_second = None
+            self.status_override, self.override_remaining = None, None
+            self.stall_seconds = self.latency_seconds = 0.0
+            self.ignore_range = False
+            self.ledger.clear_faults()
+            self._repos = {key: repo.copy() for key, repo in self._initial_repos.items()}
 
     def set_override(
         self, override: tuple[int, dict[str, str]] | None, times: int | None = None

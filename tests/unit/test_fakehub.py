@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -57,12 +56,9 @@ def tiny_file(hub: FakeHub, path: str, revision: str = "main") -> FakeFile:
 
 
 @pytest.fixture
-def hub(fake_hub: FakeHub) -> Iterator[FakeHub]:
-    """The session hub, with knobs restored after each test."""
-    yield fake_hub
-    fake_hub.clear_faults()
-    fake_hub.status_override = None
-    fake_hub.throttle_bytes_per_second = None
+def hub(fake_hub: FakeHub) -> FakeHub:
+    """The session hub (tests/conftest.py restores it after each test)."""
+    return fake_hub
 
 
 def test_regular_file_by_branch_redirects_relatively_to_resolve_cache(hub: FakeHub) -> None:
@@ -273,3 +269,25 @@ def test_restart_keeps_ports_and_branches_move() -> None:
         own.start()
         assert own.url == url
         assert fetch(f"{url}/api/models/solo").status == 200
+
+
+def knobs(hub: FakeHub) -> tuple[int | None, float, bool]:
+    """The hub's throttle, stall and range knobs."""
+    return hub.throttle_bytes_per_second, hub.stall_seconds, hub.ignore_range
+
+
+def test_restore_undoes_knobs_faults_and_moved_branches() -> None:
+    repo = FakeRepo.single_commit("model", "solo", [FakeFile("a.txt", b"one\n")])
+    with FakeHub([repo]) as own:
+        first = json.loads(fetch(f"{own.url}/api/models/solo").body)["sha"]
+        own.move_branch("model", "solo", "main", {"a.txt": b"two\n"})
+        own.add_repo(FakeRepo.single_commit("model", "extra", [FakeFile("b.txt", b"b\n")]))
+        own.inject_fault(repo.commits[0].files["a.txt"].etag, "corrupt", times=5)
+        own.throttle_bytes_per_second, own.stall_seconds, own.ignore_range = 1000, 2.0, True
+        own.fail_next(503, times=10)
+        own.restore()
+        assert knobs(own) == (None, 0.0, False)
+        assert json.loads(fetch(f"{own.url}/api/models/solo").body)["sha"] == first
+        assert fetch(f"{own.url}/api/models/extra").status == 401  # missing, to an anonymous caller
+        body = fetch(f"{own.url}/solo/resolve/{first}/a.txt")  # no corrupt fault left
+        assert (body.status, body.body) == (200, b"one\n")
