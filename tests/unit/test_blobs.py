@@ -85,6 +85,18 @@ async def test_checkpointed_ranges_survive_a_reopen(store: BlobStore) -> None:
     other_size.close()
 
 
+async def test_a_record_without_its_data_file_is_not_trusted(store: BlobStore) -> None:
+    key = BlobKey(HashAlgorithm.SHA256, "2" * 64)
+    partial = store.open_partial(key, 1000)
+    partial.write_at(0, b"a" * 1000)
+    partial.checkpoint(RangeSet([(0, 1000)]))
+    partial.close()
+    partial.data_path.unlink()  # the bytes are gone; a stale record stays behind
+    reopened = store.open_partial(key, 1000)
+    assert reopened.recovered == RangeSet()
+    reopened.close()
+
+
 async def test_blob_paths_stay_inside_the_cache(store: BlobStore) -> None:
     key = BlobKey(HashAlgorithm.SHA256, "ab" * 32)
     local = store.local_path(key)

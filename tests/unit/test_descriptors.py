@@ -1,4 +1,5 @@
-"""Opening a file in a thread: a cancelled caller leaks no descriptor."""
+"""Blocking file calls in a thread: a cancelled caller leaks no descriptor and leaves
+no call running behind it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hubmirror.storage import descriptors
-from hubmirror.storage.descriptors import open_read_only
+from hubmirror.storage.descriptors import finish_in_thread, open_read_only
 
 
 def open_descriptors() -> set[str]:
@@ -48,3 +49,29 @@ async def test_a_cancelled_open_closes_the_descriptor_it_got(
     await asyncio.wait_for(closed.wait(), 10)
 
     assert open_descriptors() <= before
+
+
+async def test_a_cancelled_caller_waits_for_its_call_to_end() -> None:
+    started, release = threading.Event(), threading.Event()
+    ended: list[str] = []
+
+    def slow_write() -> None:
+        started.set()
+        release.wait(10)
+        ended.append("written")
+
+    task = asyncio.create_task(finish_in_thread(slow_write))
+    await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
+    task.cancel()
+    await asyncio.sleep(0.1)
+    assert not task.done()  # still waiting for the thread, though cancelled
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert ended == ["written"]
+
+
+async def test_a_finished_call_returns_its_result_or_raises_its_error() -> None:
+    assert await finish_in_thread(int, "42") == 42
+    with pytest.raises(ValueError, match="invalid literal"):
+        await finish_in_thread(int, "not a number")

@@ -26,6 +26,7 @@ failure resumes where it stopped; only a hash mismatch throws the bytes away.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -50,6 +51,7 @@ from hubmirror.core.hubheaders import parse_retry_after
 from hubmirror.core.types import BlobKey, RepoRef
 from hubmirror.services.pieces import Piece, plan_pieces, split_for_idle, split_for_reader
 from hubmirror.storage.blobs import BlobStore, ContentHasher, new_hasher
+from hubmirror.storage.descriptors import finish, finish_in_thread
 from hubmirror.storage.partial import PartialFile
 from hubmirror.storage.rangeset import RangeSet
 from hubmirror.upstream.client import BodyStream
@@ -315,9 +317,9 @@ class Download:
         try:
             if isinstance(error, IntegrityError):
                 self._partial.close()
-                await asyncio.to_thread(self._partial.discard)
+                await finish_in_thread(self._partial.discard)
             elif self._partial.descriptor >= 0:
-                await asyncio.to_thread(self._partial.checkpoint, RangeSet(self.ranges))
+                await finish_in_thread(self._partial.checkpoint, RangeSet(self.ranges))
         except (MirrorError, OSError) as cleanup:
             # Most often the very fault that failed the download (a full disk): the
             # failure itself is logged once, by the fetcher.
@@ -432,18 +434,29 @@ class Download:
             async for chunk in body.chunks():
                 data = chunk[: piece.end - offset]
                 if data:
-                    await asyncio.to_thread(self._partial.write_at, offset, data)
-                    self.ranges.add(offset, offset + len(data))
+                    await self._write(offset, data)
                     offset += len(data)
                     piece.position = offset
-                    self.upstream_bytes += len(data)
-                    self._notify()
                 if offset >= piece.end:
                     break  # done, or another connection took over the rest
         if offset < piece.end:
             raise UpstreamTransportError(
                 f"upstream body of {self.key} ended at {offset}, expected {piece.end}"
             )
+
+    async def _write(self, offset: int, data: bytes) -> None:
+        """Write bytes at `offset` and record them; a write under way when the connection
+        is cancelled (another one failed) still ends and is recorded, so a resume keeps it."""
+        writing = asyncio.ensure_future(asyncio.to_thread(self._partial.write_at, offset, data))
+        writing.add_done_callback(functools.partial(self._record_write, offset, len(data)))
+        await finish(writing)
+
+    def _record_write(self, offset: int, length: int, writing: asyncio.Future[None]) -> None:
+        if writing.cancelled() or writing.exception() is not None:
+            return
+        self.ranges.add(offset, offset + length)
+        self.upstream_bytes += length
+        self._notify()
 
     async def _hash(self) -> str:
         hasher = new_hasher(self.key, self.size)
@@ -454,7 +467,7 @@ class Download:
                 await self._progress.wait()
                 continue
             length = min(HASH_BLOCK, frontier - hashed)
-            await asyncio.to_thread(_hash_block, hasher, self._read_descriptor, hashed, length)
+            await finish_in_thread(_hash_block, hasher, self._read_descriptor, hashed, length)
             hashed += length
         return hasher.hexdigest()
 
@@ -464,7 +477,7 @@ class Download:
             await asyncio.sleep(self._tuning.checkpoint_seconds)
             if self.ranges.total != recorded:
                 snapshot = RangeSet(self.ranges)
-                await asyncio.to_thread(self._partial.checkpoint, snapshot)
+                await finish_in_thread(self._partial.checkpoint, snapshot)
                 recorded = snapshot.total
 
     # reading --------------------------------------------------------------------------
@@ -555,7 +568,7 @@ class Download:
                 async for offset, length in windows:
                     done = 0
                     while done < length:
-                        chunk = await asyncio.to_thread(
+                        chunk = await finish_in_thread(
                             os.pread, file.fileno(), min(READ_CHUNK, length - done), offset + done
                         )
                         if not chunk:

@@ -41,6 +41,7 @@ from hubmirror.services.approvals import requester_of
 from hubmirror.services.metadata import CacheStatus
 from hubmirror.services.policy import PolicyGuard
 from hubmirror.services.revisions import DEFAULT_BRANCH, RevisionResolver
+from hubmirror.storage.descriptors import finish_in_thread
 from hubmirror.storage.gitanswers import AnswerWriter, GitAnswerStore
 from hubmirror.upstream.client import BodyStream
 from hubmirror.upstream.source import Upstream
@@ -280,10 +281,10 @@ class GitProxy:
                         writer.discard()
                         writer = None
                     else:
-                        await asyncio.to_thread(writer.write, chunk)
+                        await finish_in_thread(writer.write, chunk)
                 yield chunk
             if writer is not None and checker.complete:
-                await asyncio.to_thread(writer.commit)
+                await finish_in_thread(writer.commit)
                 committed = True
         finally:
             if writer is not None and not committed:

@@ -26,6 +26,7 @@ from typing import BinaryIO, Protocol
 from hubmirror.core.errors import IntegrityError, MirrorError
 from hubmirror.core.types import BlobKey, HashAlgorithm
 from hubmirror.storage.backend import BlobBackend
+from hubmirror.storage.descriptors import finish_in_thread
 from hubmirror.storage.diskerrors import on_disk
 from hubmirror.storage.file_backend import FileBackend
 from hubmirror.storage.index import Index
@@ -143,12 +144,12 @@ class BlobStore:
         await self.check_digest(partial, digest)
         key = partial.key
         await self._index.begin_blob(key, partial.size)
-        await asyncio.to_thread(partial.seal)
+        await finish_in_thread(partial.seal)
         kept = False
         if self.tier is not None:
-            kept = await asyncio.to_thread(self._keep_copy, key, partial.data_path)
+            kept = await finish_in_thread(self._keep_copy, key, partial.data_path)
         await self.backend.put_verified(key, partial.data_path)
-        await asyncio.to_thread(partial.finish)
+        await finish_in_thread(partial.finish)
         await self._index.add_blob(key, partial.size)
         return self.local_path(key) if self.is_local or kept else None
 
@@ -158,7 +159,7 @@ class BlobStore:
         key = partial.key
         if digest != key.hexdigest:
             partial.close()
-            await asyncio.to_thread(partial.discard)
+            await finish_in_thread(partial.discard)
             raise IntegrityError(f"upstream bytes hash to {digest}, expected {key.hexdigest}")
 
     async def adopt(self, key: BlobKey, size: int, verified: Path) -> None:
@@ -208,7 +209,7 @@ class BlobStore:
         try:
             with on_disk(f"copy {key}"), open(destination, "wb") as file:  # noqa: ASYNC230
                 async for chunk in self.backend.read(key, 0, size):
-                    await asyncio.to_thread(_write_hashed, file, hasher, chunk)
+                    await finish_in_thread(_write_hashed, file, hasher, chunk)
             if hasher.hexdigest() != key.hexdigest:
                 raise IntegrityError(f"the stored bytes of {key} do not hash to its name")
         except BaseException:

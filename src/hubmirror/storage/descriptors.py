@@ -1,14 +1,44 @@
-"""Opening files off the event loop without leaking a descriptor to a cancellation.
+"""Blocking file calls off the event loop that a cancellation cannot leave behind.
 
 `asyncio.to_thread(os.open, ...)` cancelled while the thread runs loses the descriptor
-the thread then returns; `open_read_only` closes it instead.
+the thread then returns; `open_read_only` closes it instead. `asyncio.to_thread` of a
+write or a checkpoint, cancelled, returns at once while the thread still runs: the
+caller then closes the descriptor or removes the file under it, and the thread's late
+write lands on a reused descriptor or recreates a removed record. `finish_in_thread`
+lets the call return before the cancellation goes on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+async def finish_in_thread(func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """`func(*args, **kwargs)` in a thread; when the caller is cancelled, the call still
+    runs to its end before the cancellation propagates (its outcome is then dropped)."""
+    return await finish(asyncio.ensure_future(asyncio.to_thread(func, *args, **kwargs)))
+
+
+async def finish(call: asyncio.Future[T]) -> T:
+    """The outcome of a call already running in a thread; a cancellation of the caller
+    waits for the call's end (see `finish_in_thread`)."""
+    try:
+        return await asyncio.shield(call)
+    except asyncio.CancelledError:
+        while not call.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait({call})
+        if not call.cancelled():
+            call.exception()  # retrieved: the caller hears of its cancellation instead
+        raise
 
 
 async def open_read_only(path: str | Path) -> int:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from hubmirror.core.errors import BlobMissingError
 from hubmirror.core.types import BlobKey
-from hubmirror.storage.descriptors import open_read_only
+from hubmirror.storage.descriptors import finish_in_thread, open_read_only
 from hubmirror.storage.diskerrors import on_disk
 from hubmirror.storage.layout import BlobTree
 
@@ -94,7 +94,7 @@ class FileBackend:
                 raise BlobMissingError(f"{key} is not in the blob store") from None
 
     async def put_verified(self, key: BlobKey, staged: Path) -> None:
-        await asyncio.to_thread(self._put_verified, key, staged)
+        await finish_in_thread(self._put_verified, key, staged)
 
     def _put_verified(self, key: BlobKey, staged: Path) -> None:
         final = self.tree.blob_path(key)

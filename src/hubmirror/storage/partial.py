@@ -85,8 +85,10 @@ class PartialFile:
         return self.size - self.recovered.total
 
     def _load_ranges(self) -> RangeSet:
-        """The ranges a previous run checkpointed, if its sidecar fits this blob."""
-        if not self.data_path.exists():
+        """The ranges a previous run checkpointed, if its sidecar fits this blob and its
+        data file (created at full size) is still there: a record beside a file just
+        created, or one of another size, describes bytes that are gone."""
+        if os.fstat(self._descriptor).st_size != self.size:
             return RangeSet()
         return recorded_ranges(self.ranges_path, self.size)
 
