@@ -20,7 +20,7 @@ from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 from tests.e2e.http import fetch
 from tests.e2e.hubfiles import hub_file
 from tests.e2e.mirror_process import MirrorProcess, running_mirror
-from tests.e2e.operator import hubmirror_command
+from tests.e2e.operator import hubmirror_command, json_lines
 from tests.fakehub import FakeHub
 
 PICKLED = "hm-test/pickled-model"
@@ -101,6 +101,17 @@ def test_a_dangerous_pickle_is_blocked_for_the_first_client_and_every_later_one(
             assert time.monotonic() < deadline, served
             time.sleep(0.2)
         assert hashlib.sha256(served[2]).hexdigest() == evil.sha256
+        # The audit log holds the refusals, the waiver (who, which blob) and the download.
+        deadline = time.monotonic() + 5  # the last answer's record follows its last byte
+        events = json_lines(mirror, "audit", "--repo", PICKLED, "--json")
+        while not any(e["result"] == "ok" and e["path"] == "pytorch_model.bin" for e in events):
+            assert time.monotonic() < deadline, events
+            time.sleep(0.2)
+            events = json_lines(mirror, "audit", "--repo", PICKLED, "--json")
+        refused_paths = {e["path"] for e in events if e["result"] == "403 UnsafeFile"}
+        assert refused_paths == {"pytorch_model.bin", "evil.pkl"}
+        waivers = [e for e in events if e["event"] == "approved"]
+        assert len(waivers) == 1 and evil.sha256 in json.dumps(waivers[0])
 
 
 def test_warn_mode_serves_with_a_warning_header(fake_hub: FakeHub, tmp_path: Path) -> None:
