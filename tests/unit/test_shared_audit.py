@@ -24,11 +24,16 @@ class FlakyIndex(SqliteIndex):
     down = False
     writes = 0
 
+    def __init__(self, database: SqliteDatabase) -> None:
+        super().__init__(database)
+        self.written = asyncio.Event()
+
     async def add_audit_records(self, records: Sequence[AuditRow], keep: int) -> None:
         if self.down:
             raise IndexUnreachableError("the index did not answer")
         self.writes += 1
         await super().add_audit_records(records, keep)
+        self.written.set()
 
 
 @pytest.fixture
@@ -46,7 +51,7 @@ async def test_records_are_written_in_batches(index: FlakyIndex, tmp_path: Path)
     log = SharedAuditLog(index, interval=0.05)
     for number in range(500):
         log.record(record(number))
-    await asyncio.sleep(0.3)
+    await asyncio.wait_for(index.written.wait(), 10)
     assert index.writes == 1  # one batch for all of them
     newest = await log.newest(3)
     assert [entry.path for entry in newest] == ["f499", "f498", "f497"]
