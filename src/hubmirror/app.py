@@ -16,8 +16,9 @@ from hubmirror.core.policy import Policy
 from hubmirror.mirror import Mirror, build_mirror
 from hubmirror.ops.purge import purge
 from hubmirror.ops.sync import sync_forever
+from hubmirror.services.revisions import DEFAULT_BRANCH
 from hubmirror.storage.gitanswers import GitAnswerStore
-from hubmirror.web.api import handle_metadata
+from hubmirror.web.api import client_headers, handle_metadata
 from hubmirror.web.auth import Admission, read_as_mirror
 from hubmirror.web.dashboard import handle_dashboard_api, handle_home, handle_static
 from hubmirror.web.deadlines import add_upstream_header
@@ -70,9 +71,9 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         return await handle_git(request, route, mirror.git)
     if route.endpoint in LFS_ENDPOINTS:
         return await handle_lfs(request, route, mirror)
-    if route.endpoint is Endpoint.FORWARD or (
-        route.endpoint is Endpoint.REPO_INFO and set(request.query) - {"blobs"}
-    ):
+    if route.endpoint is Endpoint.REPO_INFO and set(request.query) - {"blobs"}:
+        return await _forward_repo_info(request, route, mirror)
+    if route.endpoint is Endpoint.FORWARD:
         return await handle_forward(
             request, mirror.upstream, [u.url for u in mirror.settings.upstream_list()]
         )
@@ -99,6 +100,22 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     if route.endpoint in _MIRROR_PAGES:
         return await _mirror_page(request, route, mirror)
     return await handle_metadata(request, route, mirror.metadata)
+
+
+async def _forward_repo_info(
+    request: web.Request, route: Route, mirror: Mirror
+) -> web.StreamResponse:
+    """Repo info with parameters the mirror does not keep (`expand`, `securityStatus`):
+    forwarded once the repo passed what a cached answer passes (policy, approval, access,
+    licence); a repo locked to one commit answers that commit's info instead."""
+    assert route.repo is not None
+    revision = route.revision or DEFAULT_BRANCH
+    await mirror.revisions.resolve(route.repo, revision, client_headers(request))
+    if mirror.guard.locked_commit(route.repo) is not None:
+        return await handle_metadata(request, route, mirror.metadata)
+    return await handle_forward(
+        request, mirror.upstream, [u.url for u in mirror.settings.upstream_list()]
+    )
 
 
 _MIRROR_PAGES = frozenset(

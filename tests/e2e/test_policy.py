@@ -193,6 +193,8 @@ def test_a_denied_licence_is_refused_naming_it(
         status, headers, _ = fetch(f"{mirror.url}/api/models/hm-test/noncommercial-model")
         assert (status, headers["X-Error-Code"]) == (403, "RepoNotFound")
         assert "licenses_deny 'cc-by-nc-*'" in headers["X-Error-Message"]
+        forwarded = f"{mirror.url}/api/models/hm-test/noncommercial-model?securityStatus=1"
+        assert fetch(forwarded)[0] == 403  # nor forwarded with parameters the mirror keeps not
         # A repo whose card states no licence is not denied by a deny list.
         local = hf_hub_download(
             "hm-test/tiny-model", "config.json", endpoint=mirror.url, cache_dir=client_cache

@@ -78,9 +78,13 @@ def test_a_refused_repo_records_a_request_that_an_approval_lifts(
         hf_hub_download(
             TINY, "config.json", token=VALID_TOKEN, endpoint=mirror.url, cache_dir=tmp_path / "b"
         )
+    # Parameters the mirror forwards (expand, securityStatus) are refused the same way.
+    for query in ("?expand=downloads", "?securityStatus=true"):
+        status, headers, _ = fetch(f"{mirror.url}/api/models/{TINY}{query}")
+        assert (status, headers["X-Error-Code"]) == (403, "RepoNotFound"), query
     assert fake_hub.requests[since:] == []  # refused before any upstream request
     (pending,) = listed(mirror, "--status", "pending")
-    assert (pending["repo"], pending["times"], pending["revision"]) == (TINY, 2, "main")
+    assert (pending["repo"], pending["times"], pending["revision"]) == (TINY, 4, "main")
     assert pending["requester"] not in ("", "anonymous", VALID_TOKEN)  # a hash prefix
     assert VALID_TOKEN not in json.dumps(pending)
 
@@ -148,6 +152,10 @@ def test_an_approval_locked_to_a_tag_serves_that_commit_for_every_branch(
     assert api.model_info(TINY, revision="dev").sha == first.sha
     with pytest.raises(RevisionNotFoundError, match="is approved on this mirror"):
         api.model_info(TINY, revision=latest.sha)
+    # Info the mirror would forward (securityStatus) is the locked commit's too.
+    assert api.model_info(TINY, securityStatus=True).sha == first.sha
+    status, _, body = fetch(f"{mirror.url}/api/models/{TINY}?expand=sha")
+    assert status == 200 and json.loads(body)["sha"] == first.sha
 
 
 class Webhook(http.server.BaseHTTPRequestHandler):

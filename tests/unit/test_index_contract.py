@@ -489,6 +489,8 @@ async def test_requests_count_asks_and_keep_the_decision(index: Index) -> None:
     again = await index.record_request(MODEL, "v1.0", "127.0.0.1")
     assert (again.number, again.times, again.revision) == (first.number, 2, "v1.0")
     assert again.first_asked == first.first_asked and again.requester == "127.0.0.1"
+    default = await index.record_request(MODEL, "", "127.0.0.1")  # the default branch
+    assert (default.times, default.revision) == (3, "v1.0")  # the last one named is kept
     other = await index.record_request(OTHER, "main", "anonymous")
     assert other.number > first.number
     approved = await index.decide_request(
@@ -496,7 +498,7 @@ async def test_requests_count_asks_and_keep_the_decision(index: Index) -> None:
     )
     assert (approved.number, approved.times, approved.status) == (
         first.number,
-        2,
+        3,
         RequestStatus.APPROVED,
     )
     assert (approved.note, approved.decided_by, approved.locked_commit) == (
@@ -506,7 +508,7 @@ async def test_requests_count_asks_and_keep_the_decision(index: Index) -> None:
     )
     assert approved.decided_at is not None
     asked_after = await index.record_request(MODEL, "main", "abc12345")
-    assert (asked_after.status, asked_after.times) == (RequestStatus.APPROVED, 3)
+    assert (asked_after.status, asked_after.times) == (RequestStatus.APPROVED, 4)
     # A repo nobody asked for may be approved (or rejected) outright.
     unasked = RepoRef(RepoType.DATASET, "ns/data")
     rejected = await index.decide_request(unasked, RequestStatus.REJECTED, "licence", "cli:bob")

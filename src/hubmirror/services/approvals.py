@@ -26,6 +26,9 @@ from hubmirror.storage.index import Index, RepoRequest
 logger = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 2.0
+# Pending requests recorded at most: anyone may ask for any id, and every process reads
+# the table again every REFRESH_SECONDS. Beyond it, refusals still answer, unrecorded.
+MAX_PENDING_REQUESTS = 1000
 DEFAULT_CONTACT = "this mirror's administrators"
 
 
@@ -53,6 +56,8 @@ class Approvals:
         self.contact = contact or DEFAULT_CONTACT
         self._interval = interval
         self._decided: dict[RepoRef, RepoRequest] = {}
+        self._pending: set[RepoRef] = set()
+        self._full_warned = False
 
     def decision(self, repo: RepoRef) -> RepoRequest | None:
         """The approval or rejection of `repo` (None: none, or still pending)."""
@@ -75,6 +80,11 @@ class Approvals:
             return None
         return decision.locked_commit
 
+    async def _approved(self, repo: RepoRef) -> RepoRequest | None:
+        """The index's approval of `repo`, if it has one."""
+        approved = await self._index.repo_requests(RequestStatus.APPROVED)
+        return next((request for request in approved if request.repo == repo), None)
+
     async def requests(self) -> list[RepoRequest]:
         """Every request, by number (for the administrators' list)."""
         return await self._index.repo_requests()
@@ -91,12 +101,17 @@ class Approvals:
             for request in requests
             if request.status is not RequestStatus.PENDING
         }
+        self._pending = {r.repo for r in requests if r.status is RequestStatus.PENDING}
+        self._full_warned = len(self._pending) >= MAX_PENDING_REQUESTS and self._full_warned
 
     async def run(self) -> None:
         """Refresh every `interval` seconds until cancelled."""
         while True:
             await asyncio.sleep(self._interval)
-            await self.refresh()
+            try:
+                await self.refresh()
+            except Exception:  # the decisions last read stand; the next round retries
+                logger.exception("approvals not read")
 
     async def decide(
         self,
@@ -109,7 +124,17 @@ class Approvals:
         use_mirror_token: bool = False,
     ) -> RepoRequest:
         """Record an administrator's decision (and the blobs whose scanner findings it
-        waives), audit it, tell the webhook, and put it in force in this process."""
+        waives), audit it, tell the webhook, and put it in force in this process.
+
+        A decision replaces the earlier one, but an approval that only waives blobs
+        (no lock, no mirror token) of an approved repo keeps that approval's lock and
+        mirror-token setting: the refusal of an unsafe file tells administrators to
+        run it, and it must not open a reviewed release to every later commit.
+        """
+        if status is RequestStatus.APPROVED and waived and not locked_commit:
+            earlier = await self._approved(repo)
+            if earlier is not None and not use_mirror_token:
+                locked_commit, use_mirror_token = earlier.locked_commit, earlier.use_mirror_token
         request = await self._index.decide_request(
             repo, status, note, who, locked_commit, use_mirror_token
         )
@@ -142,12 +167,24 @@ class Approvals:
         return request
 
     async def ask(self, repo: RepoRef, revision: str, requester: str) -> RepoRequest | None:
-        """Record that `requester` asked for `repo` (None when the index cannot)."""
+        """Record that `requester` asked for `repo` (None when the index cannot, or
+        MAX_PENDING_REQUESTS other repos are pending)."""
+        if repo not in self._pending and len(self._pending) >= MAX_PENDING_REQUESTS:
+            if not self._full_warned:
+                logger.warning(
+                    "%d requests are pending: new ones are not recorded until some are "
+                    "decided (hubmirror requests list)",
+                    len(self._pending),
+                )
+                self._full_warned = True
+            return None
         try:
             request = await self._index.record_request(repo, revision, requester)
         except MirrorError as error:
             logger.warning("request for %s not recorded: %s", repo, error.message)
             return None
+        if request.status is RequestStatus.PENDING:
+            self._pending.add(repo)
         if request.times == 1:
             logger.info("request #%d: %s asked for %s", request.number, requester, repo)
             if self._notifier is not None:

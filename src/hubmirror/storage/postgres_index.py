@@ -650,7 +650,9 @@ class PostgresIndex:
             "INSERT INTO repo_requests AS r (repo_type, repo_id, status, revision, times, "
             "first_asked, last_asked, requester, note, decided_by) "
             "VALUES ($1, $2, $3, $4, 1, $5, $5, $6, '', '') ON CONFLICT (repo_type, repo_id) "
-            "DO UPDATE SET times = r.times + 1, revision = EXCLUDED.revision, "
+            "DO UPDATE SET times = r.times + 1, "
+            "revision = CASE EXCLUDED.revision WHEN '' THEN r.revision "
+            "ELSE EXCLUDED.revision END, "
             "first_asked = COALESCE(r.first_asked, EXCLUDED.first_asked), "
             "last_asked = EXCLUDED.last_asked, requester = EXCLUDED.requester "
             "RETURNING *",

@@ -608,7 +608,9 @@ class SqliteDatabase:
                 "INSERT INTO repo_requests (repo_type, repo_id, status, revision, times, "
                 "first_asked, last_asked, requester, note, decided_by) "
                 "VALUES (?, ?, ?, ?, 1, ?, ?, ?, '', '') ON CONFLICT (repo_type, repo_id) "
-                "DO UPDATE SET times = times + 1, revision = excluded.revision, "
+                "DO UPDATE SET times = times + 1, "
+                "revision = CASE excluded.revision WHEN '' THEN revision "
+                "ELSE excluded.revision END, "
                 "first_asked = COALESCE(first_asked, excluded.first_asked), "
                 "last_asked = excluded.last_asked, requester = excluded.requester",
                 (
