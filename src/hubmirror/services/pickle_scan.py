@@ -11,14 +11,17 @@ decompiles whole pickles (slower, more than a verdict needs) and modelscan pulls
 framework-specific scanners for formats the mirror does not serve as pickles.
 
 A `.npy` header is read here (the format is a magic, a version and a Python literal),
-so that numpy is not a dependency: only arrays of objects carry a pickle.
+so that numpy is not a dependency: only arrays of objects carry a pickle (`.npz` is a
+zip of them). Content the scanner cannot read is UNSCANNABLE, never an exception.
 """
 
 from __future__ import annotations
 
 import ast
 import enum
+import logging
 import struct
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
@@ -29,6 +32,8 @@ SCANNED_SUFFIXES = frozenset(
     {".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib", ".npy", ".npz", ".zip"}
 )
 NPY_MAGIC = b"\x93NUMPY"
+
+logger = logging.getLogger(__name__)
 
 
 class ScanVerdict(enum.Enum):
@@ -56,12 +61,36 @@ def scan_file(location: Path, name: str) -> ScanOutcome:
     """Scan the file at `location`, whose repo path is `name` (blocking: run it in a
     thread). Reads what the format needs: a zip's pickles, a pickle's opcodes."""
     suffix = PurePosixPath(name).suffix.lower()
-    with location.open("rb") as file:
-        result = _scan_npy(file, name) if suffix == ".npy" else scan_bytes(file, name, suffix)
+    try:
+        with location.open("rb") as file:
+            result = _SCANNERS.get(suffix, _scan_any)(file, name, suffix)
+    except OSError:
+        raise  # the file, not its content: the download fails and is retried
+    except Exception as error:
+        # picklescan raises ValueError, struct.error, ModuleNotFoundError (for .npz, which
+        # wants numpy) or a bare Exception (7z) on content it cannot read.
+        logger.warning("picklescan could not read %s: %r", name, error)
+        return ScanOutcome(ScanVerdict.UNSCANNABLE)
     return _outcome(result)
 
 
-def _scan_npy(file: IO[bytes], name: str) -> ScanResult:
+def _scan_any(file: IO[bytes], name: str, suffix: str) -> ScanResult:
+    """What picklescan makes of the file (a zip's pickles, a pickle's opcodes)."""
+    return scan_bytes(file, name, suffix)
+
+
+def _scan_npz(file: IO[bytes], name: str, _suffix: str = ".npz") -> ScanResult:
+    """A `.npz` zip: each `.npy` inside (picklescan would want numpy for them)."""
+    result = ScanResult([])
+    with zipfile.ZipFile(file) as archive:
+        for member in archive.namelist():
+            if member.endswith(".npy"):
+                with archive.open(member) as entry:
+                    result.merge(_scan_npy(entry, f"{name}:{member}"))
+    return result
+
+
+def _scan_npy(file: IO[bytes], name: str, _suffix: str = ".npy") -> ScanResult:
     """A `.npy` file: its pickle, when the array holds objects (else nothing to run)."""
     if file.read(len(NPY_MAGIC)) != NPY_MAGIC:
         file.seek(0)
@@ -77,6 +106,9 @@ def _scan_npy(file: IO[bytes], name: str) -> ScanResult:
     if "O" not in str(descr):
         return ScanResult([], scanned_files=1)
     return scan_pickle_bytes(file, name)
+
+
+_SCANNERS = {".npy": _scan_npy, ".npz": _scan_npz}
 
 
 def _outcome(result: ScanResult) -> ScanOutcome:
