@@ -246,7 +246,7 @@ async def build_mirror(settings: Settings, owns_cache: bool = False) -> Mirror:
     )
     # `eviction` is bound below: nothing is stored before this function returns.
     fetcher = Fetcher(
-        store, index, tuning, metrics, lambda _key, _size: eviction.nudge(), vet=scans.vet
+        store, index, tuning, metrics, lambda _key, _size: eviction.nudge(), vet=scans
     )
     approvals = Approvals(index, settings.approval_contact, notifier=notifier)
     await approvals.refresh()

@@ -18,8 +18,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from hubmirror.core.errors import IntegrityError, MirrorError, UpstreamUnavailableError
 from hubmirror.core.metrics import MirrorMetrics
-from hubmirror.core.types import BlobKey, HashAlgorithm
-from hubmirror.services.download import FetchTuning
+from hubmirror.core.types import BlobKey, HashAlgorithm, RepoRef, RepoType
+from hubmirror.services.download import FetchTuning, FileOrigin, Vet
 from hubmirror.services.fetcher import Fetcher
 from hubmirror.storage.blobs import BlobStore
 from hubmirror.storage.file_backend import FileBackend
@@ -93,12 +93,14 @@ class FakeSource:
         pass
 
 
-def make_fetcher(root: Path, tuning: FetchTuning) -> tuple[Fetcher, BlobStore, SqliteIndex]:
+def make_fetcher(
+    root: Path, tuning: FetchTuning, vet: Vet | None = None
+) -> tuple[Fetcher, BlobStore, SqliteIndex]:
     layout = CacheLayout(root)
     layout.create_dirs()
     index = SqliteIndex(SqliteDatabase(layout.index_path))
     store = BlobStore(layout, FileBackend(layout.blobs), index)
-    return Fetcher(store, index, tuning, MirrorMetrics()), store, index
+    return Fetcher(store, index, tuning, MirrorMetrics(), vet=vet), store, index
 
 
 def key_of(data: bytes) -> BlobKey:
@@ -293,4 +295,48 @@ async def test_segments_dropped_together_retry_after_different_delays(
     assert len(delays) == 4
     assert all(isinstance(delay, float) and 0.0 <= delay < 0.02 for delay in delays)
     assert len(set(delays)) == 4
+    await index.close()
+
+
+class Refusing:
+    """Looks at `.pkl` files only, and keeps every one back once released."""
+
+    def __init__(self) -> None:
+        self.called, self.release = asyncio.Event(), asyncio.Event()
+
+    def applies(self, origin: FileOrigin | None) -> bool:
+        return origin is not None and origin.path.endswith(".pkl")
+
+    async def vet(self, key: BlobKey, location: Path, origin: FileOrigin | None) -> None:
+        self.called.set()  # every byte arrived and matched the hash
+        await self.release.wait()
+        raise IntegrityError(f"{origin} is kept back")
+
+
+async def test_a_vetted_file_keeps_its_last_byte_from_footer_reads_too(tmp_path: Path) -> None:
+    refusing = Refusing()
+    fetcher, _store, index = make_fetcher(tmp_path, SEGMENTED, refusing)
+    data = random.Random(5).randbytes(200_000)
+    origin = FileOrigin(RepoRef(RepoType.MODEL, "org/repo"), "c" * 40, "evil.pkl")
+    download = fetcher.download(key_of(data), len(data), FakeSource(data), origin)  # type: ignore[arg-type]
+    assert download is not None
+    received = bytearray()
+
+    async def read_footer() -> None:
+        async for chunk in download.read(len(data) - 100, len(data)):
+            received.extend(chunk)
+
+    footer = asyncio.create_task(read_footer())
+    await asyncio.wait_for(refusing.called.wait(), 10)
+    with pytest.raises(TimeoutError):  # still waiting, for the last byte only
+        await asyncio.wait_for(asyncio.shield(footer), 0.3)
+    assert bytes(received) == data[-100:-1]
+    refusing.release.set()
+    with pytest.raises(IntegrityError, match="kept back"):
+        await footer
+    assert bytes(received) == data[-100:-1]
+    # A file the vet does not look at (no origin here) serves its footer as usual.
+    other = random.Random(6).randbytes(200_000)
+    footer_bytes = await read_range(fetcher, other, FakeSource(other), 199_900, 200_000)
+    assert footer_bytes == other[-100:]
     await index.close()

@@ -31,7 +31,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator
 from contextlib import AbstractAsyncContextManager, aclosing
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,9 +121,16 @@ def _content_range_start(body: BodyStream) -> int | None:
     return int(first) if first.isdigit() else None
 
 
-# Looks at a download's verified bytes before they are stored (the pickle scanner);
-# raising keeps them back.
-Vet = Callable[[BlobKey, Path, "FileOrigin | None"], Awaitable[None]]
+class Vet(Protocol):
+    """Looks at a download's verified bytes before they are stored (the pickle
+    scanner); raising keeps them back."""
+
+    def applies(self, origin: FileOrigin | None) -> bool:
+        """Whether downloads of this file are looked at: their readers then get the
+        last byte only after the verdict, whatever range they read."""
+
+    async def vet(self, key: BlobKey, location: Path, origin: FileOrigin | None) -> None:
+        """Raise to keep the verified bytes at `location` from being stored."""
 
 
 class InFlightBlob(Protocol):
@@ -180,7 +187,7 @@ class Download:
         self._source = source
         self._tuning = tuning
         self._store = store
-        self._vet = vet
+        self._vet = vet if vet is not None and vet.applies(origin) else None
         self._segmented = self.size >= tuning.segment_threshold and tuning.connections > 1
         segment = tuning.segment_size if self._segmented else None
         self._queue: deque[Piece] = deque(plan_pieces(self.ranges.missing(0, self.size), segment))
@@ -302,7 +309,7 @@ class Download:
             await asyncio.gather(hashing, checkpointing, return_exceptions=True)
         await self._store.check_digest(self._partial, digest)
         if self._vet is not None:  # verified; readers still wait for the last byte
-            await self._vet(self.key, self._partial.data_path, self.origin)
+            await self._vet.vet(self.key, self._partial.data_path, self.origin)
         if not self._store.is_local:
             # An upload to an object store takes seconds: readers get the last byte
             # now, verified. (A local commit is a rename: a client that has the whole
@@ -530,11 +537,13 @@ class Download:
     async def spans(self, start: int, end: int) -> AsyncGenerator[tuple[int, int]]:
         """Yield `(offset, length)` windows of `[start, end)` as they land on disk.
 
-        For a read of the whole blob or of a long tail, the final byte is only part of
-        a window once the hash is verified; a failed download raises its error here.
+        For a read of the whole blob or of a long tail (or any read of a file that is
+        vetted), the final byte is only part of a window once the hash is verified (and
+        the file vetted); a failed download raises its error here.
         """
         verified_end = end
-        if end == self.size and (start == 0 or end - start > LONGEST_UNVERIFIED_TAIL):
+        long_read = start == 0 or end - start > LONGEST_UNVERIFIED_TAIL
+        if end == self.size and (long_read or self._vet is not None):
             verified_end = self.size - 1
         self._readers += 1
         try:

@@ -54,11 +54,16 @@ class ScanGate:
         self._metrics = metrics
         self._records: TTLCache[BlobKey, ScanRecord | None] = TTLCache(RECORDS_KEPT, RECORD_SECONDS)
 
+    def applies(self, origin: FileOrigin | None) -> bool:
+        """Whether a download of this file is scanned (pickle-based files only)."""
+        return self.mode != "off" and origin is not None and is_scanned(origin.path)
+
     async def vet(self, key: BlobKey, location: Path, origin: FileOrigin | None) -> None:
         """Scan a verified download before it is stored; raise UnsafeFileError to keep
         it back (blocked, not waived). Only pickle-based files are scanned."""
-        if self.mode == "off" or origin is None or not is_scanned(origin.path):
+        if not self.applies(origin):
             return
+        assert origin is not None
         outcome = await asyncio.to_thread(scan_file, location, origin.path)
         self._metrics.scanned_files.labels(outcome.verdict.value).inc()
         await self._index.set_scan_verdict(key, outcome.verdict.value, outcome.findings)
