@@ -95,8 +95,10 @@ class ScanGate:
 
     async def check(self, repo: RepoRef, path: str, key: BlobKey) -> str | None:
         """Raise UnsafeFileError when the blob is blocked; the warning to send with a
-        dangerous file that is served anyway (warn mode); None otherwise."""
-        if self.mode == "off" or not is_scanned(path):
+        dangerous file that is served anyway (warn mode); None otherwise. The verdict
+        is the blob's, whatever the file is called: a blocked pickle is blocked under
+        any name, in any repo."""
+        if self.mode == "off":
             return None
         record = await self._record(key)
         if record is None or record.verdict != ScanVerdict.DANGEROUS.value or record.waived_by:
