@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from tests.e2e.gitclient import GitClient, checkout_files, expected_files
 from tests.e2e.http import fetch
 from tests.e2e.hubfiles import commit_at, hub_file
 from tests.e2e.mirror_process import MirrorProcess, running_mirror
+from tests.e2e.operator import hubmirror_command
 from tests.fakehub import NO_ACCESS_TOKEN, VALID_TOKEN, FakeHub
 from tests.fakehub.content import RepoType
 from tests.fakehub.fixtures import running_hub
@@ -406,3 +408,71 @@ def test_denied_repos_are_refused_on_git_and_lfs_routes_naming_the_rule(
         assert "mirror policy" in answer["message"]
         git.clone(f"{mirror.url}/tiny-legacy", tmp_path / "allowed")
     assert fake_hub.count(path_contains="/hm-test/big-lfs/info/refs") == 0
+
+
+def upload_pack_post(mirror: MirrorProcess, repo_path: str) -> tuple[int, dict[str, str]]:
+    """POST a bare flush to a repo's `git-upload-pack`; the status and headers."""
+    content_type = "application/x-git-upload-pack-request"
+    status, headers, _ = send(
+        f"{mirror.url}/{repo_path}.git/git-upload-pack",
+        "POST",
+        b"0000",
+        {"Content-Type": content_type, "Git-Protocol": "version=2"},
+    )
+    return status, headers
+
+
+def test_a_licence_denied_repo_is_refused_on_git_as_on_the_api(
+    fake_hub: FakeHub, git: GitClient, tmp_path: Path
+) -> None:
+    repo = "hm-test/noncommercial-model"
+    config = tmp_path / "hubmirror.toml"
+    config.write_text('[policy]\nlicenses_deny = ["cc-by-nc-*"]\n')
+    with running_mirror(tmp_path / "cache", fake_hub.url, "--config", str(config)) as mirror:
+        status, headers, _ = fetch(f"{mirror.url}/api/models/{repo}")
+        assert (status, headers["X-Error-Code"]) == (403, "RepoNotFound")
+        message = headers["X-Error-Message"]
+        assert "licenses_deny 'cc-by-nc-*'" in message
+        before = fake_hub.count(path_contains=f"/{repo}/info/refs")
+        refused = git.clone(f"{mirror.url}/{repo}", tmp_path / "denied", check=False)
+        assert refused.returncode != 0
+        assert f"remote: {message}" in refused.stderr
+        status, headers = upload_pack_post(mirror, repo)
+        assert (status, headers["X-Error-Code"], headers["X-Error-Message"]) == (
+            403,
+            "RepoNotFound",
+            message,
+        )
+        assert fake_hub.count(path_contains=f"/{repo}/info/refs") == before
+        git.clone(f"{mirror.url}/{TINY}", tmp_path / "allowed")  # its card states none
+
+
+def test_a_revision_locked_repo_refuses_git_naming_its_commit(
+    fake_hub: FakeHub, git: GitClient, tmp_path: Path
+) -> None:
+    config = tmp_path / "hubmirror.toml"
+    config.write_text('[policy]\nmode = "allowlist"\n')
+    locked = commit_at(fake_hub, TINY, "v1.0").sha
+    with running_mirror(tmp_path / "cache", fake_hub.url, "--config", str(config)) as mirror:
+        approved = hubmirror_command(
+            mirror, "requests", "approve", TINY, "--revision", "v1.0", "--upstream", fake_hub.url
+        )
+        assert approved.returncode == 0, approved.stderr
+        wait_until_served(f"{mirror.url}/api/models/{TINY}")
+        before = fake_hub.count(path_contains=f"/{TINY}/info/refs")
+        refused = git.clone(f"{mirror.url}/{TINY}", tmp_path / "locked", check=False)
+        assert refused.returncode != 0
+        assert f"remote: {TINY} is locked to commit {locked} on this mirror" in refused.stderr
+        assert "git access is not offered for locked repos" in refused.stderr
+        status, headers = upload_pack_post(mirror, TINY)
+        assert (status, headers["X-Error-Code"]) == (403, "RepoNotFound")
+        assert f"locked to commit {locked}" in headers["X-Error-Message"]
+        assert fake_hub.count(path_contains=f"/{TINY}/info/refs") == before
+
+
+def wait_until_served(url: str, seconds: float = 5.0) -> None:
+    """Until `url` answers 200 (a running server reads decisions every 2 s)."""
+    deadline = time.monotonic() + seconds
+    while (status := fetch(url)[0]) != 200:
+        assert time.monotonic() < deadline, status
+        time.sleep(0.2)

@@ -15,7 +15,7 @@ An answer is stored only once it streamed completely and checked whole (a pack w
 SHA-1 trailer matches, a pkt-line stream ending in a flush). Incremental fetches
 (`have` lines) always need the upstream. Cached answers of gated and private repos are
 served only to callers the access gate accepts, and every route honours the repo
-rules of the policy.
+and licence rules of the policy; a repo an approval locked to one commit is refused.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from hubmirror.core.errors import MirrorError, UpstreamUnavailableError
+from hubmirror.core.errors import MirrorError, PolicyDeniedError, UpstreamUnavailableError
 from hubmirror.core.gitproto import (
     PackAnswerChecker,
     PktStreamChecker,
@@ -149,9 +149,9 @@ class GitProxy:
     @asynccontextmanager
     async def info_refs(self, request: GitRequest) -> AsyncIterator[GitAnswer]:
         """The ref advertisement of `git-upload-pack`: the upstream's, else the last one
-        stored (STALE). Raises PolicyDeniedError, the access gate's refusals, and
-        UpstreamUnavailableError when neither can answer."""
-        await self._guard.check_repo(request.repo, "", requester_of(request.credentials))
+        stored (STALE). Raises what `_admit` raises, and UpstreamUnavailableError when
+        neither can answer."""
+        await self._admit(request)
         digest = self.digest(request, "info-refs", b"")
         async with AsyncExitStack() as stack:
             stream = await self._open(stack, "GET", request, None)
@@ -186,7 +186,7 @@ class GitProxy:
         streamed body: never cached). A stored fresh-clone pack answers at once (HIT);
         an ls-refs answer is used only when the upstream cannot answer (STALE).
         """
-        await self._guard.check_repo(request.repo, "", requester_of(request.credentials))
+        await self._admit(request)
         kind = classified.kind if classified is not None else UploadPackKind.OTHER
         digest = None
         if classified is not None and classified.cacheable:
@@ -216,6 +216,22 @@ class GitProxy:
                 "the upstream is unreachable; without it the mirror serves only fresh "
                 "clones of commits it has cloned before (fetches with `have`s need it)"
             )
+
+    async def _admit(self, request: GitRequest) -> None:
+        """Refuse what the API refuses (the repo rules, approvals and, when the policy
+        judges them, the licence of the default branch's card), and every repo an
+        approval locked to one commit: git would reach every other commit too.
+        Raises PolicyDeniedError, or what resolving raises."""
+        repo = request.repo
+        await self._guard.check_repo(repo, "", requester_of(request.credentials))
+        locked = self._guard.locked_commit(repo)
+        if locked is not None:
+            raise PolicyDeniedError(
+                f"{repo.repo_id} is locked to commit {locked} on this mirror; git access "
+                "is not offered for locked repos (download its files through the Hub API)"
+            )
+        if self._guard.judges_licenses:
+            await self._revisions.resolve(repo, DEFAULT_BRANCH, request.credentials)
 
     async def _remember_repo(self, request: GitRequest) -> None:
         """Pin the default branch once the upstream served a clone, so the repo's
