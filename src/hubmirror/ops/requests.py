@@ -91,8 +91,9 @@ async def decide(settings: Settings, decision: Decision, token: str | None) -> R
         locked = await commit_for(settings, decision.repo, decision.revision, token)
     waived = tuple(waived_blob(digest) for digest in decision.allow_unsafe)
     opened = await open_storage(settings)
+    notifier = Notifier(settings.notify_url)
     try:
-        approvals = Approvals(opened.index, notifier=Notifier(settings.notify_url))
+        approvals = Approvals(opened.index, notifier=notifier)
         return await approvals.decide(
             decision.repo,
             decision.status,
@@ -103,6 +104,7 @@ async def decide(settings: Settings, decision: Decision, token: str | None) -> R
             decision.use_mirror_token,
         )
     finally:
+        await notifier.close()
         await opened.close()
 
 
