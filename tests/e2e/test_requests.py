@@ -259,6 +259,8 @@ def test_an_approval_lets_mirror_token_users_read_a_gated_repo_with_the_mirror_t
             mirror, "approve", GATED, "--use-mirror-token", "--config", str(config)
         )
         assert approved.returncode == 0, approved.stderr
+        (row,) = listed(mirror)
+        assert (row["repo"], row["use_mirror_token"]) == (GATED, True)
         deadline = time.monotonic() + TAKES_EFFECT_SECONDS
         while (answer := fetch(url, token=member))[0] != 200:
             assert time.monotonic() < deadline, answer[1]

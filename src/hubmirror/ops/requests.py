@@ -130,4 +130,5 @@ def request_json(request: RepoRequest) -> dict[str, Any]:
         "decided_by": request.decided_by,
         "decided_at": when(request.decided_at),
         "locked_commit": request.locked_commit,
+        "use_mirror_token": request.use_mirror_token,
     }
