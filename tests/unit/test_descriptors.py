@@ -71,6 +71,27 @@ async def test_a_cancelled_caller_waits_for_its_call_to_end() -> None:
     assert ended == ["written"]
 
 
+async def test_cancelling_every_task_still_waits_for_the_call_to_end() -> None:
+    started, release = threading.Event(), threading.Event()
+    ended: list[str] = []
+
+    def slow_write() -> None:
+        started.set()
+        release.wait(10)
+        ended.append("written")
+
+    task = asyncio.create_task(finish_in_thread(slow_write))
+    await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
+    for other in asyncio.all_tasks() - {asyncio.current_task()}:
+        other.cancel()  # what asyncio.run and aiohttp do at shutdown
+    await asyncio.sleep(0.1)
+    assert not task.done()  # the thread's call is no task: nothing cancelled it
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert ended == ["written"]
+
+
 async def test_a_finished_call_returns_its_result_or_raises_its_error() -> None:
     assert await finish_in_thread(int, "42") == 42
     with pytest.raises(ValueError, match="invalid literal"):

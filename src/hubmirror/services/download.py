@@ -51,7 +51,7 @@ from hubmirror.core.hubheaders import parse_retry_after
 from hubmirror.core.types import BlobKey, RepoRef
 from hubmirror.services.pieces import Piece, plan_pieces, split_for_idle, split_for_reader
 from hubmirror.storage.blobs import BlobStore, ContentHasher, new_hasher
-from hubmirror.storage.descriptors import finish, finish_in_thread
+from hubmirror.storage.descriptors import finish, finish_in_thread, in_thread
 from hubmirror.storage.partial import PartialFile
 from hubmirror.storage.rangeset import RangeSet
 from hubmirror.upstream.client import BodyStream
@@ -454,7 +454,7 @@ class Download:
     async def _write(self, offset: int, data: bytes) -> None:
         """Write bytes at `offset` and record them; a write under way when the connection
         is cancelled (another one failed) still ends and is recorded, so a resume keeps it."""
-        writing = asyncio.ensure_future(asyncio.to_thread(self._partial.write_at, offset, data))
+        writing = in_thread(self._partial.write_at, offset, data)
         writing.add_done_callback(functools.partial(self._record_write, offset, len(data)))
         await finish(writing)
 

@@ -5,13 +5,17 @@ the thread then returns; `open_read_only` closes it instead. `asyncio.to_thread`
 write or a checkpoint, cancelled, returns at once while the thread still runs: the
 caller then closes the descriptor or removes the file under it, and the thread's late
 write lands on a reused descriptor or recreates a removed record. `finish_in_thread`
-lets the call return before the cancellation goes on.
+lets the call return before the cancellation goes on. The call is a plain future
+from `run_in_executor`, not a task: cancelling every task (as `asyncio.run` and aiohttp
+do at shutdown) cannot cancel it, so `finish` still waits for the thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +28,14 @@ T = TypeVar("T")
 async def finish_in_thread(func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
     """`func(*args, **kwargs)` in a thread; when the caller is cancelled, the call still
     runs to its end before the cancellation propagates (its outcome is then dropped)."""
-    return await finish(asyncio.ensure_future(asyncio.to_thread(func, *args, **kwargs)))
+    return await finish(in_thread(func, *args, **kwargs))
+
+
+def in_thread(func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> asyncio.Future[T]:
+    """`func(*args, **kwargs)` started in the default executor, in a copy of the current
+    context; the future is no task, so cancelling all tasks leaves it running."""
+    call = functools.partial(contextvars.copy_context().run, func, *args, **kwargs)
+    return asyncio.get_running_loop().run_in_executor(None, call)
 
 
 async def finish(call: asyncio.Future[T]) -> T:
