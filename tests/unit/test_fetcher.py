@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,7 +17,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from hubmirror.core.errors import IntegrityError, MirrorError, UpstreamUnavailableError
+from hubmirror.core.errors import (
+    BlobBusyError,
+    IntegrityError,
+    MirrorError,
+    UpstreamUnavailableError,
+)
 from hubmirror.core.metrics import MirrorMetrics
 from hubmirror.core.types import BlobKey, HashAlgorithm, RepoRef, RepoType
 from hubmirror.services.download import FetchTuning, FileOrigin, Vet
@@ -24,6 +30,7 @@ from hubmirror.services.fetcher import Fetcher
 from hubmirror.storage.blobs import BlobStore
 from hubmirror.storage.file_backend import FileBackend
 from hubmirror.storage.layout import CacheLayout
+from hubmirror.storage.partial import PartialFile
 from hubmirror.storage.sqlite_database import SqliteDatabase
 from hubmirror.storage.sqlite_index import SqliteIndex
 
@@ -339,4 +346,40 @@ async def test_a_vetted_file_keeps_its_last_byte_from_footer_reads_too(tmp_path:
     other = random.Random(6).randbytes(200_000)
     footer_bytes = await read_range(fetcher, other, FakeSource(other), 199_900, 200_000)
     assert footer_bytes == other[-100:]
+    await index.close()
+
+
+async def test_a_failed_hash_never_removes_the_next_writers_partial_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fetcher, store, index = make_fetcher(tmp_path, SEGMENTED)
+    data = random.Random(5).randbytes(100_000)
+    key = key_of(data)
+    real_discard = PartialFile.discard
+    competitors: list[PartialFile] = []
+
+    def compete() -> None:
+        """Another process starting the blob now; refused while the lock is held."""
+        if not competitors:
+            with contextlib.suppress(BlobBusyError):
+                competitors.append(store.open_partial(key, len(data)))
+
+    def discard_with_a_competitor(partial: PartialFile) -> None:
+        if partial not in competitors:
+            compete()
+        real_discard(partial)
+        if partial not in competitors:
+            compete()
+
+    monkeypatch.setattr(PartialFile, "discard", discard_with_a_competitor)
+    download = fetcher.download(key, len(data), FakeSource(b"\1" * len(data)))  # type: ignore[arg-type]
+    assert download is not None
+    with pytest.raises(IntegrityError):
+        await download.wait_done()
+    await asyncio.sleep(0)
+    [competitor] = competitors
+    on_path = os.stat(competitor.data_path)
+    held = os.fstat(competitor.descriptor)
+    assert (on_path.st_dev, on_path.st_ino) == (held.st_dev, held.st_ino)
+    competitor.close()
     await index.close()

@@ -323,7 +323,7 @@ class Download:
         a failure here (a full disk) is logged, never raised."""
         try:
             if isinstance(error, IntegrityError):
-                self._partial.close()
+                # Already discarded (and released) when the digest failed: a no-op then.
                 await finish_in_thread(self._partial.discard)
             elif self._partial.descriptor >= 0:
                 await finish_in_thread(self._partial.checkpoint, RangeSet(self.ranges))

@@ -73,7 +73,6 @@ class Fetcher:
             return None
         partial = self._store.open_partial(key, size)
         if self._store.local_size(key) == size:  # committed by another process meanwhile
-            partial.close()
             partial.discard()
             return None
         download = Download(partial, source, self._tuning, self._store, origin, self._vet)

@@ -158,7 +158,6 @@ class BlobStore:
         bytes) is its key."""
         key = partial.key
         if digest != key.hexdigest:
-            partial.close()
             await finish_in_thread(partial.discard)
             raise IntegrityError(f"upstream bytes hash to {digest}, expected {key.hexdigest}")
 

@@ -139,9 +139,18 @@ class PartialFile:
         self.close()
 
     def discard(self) -> None:
-        """Remove the data and its record (idempotent; call while holding the lock)."""
-        self.data_path.unlink(missing_ok=True)
-        self.ranges_path.unlink(missing_ok=True)
+        """Remove the data and its record while the lock is still held, then release it.
+
+        Once released, the paths may be another writer's new partial file: a discard
+        after `close` (or a second discard) removes nothing.
+        """
+        if self._descriptor < 0:
+            return
+        try:
+            self.data_path.unlink(missing_ok=True)
+            self.ranges_path.unlink(missing_ok=True)
+        finally:
+            self.close()
 
     def close(self) -> None:
         """Close the descriptor (idempotent)."""
