@@ -4,13 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 import sys
+from collections.abc import AsyncGenerator
+from pathlib import Path
 
 import pytest
 
-from hubmirror.core.errors import BlobBusyError, IntegrityError
+from hubmirror.core.errors import (
+    BlobBusyError,
+    CacheUnavailableError,
+    IntegrityError,
+    MirrorError,
+)
 from hubmirror.core.types import BlobKey, HashAlgorithm
 from hubmirror.storage.blobs import BlobStore, new_hasher
+from hubmirror.storage.file_backend import READ_CHUNK, FileBackend
+from hubmirror.storage.layout import BlobTree
+from hubmirror.storage.local_tier import LocalTier
 from hubmirror.storage.rangeset import RangeSet
 
 
@@ -136,3 +147,61 @@ async def test_a_partial_file_has_one_writer_across_processes(store: BlobStore) 
     with pytest.raises(BlobBusyError):
         store.open_partial(key, 10)  # one writer within a process too
     mine.close()
+
+
+class PausingStore(FileBackend):
+    """The object store two workers share (a folder here): a read stops after `chunks`
+    chunks until `resume` is set, then goes on or, with `fail`, fails."""
+
+    def __init__(self, tree: BlobTree, chunks: int, *, fail: bool) -> None:
+        super().__init__(tree)
+        self.chunks = chunks
+        self.fail = fail
+        self.paused, self.resume = asyncio.Event(), asyncio.Event()
+
+    async def read(self, key: BlobKey, start: int, end: int) -> AsyncGenerator[bytes]:
+        sent = 0
+        async for chunk in super().read(key, start, end):
+            yield chunk
+            sent += 1
+            if sent == self.chunks:
+                self.paused.set()
+                await self.resume.wait()
+                if self.fail:
+                    raise CacheUnavailableError("the store went away")
+
+
+async def test_two_workers_copying_one_blob_admit_only_its_exact_bytes(
+    store: BlobStore, tmp_path: Path
+) -> None:
+    data = random.Random(3).randbytes(3 * READ_CHUNK + 1000)
+    key = BlobKey(HashAlgorithm.SHA256, hashlib.sha256(data).hexdigest())
+    objects = BlobTree(tmp_path / "objects")
+    verified = tmp_path / "verified"
+    verified.write_bytes(data)
+    await FileBackend(objects).put_verified(key, verified)
+    ahead, behind = PausingStore(objects, 2, fail=False), PausingStore(objects, 1, fail=True)
+    workers = [
+        BlobStore(store.layout, backend, store._index, LocalTier(store.layout.blobs, 10**9))
+        for backend in (ahead, behind)
+    ]
+    workers[0].fill_local_copy(key, len(data))
+    (ahead_fill,) = workers[0]._fills
+    await ahead.paused.wait()
+    workers[1].fill_local_copy(key, len(data))  # the same blob, started later
+    await behind.paused.wait()
+    ahead.resume.set()
+    await ahead_fill
+    behind.resume.set()
+    for worker in workers:
+        await worker.close()
+    assert store.layout.blobs.blob_path(key).read_bytes() == data
+    assert list(store.layout.tmp_dir.iterdir()) == []
+
+
+async def test_admitting_a_file_that_is_gone_raises_a_mirror_error(
+    store: BlobStore, tmp_path: Path
+) -> None:
+    tier = LocalTier(store.layout.blobs, 10**9)
+    with pytest.raises(MirrorError, match="keep a local copy"):
+        tier.admit(BlobKey(HashAlgorithm.SHA256, "3" * 64), tmp_path / "gone", link=False)

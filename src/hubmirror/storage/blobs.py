@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import tempfile
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,15 +189,33 @@ class BlobStore:
 
     async def _fill(self, key: BlobKey, size: int) -> None:
         assert self.tier is not None
-        staged = self.layout.tmp_dir / f"copy-{key.algorithm.value}-{key.hexdigest}"
         try:
-            await self.save_copy(key, size, staged)
-            await asyncio.to_thread(self.tier.admit, key, staged, False)
+            staged = await asyncio.to_thread(self._new_staged_copy, key)
+            try:
+                await self.save_copy(key, size, staged)
+                await asyncio.to_thread(self.tier.admit, key, staged, False)
+            finally:
+                await asyncio.to_thread(staged.unlink, missing_ok=True)
         except MirrorError as error:
             logger.info("no local copy of %s: %s", key, error.message)
         finally:
             self._filling.discard(key)
-            await asyncio.to_thread(staged.unlink, missing_ok=True)
+
+    def _new_staged_copy(self, key: BlobKey) -> Path:
+        """A new empty file in tmp/ that only this fill writes (the workers of one host
+        share tmp/, and may copy the same blob at once)."""
+        with on_disk(f"copy {key}"):
+            descriptor, name = tempfile.mkstemp(
+                prefix=f"copy-{key.algorithm.value}-{key.hexdigest}-", dir=self.layout.tmp_dir
+            )
+            try:
+                os.fchmod(descriptor, 0o644)
+            except OSError:
+                os.unlink(name)
+                raise
+            finally:
+                os.close(descriptor)
+        return Path(name)
 
     async def save_copy(self, key: BlobKey, size: int, destination: Path) -> None:
         """Write a stored blob to `destination`, hashing it on the way.

@@ -72,8 +72,10 @@ class LocalTier:
 
     def admit(self, key: BlobKey, verified: Path, link: bool) -> bool:
         """Place the verified file at `verified` as the copy of `key`: hardlinked (it
-        stays where it is) or moved. False, and nothing placed, when it does not fit."""
-        size = os.stat(verified).st_size
+        stays where it is) or moved. False, and nothing placed, when it does not fit;
+        disk errors (a `verified` that is gone too) raise as MirrorError (`on_disk`)."""
+        with on_disk(f"keep a local copy of {key}"):
+            size = os.stat(verified).st_size
         if not self.fits(size):
             return False
         final = self.tree.blob_path(key)
