@@ -20,6 +20,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from hubmirror.core.errors import (
     BlobBusyError,
     IntegrityError,
+    MirrorBusyError,
     MirrorError,
     UpstreamUnavailableError,
 )
@@ -382,4 +383,20 @@ async def test_a_failed_hash_never_removes_the_next_writers_partial_file(
     held = os.fstat(competitor.descriptor)
     assert (on_path.st_dev, on_path.st_ino) == (held.st_dev, held.st_ino)
     competitor.close()
+    await index.close()
+
+
+async def test_a_download_stopped_before_it_ran_releases_its_file_and_readers(
+    tmp_path: Path,
+) -> None:
+    fetcher, store, index = make_fetcher(tmp_path, SEGMENTED)
+    data = random.Random(6).randbytes(100_000)
+    key = key_of(data)
+    download = fetcher.download(key, len(data), FakeSource(data))  # type: ignore[arg-type]
+    assert download is not None
+    await fetcher.close()  # at once: the download's task never ran
+    with pytest.raises(MirrorBusyError):
+        await asyncio.wait_for(download.wait_done(), 10)
+    assert fetcher.inflight(key) is None
+    store.open_partial(key, len(data)).close()  # the lock is free
     await index.close()

@@ -270,6 +270,15 @@ class Download:
         raises the download's error."""
         return await asyncio.shield(self._done)
 
+    def abandon(self) -> None:
+        """For a download whose `run` never ran (its task cancelled first): release the
+        partial file and its lock, and fail its readers as a cancelled run does. A no-op
+        once the download finished."""
+        if self.finished:
+            return
+        self._partial.close()
+        self._finish(MirrorBusyError("download cancelled: the mirror is stopping"))
+
     # fetching -------------------------------------------------------------------------
     async def run(self) -> Path | None:
         """Fetch what is missing, verify, commit. Raises MirrorError on failure.

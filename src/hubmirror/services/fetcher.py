@@ -94,7 +94,8 @@ class Fetcher:
         finally:
             # At once, before any bookkeeping waits: the next request for the blob must
             # start afresh (or find it stored), not join a download that ended.
-            self._inflight.pop(download.key, None)
+            if self._inflight.get(download.key) is download:
+                del self._inflight[download.key]
         if isinstance(failure, IntegrityError):
             await self._count_fetched(download, "corrupt")
             self._metrics.verification_failures.inc()
@@ -120,7 +121,14 @@ class Fetcher:
         self._metrics.downloads.labels(outcome).inc()
 
     def _forget_task(self, task: asyncio.Task[None]) -> None:
-        self._tasks.pop(task, None)
+        """Forget an ended task; a download it never ran (cancelled before its first
+        step) is abandoned and forgotten here, as its run would have done."""
+        download = self._tasks.pop(task, None)
+        if download is None or download.finished:
+            return
+        download.abandon()
+        if self._inflight.get(download.key) is download:
+            del self._inflight[download.key]
 
     async def close(self) -> None:
         """Stop every running download (their complete ranges stay on disk to resume);
