@@ -64,3 +64,21 @@ async def test_a_download_stopped_by_the_other_process_fails_its_readers(
     assert waiting is not None
     with pytest.raises(MirrorBusyError):
         await waiting.wait_done()
+
+
+async def test_a_follower_of_a_discarded_download_never_sends_its_old_bytes(
+    store: BlobStore,
+) -> None:
+    corrupt = store.open_partial(KEY, len(DATA))  # "the other process", fed wrong bytes
+    corrupt.write_at(0, b"\0" * len(DATA))
+    corrupt.checkpoint(RangeSet([(0, len(DATA) // 2)]))
+    follower = ForeignDownload.follow(store, KEY, len(DATA))
+    assert follower is not None
+    corrupt.discard()  # its hash failed; a third process then downloads afresh
+    good = store.open_partial(KEY, len(DATA))
+    good.write_at(0, DATA)
+    good.checkpoint(RangeSet([(0, len(DATA))]))
+    await store.commit(good, KEY.hexdigest)
+    received = windows(follower, 0, len(DATA))
+    with pytest.raises(MirrorBusyError, match="replaced"):
+        await anext(received)  # not the discarded file's zeros

@@ -7,7 +7,9 @@ follows the sidecar and sends what it lists. The last byte of a whole-file read 
 a long tail) waits until the blob is stored, which the other process does only after
 its hash matched. If the other process stops without storing it (killed, failed), the
 read fails: the client resumes, and the retry downloads the blob here, from where the
-other process left off.
+other process left off. If the file this reader opened is not the one at the partial
+path (nor the stored blob) any more, it was discarded and another download started
+afresh there: its bytes are not the blob's, and the read fails the same way.
 """
 
 from __future__ import annotations
@@ -89,11 +91,13 @@ class ForeignDownload:
         position = start
         while position < end:
             if await self._stored():
+                await self._ensure_same_file()
                 yield position, end - position
                 return
             ranges = await self._recorded()
             limit = min(ranges.covered_until(position), verified_end)
             if limit > position:
+                await self._ensure_same_file()
                 yield position, limit - position
                 position = limit
                 continue
@@ -113,5 +117,32 @@ class ForeignDownload:
                 f"the other process downloading {self.key} stopped; retry to resume"
             )
 
+    async def _ensure_same_file(self) -> None:
+        """Raise unless this reader's descriptor is still the file at the partial path
+        or the stored blob's file (the download it followed was discarded, say)."""
+        if not await asyncio.to_thread(self._reads_current_file):
+            raise MirrorBusyError(
+                f"the download of {self.key} this read followed was replaced; retry"
+            )
+
+    def _reads_current_file(self) -> bool:
+        """True unless a file is at the partial path or the blob's local path and none
+        is this reader's: with neither there (an object store's blob without a local
+        copy), nothing tells, and the stored blob's record is trusted."""
+        held = os.fstat(self._descriptor)
+        paths = (self._store.layout.partial_path(self.key), self._store.local_path(self.key))
+        found = [_inode(path) for path in paths if path is not None]
+        present = [inode for inode in found if inode is not None]
+        return not present or (held.st_dev, held.st_ino) in present
+
     async def _stored(self) -> bool:
         return await self._store.stored_size(self.key) == self.size
+
+
+def _inode(path: Path) -> tuple[int, int] | None:
+    """The device and inode of the file at `path` (None when there is none)."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
