@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import random
 import sys
@@ -94,6 +95,30 @@ async def test_checkpointed_ranges_survive_a_reopen(store: BlobStore) -> None:
     other_size = store.open_partial(key, 999)
     assert other_size.recovered == RangeSet()
     other_size.close()
+
+
+async def test_a_file_stored_between_open_and_lock_is_never_written(
+    store: BlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = BlobKey(HashAlgorithm.SHA256, "3" * 64)
+    earlier = store.open_partial(key, 100)
+    earlier.write_at(0, b"s" * 100)
+    stored = store.layout.tmp_dir / "stored-blob"
+    real_flock = fcntl.flock
+    moved: list[bool] = []
+
+    def store_then_lock(descriptor: int, operation: int) -> None:
+        if not moved:  # the earlier writer stores its file (a rename) and lets go
+            earlier.data_path.rename(stored)
+            earlier.close()
+            moved.append(True)
+        real_flock(descriptor, operation)
+
+    monkeypatch.setattr(fcntl, "flock", store_then_lock)
+    later = store.open_partial(key, 100)
+    assert stored.read_bytes() == b"s" * 100  # the stored file was not truncated
+    assert later.data_path.exists() and later.recovered == RangeSet()
+    later.close()
 
 
 async def test_a_record_without_its_data_file_is_not_trusted(store: BlobStore) -> None:

@@ -23,6 +23,8 @@ from hubmirror.storage.layout import CacheLayout
 from hubmirror.storage.rangeset import RangeSet
 
 SIDECAR_VERSION = 1
+# Opens of a partial file that another writer stored or removed under it, before giving up.
+OPEN_ATTEMPTS = 3
 
 
 def recorded_ranges(ranges_path: Path, size: int) -> RangeSet:
@@ -39,6 +41,16 @@ def recorded_ranges(ranges_path: Path, size: int) -> RangeSet:
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return RangeSet()
+
+
+def _is_at(descriptor: int, path: Path) -> bool:
+    """Whether the file open on `descriptor` is the one at `path` now."""
+    held = os.fstat(descriptor)
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (found.st_dev, found.st_ino) == (held.st_dev, held.st_ino)
 
 
 def held_by_another(descriptor: int) -> bool:
@@ -60,14 +72,7 @@ class PartialFile:
         self.size = size
         self.data_path = layout.partial_path(key)
         self.ranges_path = layout.partial_ranges_path(key)
-        with on_disk(f"start the download of {key}"):
-            self._descriptor = os.open(self.data_path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            # One writer per blob across processes (a server and a prefetch, say).
-            fcntl.flock(self._descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(self._descriptor)
-            raise BlobBusyError(f"{key} is being downloaded by another process") from None
+        self._descriptor = self._open_locked()
         try:
             with on_disk(f"start the download of {key}"):
                 self.recovered = self._load_ranges()
@@ -78,6 +83,27 @@ class PartialFile:
         except BaseException:
             self.close()
             raise
+
+    def _open_locked(self) -> int:
+        """A descriptor on the file at `data_path`, holding its writer's lock.
+
+        One writer per blob across processes (a server and a prefetch, say). The lock
+        is taken after the open: if the writer that held it meanwhile stored (renamed)
+        or discarded the file, the lock is on a file no longer at the path, and writing
+        it would truncate a stored blob or fill a removed file. Then open again.
+        """
+        for _ in range(OPEN_ATTEMPTS):
+            with on_disk(f"start the download of {self.key}"):
+                descriptor = os.open(self.data_path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(descriptor)
+                raise BlobBusyError(f"{self.key} is being downloaded by another process") from None
+            if _is_at(descriptor, self.data_path):
+                return descriptor
+            os.close(descriptor)
+        raise BlobBusyError(f"{self.key} keeps being stored or removed by another process")
 
     @property
     def missing_bytes(self) -> int:
