@@ -272,3 +272,19 @@ def test_an_approval_lets_mirror_token_users_read_a_gated_repo_with_the_mirror_t
         assert probes and probes[-1].authorization == f"Bearer {VALID_TOKEN}"
     reads = json_lines(mirror, "audit", "--repo", GATED, "--json")
     assert any(r["user"] == digest[:8] and r["result"] == "ok" for r in reads)
+
+
+def test_a_request_under_require_token_names_the_mirror_user(
+    fake_hub: FakeHub, tmp_path: Path
+) -> None:
+    member = "hm-member-secret"
+    digest = hashlib.sha256(member.encode()).hexdigest()
+    config = tmp_path / "hubmirror.toml"
+    config.write_text(f'[policy]\nmode = "allowlist"\n[access]\ntokens = ["sha256:{digest}"]\n')
+    with running_mirror(
+        tmp_path / "cache", fake_hub.url, "--config", str(config), "--require-token"
+    ) as mirror:
+        status, headers, _ = fetch(f"{mirror.url}/api/models/{TINY}", token=member)
+        assert (status, headers["X-Error-Code"]) == (403, "RepoNotFound")
+        (pending,) = listed(mirror, "--status", "pending")
+        assert pending["requester"] == digest[:8]  # not the client's address

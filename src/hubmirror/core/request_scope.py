@@ -1,5 +1,5 @@
 """What one client request carries down to the calls it causes, without every signature
-in between passing it on: the deadline of its answer, the client's address and, back
+in between passing it on: the deadline of its answer, who asked and, back
 up, the upstream that served it.
 
 `web.deadlines` sets both when a request starts; `upstream.pool` shares what is left of
@@ -16,10 +16,10 @@ import contextvars
 REQUEST_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "request_deadline", default=None
 )
-# The client's address (the proxy's client with --trust-forwarded), for who asked.
-CLIENT_ADDRESS: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "client_address", default=None
-)
+# Who asked, when the request carries no Hub token: the mirror user (a hash prefix of
+# the mirror token, with --require-token), else the client's address (the proxy's
+# client with --trust-forwarded).
+ASKED_BY: contextvars.ContextVar[str | None] = contextvars.ContextVar("asked_by", default=None)
 # The upstream whose answer this request used (for `X-Mirror-Upstream`).
 SERVED_BY: contextvars.ContextVar[str | None] = contextvars.ContextVar("served_by", default=None)
 

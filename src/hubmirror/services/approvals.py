@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 from hubmirror.core.access import ANONYMOUS, log_label, token_hash
 from hubmirror.core.errors import MirrorError
-from hubmirror.core.request_scope import CLIENT_ADDRESS
+from hubmirror.core.request_scope import ASKED_BY
 from hubmirror.core.types import BlobKey, RepoRef, RequestStatus
 from hubmirror.services.notify import Notifier
 from hubmirror.services.shared_audit import audit_admin_event
@@ -34,11 +34,12 @@ DEFAULT_CONTACT = "this mirror's administrators"
 
 def requester_of(headers: Mapping[str, str]) -> str:
     """Who asks, as a request records it: the token's hash prefix, or for anonymous
-    callers the client's address (never the token itself)."""
+    callers the mirror user (with --require-token) or the client's address (never a
+    token itself)."""
     authorization = headers.get("Authorization")
     if token_hash(authorization) != ANONYMOUS:
         return log_label(authorization)
-    return CLIENT_ADDRESS.get() or ANONYMOUS
+    return ASKED_BY.get() or ANONYMOUS
 
 
 class Approvals:

@@ -16,17 +16,17 @@ from collections.abc import Awaitable
 from aiohttp import web
 
 from hubmirror.core.errors import UpstreamTimeoutError
-from hubmirror.core.request_scope import CLIENT_ADDRESS, REQUEST_DEADLINE, SERVED_BY
+from hubmirror.core.request_scope import ASKED_BY, REQUEST_DEADLINE, SERVED_BY
 
 UPSTREAM_HEADER = "X-Mirror-Upstream"
 
 
 def start_deadline(seconds: float, client: str | None = None) -> None:
     """Give the request being handled `seconds` of upstream patience from now, and
-    note the client's address."""
+    note who asks (`client`: a mirror user or the client's address)."""
     # Requests of one keep-alive connection share a task (and its context): reset.
     REQUEST_DEADLINE.set(time.monotonic() + seconds)
-    CLIENT_ADDRESS.set(client)
+    ASKED_BY.set(client)
     SERVED_BY.set(None)
 
 

@@ -22,7 +22,7 @@ from aiohttp.typedefs import Middleware
 
 from hubmirror.core.errors import CacheUnavailableError, MirrorError
 from hubmirror.core.metrics import MirrorMetrics
-from hubmirror.web.auth import Admission
+from hubmirror.web.auth import MIRROR_USER_KEY, Admission
 from hubmirror.web.deadlines import start_deadline
 from hubmirror.web.errors import error_response, unexpected_error_response
 from hubmirror.web.metrics import ABORTED, route_label
@@ -64,7 +64,7 @@ def edge_middleware(
         route = route_label(request)
         try:
             admission.admit(request)
-            start_deadline(answer_timeout, request.remote)
+            start_deadline(answer_timeout, request.get(MIRROR_USER_KEY) or request.remote)
             response = await handler(request)
         except MirrorError as error:
             if isinstance(error, CacheUnavailableError):
