@@ -14,7 +14,6 @@ nothing is scanned. An administrator may waive the findings of one blob
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 
@@ -25,7 +24,8 @@ from hubmirror.core.metrics import MirrorMetrics
 from hubmirror.core.types import BlobKey, RepoRef, RepoType
 from hubmirror.services.download import FileOrigin
 from hubmirror.services.notify import Notifier
-from hubmirror.services.pickle_scan import ScanVerdict, is_scanned, scan_file
+from hubmirror.services.pickle_scan import ScanVerdict, is_scanned
+from hubmirror.services.scan_process import scan_in_child
 from hubmirror.storage.index import Index, ScanRecord
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class ScanGate:
         if not self.applies(origin):
             return
         assert origin is not None
-        outcome = await asyncio.to_thread(scan_file, location, origin.path)
+        outcome = await scan_in_child(location, origin.path)
         self._metrics.scanned_files.labels(outcome.verdict.value).inc()
         await self._index.set_scan_verdict(key, outcome.verdict.value, outcome.findings)
         self._records.pop(key, None)
