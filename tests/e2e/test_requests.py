@@ -238,16 +238,23 @@ def test_events_reach_the_webhook_and_an_approval_can_prefetch(
         assert (blocked["path"], blocked["findings"]) == ("evil.pkl", ["posix.system"])
 
 
+MEMBER = "hm-member-secret"
+MEMBER_DIGEST = hashlib.sha256(MEMBER.encode()).hexdigest()
+
+
+def member_config(tmp_path: Path, settings: str) -> Path:
+    """A configuration with `settings` whose [access] admits the MEMBER token."""
+    config = tmp_path / "hubmirror.toml"
+    config.write_text(f'{settings}[access]\ntokens = ["sha256:{MEMBER_DIGEST}"]\n')
+    return config
+
+
 def test_an_approval_lets_mirror_token_users_read_a_gated_repo_with_the_mirror_token(
     fake_hub: FakeHub, tmp_path: Path
 ) -> None:
-    member = "hm-member-secret"
-    digest = hashlib.sha256(member.encode()).hexdigest()
-    config = tmp_path / "hubmirror.toml"
-    config.write_text(
-        f'[[upstream]]\nurl = "{fake_hub.url}"\ntoken = "{VALID_TOKEN}"\n'
-        f'[access]\ntokens = ["sha256:{digest}"]\n'
-    )
+    member, digest = MEMBER, MEMBER_DIGEST
+    upstream = f'[[upstream]]\nurl = "{fake_hub.url}"\ntoken = "{VALID_TOKEN}"\n'
+    config = member_config(tmp_path, upstream)
     gated = hub_file(fake_hub, GATED, "weights.bin")
     with running_mirror(
         tmp_path / "cache", "", "--config", str(config), "--require-token"
@@ -277,10 +284,8 @@ def test_an_approval_lets_mirror_token_users_read_a_gated_repo_with_the_mirror_t
 def test_a_request_under_require_token_names_the_mirror_user(
     fake_hub: FakeHub, tmp_path: Path
 ) -> None:
-    member = "hm-member-secret"
-    digest = hashlib.sha256(member.encode()).hexdigest()
-    config = tmp_path / "hubmirror.toml"
-    config.write_text(f'[policy]\nmode = "allowlist"\n[access]\ntokens = ["sha256:{digest}"]\n')
+    member, digest = MEMBER, MEMBER_DIGEST
+    config = member_config(tmp_path, '[policy]\nmode = "allowlist"\n')
     with running_mirror(
         tmp_path / "cache", fake_hub.url, "--config", str(config), "--require-token"
     ) as mirror:
