@@ -74,9 +74,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     if route.endpoint is Endpoint.REPO_INFO and set(request.query) - {"blobs"}:
         return await _forward_repo_info(request, route, mirror)
     if route.endpoint is Endpoint.FORWARD:
-        return await handle_forward(
-            request, mirror.upstream, [u.url for u in mirror.settings.upstream_list()]
-        )
+        return await _forward(request, mirror)
     if route.endpoint is Endpoint.POLICY_RELOAD:
         reload_settings = request.app[RELOAD_KEY]
         if reload_settings is None:
@@ -113,9 +111,13 @@ async def _forward_repo_info(
     await mirror.revisions.resolve(route.repo, revision, client_headers(request))
     if mirror.guard.locked_commit(route.repo) is not None:
         return await handle_metadata(request, route, mirror.metadata)
-    return await handle_forward(
-        request, mirror.upstream, [u.url for u in mirror.settings.upstream_list()]
-    )
+    return await _forward(request, mirror)
+
+
+async def _forward(request: web.Request, mirror: Mirror) -> web.StreamResponse:
+    """The request as the upstream answers it (BYPASS)."""
+    upstream_origins = [u.url for u in mirror.settings.upstream_list()]
+    return await handle_forward(request, mirror.upstream, upstream_origins)
 
 
 _MIRROR_PAGES = frozenset(

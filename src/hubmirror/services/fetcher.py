@@ -94,8 +94,7 @@ class Fetcher:
         finally:
             # At once, before any bookkeeping waits: the next request for the blob must
             # start afresh (or find it stored), not join a download that ended.
-            if self._inflight.get(download.key) is download:
-                del self._inflight[download.key]
+            self._forget(download)
         if isinstance(failure, IntegrityError):
             await self._count_fetched(download, "corrupt")
             self._metrics.verification_failures.inc()
@@ -127,6 +126,10 @@ class Fetcher:
         if download is None or download.finished:
             return
         download.abandon()
+        self._forget(download)
+
+    def _forget(self, download: Download) -> None:
+        """Drop `download` from the running ones, unless another took its key since."""
         if self._inflight.get(download.key) is download:
             del self._inflight[download.key]
 

@@ -24,7 +24,12 @@ from hubmirror.core.errors import MirrorBusyError
 from hubmirror.core.types import BlobKey
 from hubmirror.services.download import LONGEST_UNVERIFIED_TAIL
 from hubmirror.storage.blobs import BlobStore
-from hubmirror.storage.partial import held_by_another, recorded_ranges
+from hubmirror.storage.partial import (
+    file_identity,
+    held_by_another,
+    identity_of,
+    recorded_ranges,
+)
 from hubmirror.storage.rangeset import RangeSet
 
 FOLLOW_SECONDS = 0.1
@@ -129,20 +134,10 @@ class ForeignDownload:
         """True unless a file is at the partial path or the blob's local path and none
         is this reader's: with neither there (an object store's blob without a local
         copy), nothing tells, and the stored blob's record is trusted."""
-        held = os.fstat(self._descriptor)
         paths = (self._store.layout.partial_path(self.key), self._store.local_path(self.key))
-        found = [_inode(path) for path in paths if path is not None]
-        present = [inode for inode in found if inode is not None]
-        return not present or (held.st_dev, held.st_ino) in present
+        found = [file_identity(path) for path in paths if path is not None]
+        present = [identity for identity in found if identity is not None]
+        return not present or identity_of(self._descriptor) in present
 
     async def _stored(self) -> bool:
         return await self._store.stored_size(self.key) == self.size
-
-
-def _inode(path: Path) -> tuple[int, int] | None:
-    """The device and inode of the file at `path` (None when there is none)."""
-    try:
-        found = os.stat(path)
-    except OSError:
-        return None
-    return found.st_dev, found.st_ino

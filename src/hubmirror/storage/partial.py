@@ -43,14 +43,19 @@ def recorded_ranges(ranges_path: Path, size: int) -> RangeSet:
         return RangeSet()
 
 
-def _is_at(descriptor: int, path: Path) -> bool:
-    """Whether the file open on `descriptor` is the one at `path` now."""
-    held = os.fstat(descriptor)
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """The device and inode of the file at `path` now (None when there is none)."""
     try:
         found = os.stat(path)
-    except FileNotFoundError:
-        return False
-    return (found.st_dev, found.st_ino) == (held.st_dev, held.st_ino)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
+def identity_of(descriptor: int) -> tuple[int, int]:
+    """The device and inode of the file open on `descriptor`."""
+    held = os.fstat(descriptor)
+    return held.st_dev, held.st_ino
 
 
 def held_by_another(descriptor: int) -> bool:
@@ -100,7 +105,7 @@ class PartialFile:
             except BlockingIOError:
                 os.close(descriptor)
                 raise BlobBusyError(f"{self.key} is being downloaded by another process") from None
-            if _is_at(descriptor, self.data_path):
+            if file_identity(self.data_path) == identity_of(descriptor):
                 return descriptor
             os.close(descriptor)
         raise BlobBusyError(f"{self.key} keeps being stored or removed by another process")
