@@ -152,6 +152,11 @@ def test_an_approval_locked_to_a_tag_serves_that_commit_for_every_branch(
     assert api.model_info(TINY, revision="dev").sha == first.sha
     with pytest.raises(RevisionNotFoundError, match="is approved on this mirror"):
         api.model_info(TINY, revision=latest.sha)
+    # A waiver alone (the command an unsafe file's refusal names) keeps the lock.
+    waived = requests_cli(mirror, "approve", TINY, "--allow-unsafe", "e" * 64)
+    assert waived.returncode == 0, waived.stderr
+    (row,) = listed(mirror, "--status", "approved")
+    assert row["locked_commit"] == first.sha
     # Info the mirror would forward (securityStatus) is the locked commit's too.
     assert api.model_info(TINY, securityStatus=True).sha == first.sha
     status, _, body = fetch(f"{mirror.url}/api/models/{TINY}?expand=sha")

@@ -277,6 +277,7 @@ def build_pickled_model() -> FakeRepo:
         [
             FakeFile("pytorch_model.bin", _torch_style_zip(evil), lfs=True),
             FakeFile("evil.pkl", evil),
+            FakeFile("notes.dat", evil),  # the same blob, under a name that is not scanned
             FakeFile("harmless.pkl", pickle.dumps({"weights": [1.0, 2.0, 3.0]})),
             FakeFile("model.safetensors", random_bytes(30, 64 * 1024), lfs=True),
             text_file("README.md", "# pickled-model\n"),
