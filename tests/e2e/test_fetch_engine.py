@@ -98,10 +98,7 @@ def test_a_reader_far_ahead_of_a_connection_gets_a_connection_of_its_own(
 ) -> None:
     blob = hub_file(throttled_hub, BIG, "big.bin")
     two_halves = ("--segment-threshold", "1M", "--segment-size", "12M")
-    # A .bin may be a pickle, whose footer waits for the scanner: not this test's subject.
-    unscanned = tmp_path / "hubmirror.toml"
-    unscanned.write_text('[policy]\nscan = "off"\n')
-    flags = (*two_halves, "--upstream-connections", "2", "--config", str(unscanned))
+    flags = (*two_halves, "--upstream-connections", "2")
     with running_mirror(tmp_path / "cache", throttled_hub.url, *flags) as mirror:
         url = f"{mirror.url}/{BIG}/resolve/main/big.bin"
         before = throttled_hub.bytes_sent_for(blob.sha256)

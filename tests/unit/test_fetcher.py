@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import os
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,20 +17,17 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from hubmirror.core.errors import (
-    BlobBusyError,
     IntegrityError,
-    MirrorBusyError,
     MirrorError,
     UpstreamUnavailableError,
 )
 from hubmirror.core.metrics import MirrorMetrics
-from hubmirror.core.types import BlobKey, HashAlgorithm, RepoRef, RepoType
-from hubmirror.services.download import FetchTuning, FileOrigin, Vet
+from hubmirror.core.types import BlobKey, HashAlgorithm
+from hubmirror.services.download import FetchTuning, Vet
 from hubmirror.services.fetcher import Fetcher
 from hubmirror.storage.blobs import BlobStore
 from hubmirror.storage.file_backend import FileBackend
 from hubmirror.storage.layout import CacheLayout
-from hubmirror.storage.partial import PartialFile
 from hubmirror.storage.sqlite_database import SqliteDatabase
 from hubmirror.storage.sqlite_index import SqliteIndex
 
@@ -303,100 +299,4 @@ async def test_segments_dropped_together_retry_after_different_delays(
     assert len(delays) == 4
     assert all(isinstance(delay, float) and 0.0 <= delay < 0.02 for delay in delays)
     assert len(set(delays)) == 4
-    await index.close()
-
-
-class Refusing:
-    """Looks at `.pkl` files only, and keeps every one back once released."""
-
-    def __init__(self) -> None:
-        self.called, self.release = asyncio.Event(), asyncio.Event()
-
-    def applies(self, origin: FileOrigin | None) -> bool:
-        return origin is not None and origin.path.endswith(".pkl")
-
-    async def vet(self, key: BlobKey, location: Path, origin: FileOrigin | None) -> None:
-        self.called.set()  # every byte arrived and matched the hash
-        await self.release.wait()
-        raise IntegrityError(f"{origin} is kept back")
-
-
-async def test_a_vetted_file_keeps_its_last_byte_from_footer_reads_too(tmp_path: Path) -> None:
-    refusing = Refusing()
-    fetcher, _store, index = make_fetcher(tmp_path, SEGMENTED, refusing)
-    data = random.Random(5).randbytes(200_000)
-    origin = FileOrigin(RepoRef(RepoType.MODEL, "org/repo"), "c" * 40, "evil.pkl")
-    download = fetcher.download(key_of(data), len(data), FakeSource(data), origin)  # type: ignore[arg-type]
-    assert download is not None
-    received = bytearray()
-
-    async def read_footer() -> None:
-        async for chunk in download.read(len(data) - 100, len(data)):
-            received.extend(chunk)
-
-    footer = asyncio.create_task(read_footer())
-    await asyncio.wait_for(refusing.called.wait(), 10)
-    with pytest.raises(TimeoutError):  # still waiting, for the last byte only
-        await asyncio.wait_for(asyncio.shield(footer), 0.3)
-    assert bytes(received) == data[-100:-1]
-    refusing.release.set()
-    with pytest.raises(IntegrityError, match="kept back"):
-        await footer
-    assert bytes(received) == data[-100:-1]
-    # A file the vet does not look at (no origin here) serves its footer as usual.
-    other = random.Random(6).randbytes(200_000)
-    footer_bytes = await read_range(fetcher, other, FakeSource(other), 199_900, 200_000)
-    assert footer_bytes == other[-100:]
-    await index.close()
-
-
-async def test_a_failed_hash_never_removes_the_next_writers_partial_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fetcher, store, index = make_fetcher(tmp_path, SEGMENTED)
-    data = random.Random(5).randbytes(100_000)
-    key = key_of(data)
-    real_discard = PartialFile.discard
-    competitors: list[PartialFile] = []
-
-    def compete() -> None:
-        """Another process starting the blob now; refused while the lock is held."""
-        if not competitors:
-            with contextlib.suppress(BlobBusyError):
-                competitors.append(store.open_partial(key, len(data)))
-
-    def discard_with_a_competitor(partial: PartialFile) -> None:
-        if partial not in competitors:
-            compete()
-        real_discard(partial)
-        if partial not in competitors:
-            compete()
-
-    monkeypatch.setattr(PartialFile, "discard", discard_with_a_competitor)
-    download = fetcher.download(key, len(data), FakeSource(b"\1" * len(data)))  # type: ignore[arg-type]
-    assert download is not None
-    with pytest.raises(IntegrityError):
-        await download.wait_done()
-    await asyncio.sleep(0)
-    [competitor] = competitors
-    on_path = os.stat(competitor.data_path)
-    held = os.fstat(competitor.descriptor)
-    assert (on_path.st_dev, on_path.st_ino) == (held.st_dev, held.st_ino)
-    competitor.close()
-    await index.close()
-
-
-async def test_a_download_stopped_before_it_ran_releases_its_file_and_readers(
-    tmp_path: Path,
-) -> None:
-    fetcher, store, index = make_fetcher(tmp_path, SEGMENTED)
-    data = random.Random(6).randbytes(100_000)
-    key = key_of(data)
-    download = fetcher.download(key, len(data), FakeSource(data))  # type: ignore[arg-type]
-    assert download is not None
-    await fetcher.close()  # at once: the download's task never ran
-    with pytest.raises(MirrorBusyError):
-        await asyncio.wait_for(download.wait_done(), 10)
-    assert fetcher.inflight(key) is None
-    store.open_partial(key, len(data)).close()  # the lock is free
     await index.close()

@@ -126,8 +126,7 @@ class Vet(Protocol):
     scanner); raising keeps them back."""
 
     def applies(self, origin: FileOrigin | None) -> bool:
-        """Whether downloads of this file are looked at: their readers then get the
-        last byte only after the verdict, whatever range they read."""
+        """Whether downloads of this file are looked at (before they are stored)."""
 
     async def vet(self, key: BlobKey, location: Path, origin: FileOrigin | None) -> None:
         """Raise to keep the verified bytes at `location` from being stored."""
@@ -546,13 +545,14 @@ class Download:
     async def spans(self, start: int, end: int) -> AsyncGenerator[tuple[int, int]]:
         """Yield `(offset, length)` windows of `[start, end)` as they land on disk.
 
-        For a read of the whole blob or of a long tail (or any read of a file that is
-        vetted), the final byte is only part of a window once the hash is verified (and
-        the file vetted); a failed download raises its error here.
+        For a read of the whole blob or of a long tail, the final byte is only part of
+        a window once the hash is verified (and the file vetted); a failed download
+        raises its error here. Footer reads are served as bytes arrive, vetted files'
+        too: they complete no client's copy, and holding a pickle's last byte (always
+        its STOP opcode, `.`) would keep nothing from a client stitching ranges.
         """
         verified_end = end
-        long_read = start == 0 or end - start > LONGEST_UNVERIFIED_TAIL
-        if end == self.size and (long_read or self._vet is not None):
+        if end == self.size and (start == 0 or end - start > LONGEST_UNVERIFIED_TAIL):
             verified_end = self.size - 1
         self._readers += 1
         try:
