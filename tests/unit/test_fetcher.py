@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,17 +18,20 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from hubmirror.core.errors import (
+    BlobBusyError,
     IntegrityError,
+    MirrorBusyError,
     MirrorError,
     UpstreamUnavailableError,
 )
 from hubmirror.core.metrics import MirrorMetrics
 from hubmirror.core.types import BlobKey, HashAlgorithm
-from hubmirror.services.download import FetchTuning, Vet
+from hubmirror.services.download import FetchTuning
 from hubmirror.services.fetcher import Fetcher
 from hubmirror.storage.blobs import BlobStore
 from hubmirror.storage.file_backend import FileBackend
 from hubmirror.storage.layout import CacheLayout
+from hubmirror.storage.partial import PartialFile
 from hubmirror.storage.sqlite_database import SqliteDatabase
 from hubmirror.storage.sqlite_index import SqliteIndex
 
@@ -97,14 +101,12 @@ class FakeSource:
         pass
 
 
-def make_fetcher(
-    root: Path, tuning: FetchTuning, vet: Vet | None = None
-) -> tuple[Fetcher, BlobStore, SqliteIndex]:
+def make_fetcher(root: Path, tuning: FetchTuning) -> tuple[Fetcher, BlobStore, SqliteIndex]:
     layout = CacheLayout(root)
     layout.create_dirs()
     index = SqliteIndex(SqliteDatabase(layout.index_path))
     store = BlobStore(layout, FileBackend(layout.blobs), index)
-    return Fetcher(store, index, tuning, MirrorMetrics(), vet=vet), store, index
+    return Fetcher(store, index, tuning, MirrorMetrics()), store, index
 
 
 def key_of(data: bytes) -> BlobKey:
@@ -299,4 +301,56 @@ async def test_segments_dropped_together_retry_after_different_delays(
     assert len(delays) == 4
     assert all(isinstance(delay, float) and 0.0 <= delay < 0.02 for delay in delays)
     assert len(set(delays)) == 4
+    await index.close()
+
+
+async def test_a_failed_hash_never_removes_the_next_writers_partial_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fetcher, store, index = make_fetcher(tmp_path, SEGMENTED)
+    data = random.Random(5).randbytes(100_000)
+    key = key_of(data)
+    real_discard = PartialFile.discard
+    competitors: list[PartialFile] = []
+
+    def compete() -> None:
+        """Another process starting the blob now; refused while the lock is held."""
+        if not competitors:
+            with contextlib.suppress(BlobBusyError):
+                competitors.append(store.open_partial(key, len(data)))
+
+    def discard_with_a_competitor(partial: PartialFile) -> None:
+        if partial not in competitors:
+            compete()
+        real_discard(partial)
+        if partial not in competitors:
+            compete()
+
+    monkeypatch.setattr(PartialFile, "discard", discard_with_a_competitor)
+    download = fetcher.download(key, len(data), FakeSource(b"\1" * len(data)))  # type: ignore[arg-type]
+    assert download is not None
+    with pytest.raises(IntegrityError):
+        await download.wait_done()
+    await asyncio.sleep(0)
+    [competitor] = competitors
+    on_path = os.stat(competitor.data_path)
+    held = os.fstat(competitor.descriptor)
+    assert (on_path.st_dev, on_path.st_ino) == (held.st_dev, held.st_ino)
+    competitor.close()
+    await index.close()
+
+
+async def test_a_download_stopped_before_it_ran_releases_its_file_and_readers(
+    tmp_path: Path,
+) -> None:
+    fetcher, store, index = make_fetcher(tmp_path, SEGMENTED)
+    data = random.Random(6).randbytes(100_000)
+    key = key_of(data)
+    download = fetcher.download(key, len(data), FakeSource(data))  # type: ignore[arg-type]
+    assert download is not None
+    await fetcher.close()  # at once: the download's task never ran
+    with pytest.raises(MirrorBusyError):
+        await asyncio.wait_for(download.wait_done(), 10)
+    assert fetcher.inflight(key) is None
+    store.open_partial(key, len(data)).close()  # the lock is free
     await index.close()
